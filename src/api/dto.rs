@@ -1,0 +1,139 @@
+//! Wire types of the HSS API: the only place that derives `Deserialize` from Huawei's format.
+//!
+//! Every field of Huawei's models is an optional pointer in their SDKs, so every field here
+//! is optional too; registry items stay raw JSON objects so that unknown keys survive.
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+/// The body of a `ListRegistry` answer: `{"total_num": .., "data_list": [..]}`.
+#[derive(Debug, Deserialize)]
+pub struct ListRegistryResponse {
+    /// How many registries match the query in all, when the API says so.
+    #[serde(default)]
+    pub total_num: Option<i64>,
+    /// The registries of this page, each as the JSON object received.
+    #[serde(default)]
+    pub data_list: Option<Vec<Map<String, Value>>>,
+}
+
+/// One page of `ListRegistry`, as the client hands it to the sync engine.
+#[derive(Debug, Clone)]
+pub struct RegistryPage {
+    /// `total_num` of the answer, when present.
+    pub total_num: Option<i64>,
+    /// The items of `data_list` (an absent or null list reads as empty).
+    pub items: Vec<Map<String, Value>>,
+    /// Huawei's request id (`X-Request-Id`), for support tickets.
+    pub request_id: Option<String>,
+}
+
+/// A Huawei error body. Huawei's services use several spellings; the SDKs look for each
+/// in turn, and so do we: `error_code`/`error_msg`, `errorCode`/`errorMsg`, `code`/`message`,
+/// then the same one level down (`{"error": {"code": .., "message": ..}}`).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct ErrorBody {
+    /// Huawei's code, for example `APIG.0301` or `HSS.0001`.
+    pub error_code: Option<String>,
+    /// Huawei's message.
+    pub error_msg: Option<String>,
+    /// The request id given in the body.
+    pub request_id: Option<String>,
+}
+
+impl ErrorBody {
+    /// Reads an error body; `None` when the bytes are not a JSON object with a known shape.
+    pub fn parse(body: &[u8]) -> Option<ErrorBody> {
+        let value: Value = serde_json::from_slice(body).ok()?;
+        let object = value.as_object()?;
+        let found = Self::from_object(object).or_else(|| {
+            object
+                .values()
+                .filter_map(Value::as_object)
+                .find_map(Self::from_object)
+        })?;
+        Some(ErrorBody {
+            request_id: found.request_id.or_else(|| text(object, "request_id")),
+            ..found
+        })
+    }
+
+    fn from_object(object: &Map<String, Value>) -> Option<ErrorBody> {
+        let pairs = [
+            ("error_code", "error_msg"),
+            ("errorCode", "errorMsg"),
+            ("code", "message"),
+        ];
+        pairs.iter().find_map(|(code_key, msg_key)| {
+            let error_code = text(object, code_key);
+            let error_msg = text(object, msg_key);
+            (error_code.is_some() || error_msg.is_some()).then(|| ErrorBody {
+                error_code,
+                error_msg,
+                request_id: text(object, "request_id"),
+            })
+        })
+    }
+}
+
+fn text(object: &Map<String, Value>, key: &str) -> Option<String> {
+    match object.get(key)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[track_caller]
+    fn check(body: &str, code: Option<&str>, msg: Option<&str>, request_id: Option<&str>) {
+        let parsed = ErrorBody::parse(body.as_bytes()).expect("parsed");
+        assert_eq!(parsed.error_code.as_deref(), code);
+        assert_eq!(parsed.error_msg.as_deref(), msg);
+        assert_eq!(parsed.request_id.as_deref(), request_id);
+    }
+
+    #[test]
+    fn error_bodies_are_read_in_every_huawei_spelling() {
+        check(
+            r#"{"error_msg":"Incorrect IAM authentication information: x","error_code":"APIG.0301","request_id":"abc"}"#,
+            Some("APIG.0301"),
+            Some("Incorrect IAM authentication information: x"),
+            Some("abc"),
+        );
+        check(
+            r#"{"errorCode":"E1","errorMsg":"m"}"#,
+            Some("E1"),
+            Some("m"),
+            None,
+        );
+        check(
+            r#"{"code":"C","message":"m2"}"#,
+            Some("C"),
+            Some("m2"),
+            None,
+        );
+        check(
+            r#"{"error":{"code":"IAM.0001","message":"nested"},"request_id":"r9"}"#,
+            Some("IAM.0001"),
+            Some("nested"),
+            Some("r9"),
+        );
+    }
+
+    #[test]
+    fn non_error_bodies_are_not_error_bodies() {
+        assert_eq!(ErrorBody::parse(b"<html>bad gateway</html>"), None);
+        assert_eq!(ErrorBody::parse(b"{\"total_num\":1}"), None);
+    }
+
+    #[test]
+    fn response_with_null_list_and_missing_total_reads() {
+        let body: ListRegistryResponse = serde_json::from_str(r#"{"data_list":null}"#).unwrap();
+        assert_eq!(body.total_num, None);
+        assert!(body.data_list.is_none());
+    }
+}

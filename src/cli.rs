@@ -1,0 +1,464 @@
+//! The command line: clap definitions and one handler per command.
+//!
+//! Handlers write their report to the `out` they are given, so tests can read it; logs go
+//! to standard error through `tracing`.
+
+use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::api::{HssClient, RegistryFilters};
+use crate::config::{ConfigError, Overrides, RawConfig, SyncConfig, DEFAULT_DATABASE_URL};
+use crate::sim::{SimConfig, SimCredentials, Simulator};
+use crate::store::{redact_url, Store};
+use crate::sync::{self, SyncError, SyncOptions};
+use crate::telemetry::LogFormat;
+
+/// Keeps a SQL copy of the container-image registries Huawei Cloud HSS knows about, with
+/// their full change history.
+#[derive(Debug, Parser)]
+#[command(name = "hss-sync", version, about, long_about = None)]
+pub struct Cli {
+    /// TOML config file; flags and environment variables win over it.
+    #[arg(long, global = true, env = "HSS_SYNC_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Log line format on standard error (levels come from RUST_LOG).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "HSS_SYNC_LOG_FORMAT")]
+    pub log_format: LogFormat,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run one sync of every scope, then exit (0 all scopes succeeded, 3 partial, 1 failed, 2 usage).
+    Sync(SyncArgs),
+    /// Apply database migrations, then exit (sync does this too).
+    Migrate(DatabaseArgs),
+    /// Show the most recent sync runs and their scopes.
+    Runs(RunsArgs),
+    /// Serve the simulated HSS API, for trying hss-sync without a cloud account.
+    Simulate(SimulateArgs),
+    /// Run a self-contained demo: simulated API, two syncs with changes between them, SQLite.
+    Demo(DemoArgs),
+}
+
+impl Command {
+    /// The log level used when `RUST_LOG` is unset.
+    pub fn default_log_directive(&self) -> &'static str {
+        match self {
+            Command::Demo(_) => "warn",
+            _ => "info",
+        }
+    }
+}
+
+/// Where the database is.
+#[derive(Debug, Args, Clone)]
+pub struct DatabaseArgs {
+    /// Database URL: sqlite://PATH (the default, hss-sync.db) or postgres://USER@HOST/DB.
+    #[arg(long, env = "DATABASE_URL", value_name = "URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+}
+
+/// Flags of `sync`.
+#[derive(Debug, Args, Clone)]
+pub struct SyncArgs {
+    /// Huawei Cloud region, for example cn-north-4; picks the endpoint https://hss.{region}.myhuaweicloud.com.
+    #[arg(long, env = "HSS_SYNC_REGION")]
+    pub region: Option<String>,
+
+    /// Project id to sync (repeatable, or comma-separated in the variable).
+    #[arg(
+        long = "project-id",
+        env = "HSS_SYNC_PROJECT_IDS",
+        value_delimiter = ',',
+        value_name = "ID"
+    )]
+    pub project_ids: Vec<String>,
+
+    /// Enterprise project id (repeatable); default all_granted_eps: one scope per project covering all.
+    #[arg(
+        long = "enterprise-project-id",
+        env = "HSS_SYNC_ENTERPRISE_PROJECT_IDS",
+        value_delimiter = ',',
+        value_name = "ID"
+    )]
+    pub enterprise_project_ids: Vec<String>,
+
+    /// HSS base URL, overriding the region's (private endpoints, proxies, the simulator).
+    #[arg(long, env = "HSS_SYNC_ENDPOINT", value_name = "URL")]
+    pub endpoint: Option<String>,
+
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
+    /// Items per ListRegistry page, 10 to 200 [default: 200].
+    #[arg(long, env = "HSS_SYNC_PAGE_LIMIT", value_name = "N")]
+    pub page_limit: Option<u32>,
+
+    /// Per-request timeout in seconds [default: 60].
+    #[arg(long, env = "HSS_SYNC_REQUEST_TIMEOUT_SECONDS", value_name = "SECONDS")]
+    pub request_timeout_seconds: Option<u64>,
+
+    /// Only registries whose name contains this (a filtered sync never marks anything deleted).
+    #[arg(long, env = "HSS_SYNC_REGISTRY_NAME")]
+    pub registry_name: Option<String>,
+
+    /// Only these registry types, comma-separated (Harbor, Jfrog, SwrPrivate, SwrShared, SwrEnterprise, Other).
+    #[arg(long, env = "HSS_SYNC_REGISTRY_TYPE")]
+    pub registry_type: Option<String>,
+
+    /// Only registries at this address.
+    #[arg(long, env = "HSS_SYNC_REGISTRY_ADDR")]
+    pub registry_addr: Option<String>,
+
+    /// Only registries in this status (success, fail, accessing).
+    #[arg(long = "status", env = "HSS_SYNC_STATUS")]
+    pub registry_status: Option<String>,
+}
+
+impl SyncArgs {
+    fn overrides(&self) -> Overrides {
+        Overrides {
+            region: self.region.clone(),
+            project_ids: self.project_ids.clone(),
+            enterprise_project_ids: self.enterprise_project_ids.clone(),
+            endpoint: self.endpoint.clone(),
+            database_url: self.database.database_url.clone(),
+            page_limit: self.page_limit,
+            request_timeout_seconds: self.request_timeout_seconds,
+            filters: RegistryFilters {
+                registry_name: self.registry_name.clone(),
+                registry_type: self.registry_type.clone(),
+                registry_addr: self.registry_addr.clone(),
+                status: self.registry_status.clone(),
+            },
+        }
+    }
+}
+
+/// Flags of `runs`.
+#[derive(Debug, Args, Clone)]
+pub struct RunsArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// How many runs to show.
+    #[arg(long, default_value_t = 10)]
+    pub limit: i64,
+}
+
+/// Flags of `simulate`.
+#[derive(Debug, Args, Clone)]
+pub struct SimulateArgs {
+    /// Address to serve on.
+    #[arg(long, default_value = "127.0.0.1:8080", env = "HSS_SIM_LISTEN")]
+    pub listen: SocketAddr,
+    /// Seed of the synthetic estate; the same seed and sizes give the same estate.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Region the simulated projects live in.
+    #[arg(long, default_value = "cn-north-4")]
+    pub region: String,
+    /// Number of projects.
+    #[arg(long, default_value_t = 2)]
+    pub projects: usize,
+    /// Number of enterprise projects besides the default one ("0").
+    #[arg(long, default_value_t = 2)]
+    pub enterprise_projects: usize,
+    /// Registries in each (project, enterprise project) scope.
+    #[arg(long, default_value_t = 25)]
+    pub registries_per_scope: usize,
+    /// Access key the simulator accepts; with --secret-key it checks every signature.
+    #[arg(long, env = "HSS_SIM_ACCESS_KEY")]
+    pub access_key: Option<String>,
+    /// Secret key the simulator checks signatures with (environment only, never shown).
+    #[arg(long, env = "HSS_SIM_SECRET_KEY", hide_env_values = true, hide = true)]
+    pub secret_key: Option<String>,
+}
+
+/// Flags of `demo`.
+#[derive(Debug, Args, Clone)]
+pub struct DemoArgs {
+    /// The SQLite file the demo writes (replaced on every demo run).
+    #[arg(long, default_value = "hss-sync-demo.db", value_name = "FILE")]
+    pub database_file: PathBuf,
+    /// Registries in each scope of the simulated estate (3 projects x 3 enterprise projects).
+    #[arg(long, default_value_t = 150)]
+    pub registries_per_scope: usize,
+}
+
+/// Runs a parsed command line and returns the process exit code.
+///
+/// # Errors
+///
+/// Any error that ends the command; [`exit_code_of`] maps it to an exit code.
+pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> anyhow::Result<u8> {
+    match cli.command {
+        Command::Sync(args) => sync_command(cli.config, args, out).await,
+        Command::Migrate(args) => {
+            let url = database_url(cli.config.as_deref(), &args)?;
+            let store = open_store(&url).await?;
+            store.close().await;
+            writeln!(out, "migrations applied to {}", redact_url(&url))?;
+            Ok(0)
+        }
+        Command::Runs(args) => {
+            let url = database_url(cli.config.as_deref(), &args.database)?;
+            let store = open_store(&url).await?;
+            crate::demo::print_runs(&store, args.limit, out).await?;
+            store.close().await;
+            Ok(0)
+        }
+        Command::Simulate(args) => simulate_command(args, out).await,
+        Command::Demo(args) => crate::demo::run(args, out).await,
+    }
+}
+
+/// The exit code for an error that ended a command: 2 for configuration and usage
+/// problems, 1 for everything else.
+pub fn exit_code_of(error: &anyhow::Error) -> u8 {
+    if error.downcast_ref::<ConfigError>().is_some() {
+        2
+    } else {
+        1
+    }
+}
+
+/// Connects to the database and applies pending migrations.
+///
+/// # Errors
+///
+/// When the database cannot be reached or migrated.
+pub async fn open_store(url: &str) -> anyhow::Result<Store> {
+    let store = Store::connect(url).await?;
+    store
+        .migrate()
+        .await
+        .with_context(|| format!("migrating {}", redact_url(url)))?;
+    Ok(store)
+}
+
+/// A token cancelled on the first SIGINT or SIGTERM; a second signal exits at once.
+pub fn cancel_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let child = token.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::warn!(
+            "signal received: stopping at the next page boundary (send it again to exit now)"
+        );
+        child.cancel();
+        wait_for_signal().await;
+        std::process::exit(130);
+    });
+    token
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn load_file(path: Option<&std::path::Path>) -> Result<RawConfig, ConfigError> {
+    match path {
+        Some(path) => RawConfig::load(path),
+        None => Ok(RawConfig::default()),
+    }
+}
+
+fn database_url(config: Option<&std::path::Path>, args: &DatabaseArgs) -> anyhow::Result<String> {
+    let file = load_file(config)?;
+    Ok(args
+        .database_url
+        .clone()
+        .or(file.database_url)
+        .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned()))
+}
+
+async fn sync_command(
+    config_path: Option<PathBuf>,
+    args: SyncArgs,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<u8> {
+    let file = load_file(config_path.as_deref())?;
+    let config = SyncConfig::build(args.overrides(), file, |name| std::env::var(name).ok())?;
+    info!(
+        endpoint = %config.endpoint,
+        auth = %config.auth_description(),
+        database = %config.database_url_redacted(),
+        n_scopes = config.scopes.len(),
+        "starting sync of {} scopes from {} with {}",
+        config.scopes.len(),
+        config.endpoint,
+        config.auth_description()
+    );
+    let store = open_store(&config.database_url).await?;
+    let client = HssClient::new(
+        config.endpoint.clone(),
+        config.auth.clone(),
+        config.request_timeout,
+    )?;
+    let options = SyncOptions {
+        page_limit: config.page_limit,
+        filters: config.filters.clone(),
+        trigger: "cli".to_owned(),
+        progress: progress_bar(),
+        cancel: cancel_on_signal(),
+    };
+    let result = sync::run_once(&client, &store, &config.scopes, &options).await;
+    store.close().await;
+    let report = result.map_err(|e: SyncError| anyhow::Error::new(e))?;
+    writeln!(out, "{}", report.summary_line())?;
+    for scope in report.scopes.iter().filter(|s| s.error.is_some()) {
+        writeln!(
+            out,
+            "  scope {} {}: {}",
+            scope.scope,
+            scope.status,
+            scope.error.as_deref().unwrap_or_default()
+        )?;
+    }
+    Ok(report.status.exit_code())
+}
+
+/// A progress bar on standard error when it is a terminal, else a hidden one.
+pub fn progress_bar() -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] scopes {pos}/{len} {wide_msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+async fn simulate_command(args: SimulateArgs, out: &mut (dyn Write + Send)) -> anyhow::Result<u8> {
+    let credentials = match (args.access_key, args.secret_key) {
+        (Some(access_key), Some(secret_key)) => Some(SimCredentials {
+            access_key,
+            secret_key,
+        }),
+        (None, None) => None,
+        _ => {
+            return Err(ConfigError {
+                problems: vec![
+                    "simulate: give both --access-key and HSS_SIM_SECRET_KEY, or neither"
+                        .to_owned(),
+                ],
+            }
+            .into())
+        }
+    };
+    let checks_signatures = credentials.is_some();
+    let simulator = Simulator::new(SimConfig {
+        seed: args.seed,
+        region: args.region.clone(),
+        n_projects: args.projects,
+        n_enterprise_projects: args.enterprise_projects,
+        registries_per_scope: args.registries_per_scope,
+        credentials,
+        ..SimConfig::default()
+    });
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let address = listener.local_addr()?;
+    writeln!(
+        out,
+        "simulated HSS API for region {} listening on http://{address}",
+        args.region
+    )?;
+    writeln!(
+        out,
+        "  {} registries in {} projects",
+        simulator.registry_count(),
+        args.projects
+    )?;
+    writeln!(
+        out,
+        "  signatures: {}",
+        if checks_signatures {
+            "checked (SDK-HMAC-SHA256)"
+        } else {
+            "not checked (no --access-key/HSS_SIM_SECRET_KEY)"
+        }
+    )?;
+    writeln!(out, "  estate: curl http://{address}/sim/estate ; change it: curl -X POST -H 'content-type: application/json' -d '{{\"seed\":1,\"n_update\":5,\"n_delete\":2,\"n_add\":3}}' http://{address}/sim/mutate")?;
+    writeln!(
+        out,
+        "  sync it: hss-sync sync --region {} --endpoint http://{address} --project-id {}",
+        args.region,
+        simulator.project_ids().join(",")
+    )?;
+    out.flush()?;
+    let cancel = cancel_on_signal();
+    simulator
+        .serve(listener, async move { cancel.cancelled().await })
+        .await
+        .context("simulated API server failed")?;
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn verify_cli() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn help_shows_no_secret_values() {
+        std::env::set_var("HSS_SIM_SECRET_KEY", "should-not-show");
+        std::env::set_var("DATABASE_URL", "postgres://u:should-not-show@h/db");
+        let mut command = Cli::command();
+        let help = command
+            .find_subcommand_mut("simulate")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        let sync_help = Cli::command()
+            .find_subcommand_mut("sync")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        assert!(!help.contains("should-not-show"), "{help}");
+        assert!(!sync_help.contains("should-not-show"), "{sync_help}");
+        assert!(sync_help.contains("--database-url"));
+    }
+}

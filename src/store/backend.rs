@@ -1,0 +1,81 @@
+//! What differs between the two databases at the level of values: how a timestamp is kept.
+
+use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
+use sqlx::{Decode, Encode, Postgres, Sqlite, Type};
+
+use crate::store::StoreError;
+
+/// A database the store's generic queries run on.
+pub trait Backend: sqlx::Database {
+    /// How a timestamp is bound and read: ISO-8601 UTC text on SQLite, `timestamptz` on
+    /// PostgreSQL.
+    type Timestamp: for<'q> Encode<'q, Self>
+        + for<'r> Decode<'r, Self>
+        + Type<Self>
+        + Send
+        + Sync
+        + 'static;
+
+    /// Converts a time into the bound form.
+    fn timestamp(time: DateTime<Utc>) -> Self::Timestamp;
+
+    /// Converts a read value back.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Corrupt`] for text that is not a timestamp.
+    fn read_timestamp(value: Self::Timestamp) -> Result<DateTime<Utc>, StoreError>;
+}
+
+impl Backend for Sqlite {
+    type Timestamp = String;
+
+    fn timestamp(time: DateTime<Utc>) -> String {
+        time.to_rfc3339_opts(SecondsFormat::Millis, true)
+    }
+
+    fn read_timestamp(value: String) -> Result<DateTime<Utc>, StoreError> {
+        DateTime::parse_from_rfc3339(&value)
+            .map(|t| t.with_timezone(&Utc))
+            .or_else(|_| {
+                // Rows written by hand with SQLite's datetime('now') have no 'T' and no zone.
+                NaiveDateTime::parse_from_str(&value, "%Y-%m-%d %H:%M:%S%.f").map(|t| t.and_utc())
+            })
+            .map_err(|_| StoreError::Corrupt(format!("{value:?} is not an ISO-8601 timestamp")))
+    }
+}
+
+impl Backend for Postgres {
+    type Timestamp = DateTime<Utc>;
+
+    fn timestamp(time: DateTime<Utc>) -> DateTime<Utc> {
+        time
+    }
+
+    fn read_timestamp(value: DateTime<Utc>) -> Result<DateTime<Utc>, StoreError> {
+        Ok(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    #[test]
+    fn sqlite_timestamps_are_iso_8601_utc_with_milliseconds() {
+        let time = Utc.with_ymd_and_hms(2026, 11, 28, 5, 3, 2).unwrap()
+            + chrono::Duration::milliseconds(123);
+        assert_eq!(Sqlite::timestamp(time), "2026-11-28T05:03:02.123Z");
+        assert_eq!(
+            Sqlite::read_timestamp(Sqlite::timestamp(time)).unwrap(),
+            time
+        );
+        assert_eq!(
+            Sqlite::read_timestamp("2026-11-28 05:03:02".to_owned()).unwrap(),
+            time - chrono::Duration::milliseconds(123)
+        );
+        assert!(Sqlite::read_timestamp("yesterday".to_owned()).is_err());
+    }
+}

@@ -1,0 +1,472 @@
+//! The store: the only module that holds SQL.
+//!
+//! [`Store`] is one of two backends, chosen by the database URL's scheme: SQLite (the
+//! embedded default) or PostgreSQL. Both run the same SQL text from [`queries`], written
+//! once against a [`Backend`] that says how each database keeps a timestamp; each has its
+//! own migrations under `migrations/`.
+//!
+//! The unit of writing is a scope: [`Store::apply_scope`] loads what the store holds for
+//! the scope, asks the pure planner ([`crate::sync::plan`]) for the difference, and writes
+//! rows, history and the scope's audit row in one transaction.
+
+mod backend;
+mod queries;
+
+use std::collections::HashSet;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, SqlitePool};
+
+pub use backend::Backend;
+use queries::Queries;
+
+use crate::registry::Registry;
+use crate::sync::plan::{self, ScopeCounts};
+use crate::sync::Scope;
+
+/// How long a connection attempt may take before the store reports the database unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long SQLite waits on a lock held by another connection before failing; long enough
+/// for a reader's query, short enough that a stuck writer is reported.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A store error. Messages name what was being done; they never hold the database password.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database URL is not one we can use.
+    #[error("invalid database url: {0}")]
+    InvalidUrl(String),
+    /// The database could not be reached or opened.
+    #[error("cannot connect to the {backend} database: {source}")]
+    Connect {
+        /// `sqlite` or `postgres`.
+        backend: &'static str,
+        /// The driver's error.
+        source: sqlx::Error,
+    },
+    /// A migration failed.
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A query failed.
+    #[error("database error while {context}: {source}")]
+    Query {
+        /// What was being done.
+        context: &'static str,
+        /// The driver's error.
+        source: sqlx::Error,
+    },
+    /// A value in the database is not what the schema promises.
+    #[error("corrupt value in the database: {0}")]
+    Corrupt(String),
+}
+
+pub(crate) fn query_error(context: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |source| StoreError::Query { context, source }
+}
+
+/// Which backend a database URL selects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendKind {
+    /// `sqlite:` URLs.
+    Sqlite,
+    /// `postgres://` and `postgresql://` URLs.
+    Postgres,
+}
+
+impl BackendKind {
+    /// Reads the backend from the URL scheme.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::InvalidUrl`] for any other scheme.
+    pub fn from_url(url: &str) -> Result<BackendKind, StoreError> {
+        let scheme = url.split(':').next().unwrap_or_default();
+        match scheme {
+            "sqlite" => Ok(BackendKind::Sqlite),
+            "postgres" | "postgresql" => Ok(BackendKind::Postgres),
+            _ => Err(StoreError::InvalidUrl(format!(
+                "{} (expected sqlite://PATH or postgres://USER@HOST/DB)",
+                redact_url(url)
+            ))),
+        }
+    }
+}
+
+/// A database URL with any password replaced by `***`, safe for logs and errors.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(_) => url.to_owned(),
+        Err(_) => "<unparseable url>".to_owned(),
+    }
+}
+
+/// The final state of a run, written by [`Store::finish_run`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RunTotals {
+    /// `succeeded`, `partial`, `failed` or `interrupted`.
+    pub status: String,
+    /// Scopes in the run.
+    pub n_scopes: i64,
+    /// Scopes that failed.
+    pub n_scopes_failed: i64,
+    /// Pages read.
+    pub n_pages: i64,
+    /// Requests sent.
+    pub n_requests: i64,
+    /// Row counts over all scopes.
+    pub counts: ScopeCounts,
+    /// The first error, when any.
+    pub error: Option<String>,
+}
+
+/// What a scope's walk produced, handed to [`Store::apply_scope`].
+#[derive(Debug)]
+pub struct ScopeResult<'a> {
+    /// The `sync_run_scopes` row to complete.
+    pub scope_row_id: i64,
+    /// The run.
+    pub run_id: i64,
+    /// The scope.
+    pub scope: &'a Scope,
+    /// Every distinct registry fetched, in order.
+    pub registries: &'a [Registry],
+    /// Whether the walk completed; only then may missing registries be retired.
+    pub complete: bool,
+    /// Ids seen anywhere in this run so far, so a registry that moved to another scope
+    /// is not retired.
+    pub seen_in_run: &'a HashSet<String>,
+    /// `succeeded`, `failed` or `interrupted`.
+    pub status: &'a str,
+    /// Pages read.
+    pub n_pages: i64,
+    /// Requests sent.
+    pub n_requests: i64,
+    /// `total_num` as last reported.
+    pub api_total: Option<i64>,
+    /// Why the scope failed.
+    pub error: Option<&'a str>,
+    /// The time written into every row the scope touches.
+    pub now: DateTime<Utc>,
+}
+
+/// One `sync_runs` row.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunRecord {
+    /// Run id.
+    pub id: i64,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// When it ended, if it did.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Its status.
+    pub status: String,
+    /// What started it: `cli`, `demo`, `schedule`.
+    pub trigger: String,
+    /// Its totals.
+    pub totals: RunTotals,
+}
+
+/// One `sync_run_scopes` row.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScopeRecord {
+    /// The scope.
+    pub scope: Scope,
+    /// Its status.
+    pub status: String,
+    /// Pages read.
+    pub n_pages: i64,
+    /// `total_num` as last reported.
+    pub api_total: Option<i64>,
+    /// Row counts.
+    pub counts: ScopeCounts,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+/// One `registry_history` row, abridged.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HistoryRecord {
+    /// The registry.
+    pub registry_id: String,
+    /// The version this row describes.
+    pub version: i64,
+    /// `created`, `updated`, `deleted` or `restored`.
+    pub change_kind: String,
+    /// Fields that changed from the previous version.
+    pub changed_fields: Vec<String>,
+    /// When this version was first seen.
+    pub valid_from: DateTime<Utc>,
+    /// When the next version replaced it; `None` for the current one.
+    pub valid_to: Option<DateTime<Utc>>,
+    /// The run that wrote it.
+    pub sync_run_id: i64,
+    /// The registry's name at this version.
+    pub registry_name: Option<String>,
+}
+
+/// One `registries` row, abridged.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RegistryRecord {
+    /// The stored registry.
+    pub registry: Registry,
+    /// Its project.
+    pub project_id: String,
+    /// Its enterprise project, when the scope named one.
+    pub enterprise_project_id: Option<String>,
+    /// Its region.
+    pub region: String,
+    /// Its current version.
+    pub version: i64,
+    /// When it was retired, if it was.
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+/// A connection pool to one of the two backends.
+#[derive(Clone, Debug)]
+pub enum Store {
+    /// SQLite, the embedded default.
+    Sqlite(SqlitePool),
+    /// PostgreSQL.
+    Postgres(PgPool),
+}
+
+/// Runs the same generic query on whichever backend the store holds.
+macro_rules! dispatch {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match $store {
+            Store::Sqlite($pool) => {
+                #[allow(unused_imports)]
+                use sqlx::Sqlite as Db;
+                $body
+            }
+            Store::Postgres($pool) => {
+                #[allow(unused_imports)]
+                use sqlx::Postgres as Db;
+                $body
+            }
+        }
+    };
+}
+
+impl Store {
+    /// Opens a pool for `url`: `sqlite://PATH` (created if missing) or `postgres://…`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::InvalidUrl`] for a bad URL, [`StoreError::Connect`] when the
+    /// database cannot be reached.
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        match BackendKind::from_url(url)? {
+            BackendKind::Sqlite => {
+                let options = SqliteConnectOptions::from_str(url)
+                    .map_err(|e| StoreError::InvalidUrl(format!("{}: {e}", redact_url(url))))?
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .foreign_keys(true)
+                    .busy_timeout(SQLITE_BUSY_TIMEOUT);
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(4)
+                    .acquire_timeout(CONNECT_TIMEOUT)
+                    .connect_with(options)
+                    .await
+                    .map_err(|source| StoreError::Connect {
+                        backend: "sqlite",
+                        source,
+                    })?;
+                Ok(Store::Sqlite(pool))
+            }
+            BackendKind::Postgres => {
+                let options = PgConnectOptions::from_str(url)
+                    .map_err(|e| StoreError::InvalidUrl(format!("{}: {e}", redact_url(url))))?
+                    .application_name("hss-sync");
+                let pool = PgPoolOptions::new()
+                    .max_connections(8)
+                    .acquire_timeout(CONNECT_TIMEOUT)
+                    .connect_with(options)
+                    .await
+                    .map_err(|source| StoreError::Connect {
+                        backend: "postgres",
+                        source,
+                    })?;
+                Ok(Store::Postgres(pool))
+            }
+        }
+    }
+
+    /// Which backend this is.
+    pub fn kind(&self) -> BackendKind {
+        match self {
+            Store::Sqlite(_) => BackendKind::Sqlite,
+            Store::Postgres(_) => BackendKind::Postgres,
+        }
+    }
+
+    /// Applies the migrations of this backend that are not applied yet.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Migrate`] when a migration fails or the database has migrations this
+    /// build does not know.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(pool) => sqlx::migrate!("./migrations/sqlite").run(pool).await?,
+            Store::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await?,
+        }
+        Ok(())
+    }
+
+    /// Writes a `running` row for a new run and returns its id. Written before the first
+    /// request, so a crash leaves a visible trace.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Query`] when the database fails.
+    pub async fn begin_run(
+        &self,
+        trigger: &str,
+        n_scopes: i64,
+        started_at: DateTime<Utc>,
+    ) -> Result<i64, StoreError> {
+        let host = hostname();
+        dispatch!(self, pool => Queries::<Db>::begin_run(pool, trigger, n_scopes, started_at, &host).await)
+    }
+
+    /// Writes the end state of a run.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Query`] when the database fails.
+    pub async fn finish_run(
+        &self,
+        run_id: i64,
+        totals: &RunTotals,
+        finished_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, pool => Queries::<Db>::finish_run(pool, run_id, totals, finished_at).await)
+    }
+
+    /// Writes a `running` row for one scope of a run and returns its id.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Query`] when the database fails.
+    pub async fn begin_scope(
+        &self,
+        run_id: i64,
+        scope: &Scope,
+        started_at: DateTime<Utc>,
+    ) -> Result<i64, StoreError> {
+        dispatch!(self, pool => Queries::<Db>::begin_scope(pool, run_id, scope, started_at).await)
+    }
+
+    /// Applies one scope in one transaction: upserts what was fetched, retires what is
+    /// missing when the walk completed, writes history, and completes the scope's audit row.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the database fails; then nothing of the scope is written.
+    pub async fn apply_scope(&self, result: &ScopeResult<'_>) -> Result<ScopeCounts, StoreError> {
+        dispatch!(self, pool => {
+            let mut tx = pool.begin().await.map_err(query_error("starting a scope transaction"))?;
+            let stored = Queries::<Db>::load_for_scope(&mut *tx, result.scope, result.registries).await?;
+            let plan = plan::plan_scope(&stored, result.registries, result.scope, result.complete, result.seen_in_run);
+            Queries::<Db>::write_plan(&mut *tx, &plan, result.run_id, result.now).await?;
+            Queries::<Db>::finish_scope(&mut *tx, result, &plan.counts).await?;
+            tx.commit().await.map_err(query_error("committing a scope"))?;
+            Ok(plan.counts)
+        })
+    }
+
+    /// Marks a scope row `failed` or `interrupted` without touching registries.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Query`] when the database fails.
+    pub async fn close_scope_without_changes(
+        &self,
+        result: &ScopeResult<'_>,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, pool => {
+            let mut conn = pool.acquire().await.map_err(query_error("acquiring a connection"))?;
+            Queries::<Db>::finish_scope(&mut *conn, result, &ScopeCounts::default()).await
+        })
+    }
+
+    /// The newest runs first, at most `limit`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the database fails.
+    pub async fn recent_runs(&self, limit: i64) -> Result<Vec<RunRecord>, StoreError> {
+        dispatch!(self, pool => Queries::<Db>::recent_runs(pool, limit).await)
+    }
+
+    /// The scope rows of a run, in the order they were started.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the database fails.
+    pub async fn run_scopes(&self, run_id: i64) -> Result<Vec<ScopeRecord>, StoreError> {
+        dispatch!(self, pool => Queries::<Db>::run_scopes(pool, run_id).await)
+    }
+
+    /// Every registry row, retired ones included, ordered by id.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the database fails.
+    pub async fn all_registries(&self) -> Result<Vec<RegistryRecord>, StoreError> {
+        dispatch!(self, pool => Queries::<Db>::all_registries(pool).await)
+    }
+
+    /// History rows, of one registry or of one run, in version order.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the database fails.
+    pub async fn history(
+        &self,
+        filter: HistoryFilter<'_>,
+    ) -> Result<Vec<HistoryRecord>, StoreError> {
+        dispatch!(self, pool => Queries::<Db>::history(pool, filter).await)
+    }
+
+    /// Closes the pool, waiting for connections to be returned.
+    pub async fn close(&self) {
+        dispatch!(self, pool => pool.close().await)
+    }
+}
+
+/// Which history rows [`Store::history`] returns.
+#[derive(Clone, Copy, Debug)]
+pub enum HistoryFilter<'a> {
+    /// Every row.
+    All,
+    /// The rows of one registry.
+    Registry(&'a str),
+    /// The rows one run wrote.
+    Run(i64),
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+        })
+        .unwrap_or_default()
+}

@@ -1,0 +1,611 @@
+//! The SQL of the store, written once for both backends.
+//!
+//! Both SQLite and PostgreSQL take `$N` placeholders, `RETURNING` and the same DDL names,
+//! so one text serves both; [`Backend`] supplies the only value that differs, the timestamp.
+
+use std::collections::HashMap;
+use std::marker::PhantomData;
+use std::sync::LazyLock;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::query::Query;
+use sqlx::types::Json;
+use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
+
+use crate::registry::{Registry, INTEGER_FIELDS, STRING_FIELDS};
+use crate::store::{
+    query_error, Backend, HistoryFilter, HistoryRecord, RegistryRecord, RunRecord, RunTotals,
+    ScopeRecord, ScopeResult, StoreError,
+};
+use crate::sync::plan::{ChangeKind, Location, ScopeCounts, ScopePlan, StoredRegistry};
+use crate::sync::{Scope, ALL_GRANTED_EPS};
+
+/// How many ids go into one `IN (..)` list: far below SQLite's and PostgreSQL's
+/// parameter limits, large enough that a big scope needs few statements.
+const IDS_PER_STATEMENT: usize = 500;
+
+/// The registry columns a history row snapshots, after its own key columns.
+static CONTENT_COLUMNS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
+    let mut columns = vec!["project_id", "enterprise_project_id", "region"];
+    columns.extend(STRING_FIELDS);
+    columns.extend(INTEGER_FIELDS);
+    columns.extend(["raw", "content_hash"]);
+    columns
+});
+
+static INSERT_REGISTRY: LazyLock<String> = LazyLock::new(|| {
+    let n = CONTENT_COLUMNS.len();
+    format!(
+        "INSERT INTO registries (id, {}, version, first_seen_at, last_seen_at, last_changed_at, last_sync_run_id) \
+         VALUES ($1, {}, ${}, ${}, ${}, ${}, ${})",
+        CONTENT_COLUMNS.join(", "),
+        placeholders(2, n),
+        n + 2,
+        n + 3,
+        n + 3,
+        n + 3,
+        n + 4
+    )
+});
+
+static UPDATE_REGISTRY: LazyLock<String> = LazyLock::new(|| {
+    let n = CONTENT_COLUMNS.len();
+    let sets: Vec<String> = CONTENT_COLUMNS
+        .iter()
+        .enumerate()
+        .map(|(i, column)| format!("{column} = ${}", i + 2))
+        .collect();
+    format!(
+        "UPDATE registries SET {}, version = ${}, last_seen_at = ${}, last_changed_at = ${}, \
+         deleted_at = NULL, last_sync_run_id = ${} WHERE id = $1",
+        sets.join(", "),
+        n + 2,
+        n + 3,
+        n + 3,
+        n + 4
+    )
+});
+
+static INSERT_HISTORY: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO registry_history (registry_id, version, change_kind, changed_fields, valid_from, sync_run_id, {}) \
+         VALUES ($1, $2, $3, $4, $5, $6, {})",
+        CONTENT_COLUMNS.join(", "),
+        placeholders(7, CONTENT_COLUMNS.len())
+    )
+});
+
+const SELECT_STORED: &str = "SELECT id, project_id, enterprise_project_id, region, raw, version, deleted_at FROM registries";
+
+const RUN_COLUMNS: &str =
+    "id, started_at, finished_at, status, trigger, n_scopes, n_scopes_failed, n_pages, \
+     n_requests, n_fetched, n_inserted, n_updated, n_unchanged, n_deleted, n_restored, error";
+
+const COUNT_COLUMNS: [&str; 6] = [
+    "n_fetched",
+    "n_inserted",
+    "n_updated",
+    "n_unchanged",
+    "n_deleted",
+    "n_restored",
+];
+
+fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+type Q<'q, DB> = Query<'q, DB, <DB as Database>::Arguments<'q>>;
+
+/// The store's queries for one backend. All functions are associated, so the long list of
+/// trait bounds below is written once.
+pub(crate) struct Queries<DB>(PhantomData<DB>);
+
+impl<DB> Queries<DB>
+where
+    DB: Backend,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> String: Encode<'q, DB>,
+    for<'q> Option<String>: Encode<'q, DB>,
+    for<'r> String: Decode<'r, DB>,
+    String: Type<DB>,
+    for<'q> i64: Encode<'q, DB>,
+    for<'q> Option<i64>: Encode<'q, DB>,
+    for<'r> i64: Decode<'r, DB>,
+    i64: Type<DB>,
+    for<'q> Json<Value>: Encode<'q, DB>,
+    for<'r> Json<Value>: Decode<'r, DB>,
+    Json<Value>: Type<DB>,
+    for<'a> &'a str: ColumnIndex<DB::Row>,
+{
+    pub(crate) async fn begin_run(
+        pool: &Pool<DB>,
+        trigger: &str,
+        n_scopes: i64,
+        started_at: DateTime<Utc>,
+        hostname: &str,
+    ) -> Result<i64, StoreError> {
+        let mut conn = pool
+            .acquire()
+            .await
+            .map_err(query_error("recording a new run"))?;
+        let row = sqlx::query::<DB>(
+            "INSERT INTO sync_runs (started_at, status, trigger, n_scopes, hostname, version) \
+             VALUES ($1, 'running', $2, $3, $4, $5) RETURNING id",
+        )
+        .bind(DB::timestamp(started_at))
+        .bind(trigger.to_owned())
+        .bind(n_scopes)
+        .bind(hostname.to_owned())
+        .bind(env!("CARGO_PKG_VERSION").to_owned())
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(query_error("recording a new run"))?;
+        row.try_get("id")
+            .map_err(query_error("recording a new run"))
+    }
+
+    pub(crate) async fn finish_run(
+        pool: &Pool<DB>,
+        run_id: i64,
+        totals: &RunTotals,
+        finished_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut conn = pool
+            .acquire()
+            .await
+            .map_err(query_error("recording the end of a run"))?;
+        let counts = &totals.counts;
+        sqlx::query::<DB>(
+            "UPDATE sync_runs SET finished_at = $2, status = $3, n_scopes = $4, n_scopes_failed = $5, \
+             n_pages = $6, n_requests = $7, n_fetched = $8, n_inserted = $9, n_updated = $10, \
+             n_unchanged = $11, n_deleted = $12, n_restored = $13, error = $14 WHERE id = $1",
+        )
+        .bind(run_id)
+        .bind(DB::timestamp(finished_at))
+        .bind(totals.status.clone())
+        .bind(totals.n_scopes)
+        .bind(totals.n_scopes_failed)
+        .bind(totals.n_pages)
+        .bind(totals.n_requests)
+        .bind(counts.n_fetched)
+        .bind(counts.n_inserted)
+        .bind(counts.n_updated)
+        .bind(counts.n_unchanged)
+        .bind(counts.n_deleted)
+        .bind(counts.n_restored)
+        .bind(totals.error.clone())
+        .execute(&mut *conn)
+        .await
+        .map_err(query_error("recording the end of a run"))?;
+        Ok(())
+    }
+
+    pub(crate) async fn begin_scope(
+        pool: &Pool<DB>,
+        run_id: i64,
+        scope: &Scope,
+        started_at: DateTime<Utc>,
+    ) -> Result<i64, StoreError> {
+        let mut conn = pool
+            .acquire()
+            .await
+            .map_err(query_error("recording a new scope"))?;
+        let row = sqlx::query::<DB>(
+            "INSERT INTO sync_run_scopes (sync_run_id, region, project_id, enterprise_project_id, status, started_at) \
+             VALUES ($1, $2, $3, $4, 'running', $5) RETURNING id",
+        )
+        .bind(run_id)
+        .bind(scope.region.clone())
+        .bind(scope.project_id.clone())
+        .bind(scope.enterprise_project_id.clone())
+        .bind(DB::timestamp(started_at))
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(query_error("recording a new scope"))?;
+        row.try_get("id")
+            .map_err(query_error("recording a new scope"))
+    }
+
+    pub(crate) async fn finish_scope(
+        conn: &mut DB::Connection,
+        result: &ScopeResult<'_>,
+        counts: &ScopeCounts,
+    ) -> Result<(), StoreError> {
+        sqlx::query::<DB>(
+            "UPDATE sync_run_scopes SET status = $2, n_pages = $3, n_requests = $4, api_total = $5, \
+             n_fetched = $6, n_inserted = $7, n_updated = $8, n_unchanged = $9, n_deleted = $10, \
+             n_restored = $11, error = $12, finished_at = $13 WHERE id = $1",
+        )
+        .bind(result.scope_row_id)
+        .bind(result.status.to_owned())
+        .bind(result.n_pages)
+        .bind(result.n_requests)
+        .bind(result.api_total)
+        .bind(counts.n_fetched)
+        .bind(counts.n_inserted)
+        .bind(counts.n_updated)
+        .bind(counts.n_unchanged)
+        .bind(counts.n_deleted)
+        .bind(counts.n_restored)
+        .bind(result.error.map(str::to_owned))
+        .bind(DB::timestamp(result.now))
+        .execute(&mut *conn)
+        .await
+        .map_err(query_error("recording the end of a scope"))?;
+        Ok(())
+    }
+
+    /// The rows the scope covers, plus the rows of every fetched id wherever they live.
+    pub(crate) async fn load_for_scope(
+        conn: &mut DB::Connection,
+        scope: &Scope,
+        fetched: &[Registry],
+    ) -> Result<Vec<StoredRegistry>, StoreError> {
+        const CONTEXT: &str = "loading the stored registries of a scope";
+        let mut by_id: HashMap<String, StoredRegistry> = HashMap::new();
+        let rows = sqlx::query::<DB>(&format!(
+            "{SELECT_STORED} WHERE project_id = $1 AND ($2 = '{ALL_GRANTED_EPS}' OR enterprise_project_id = $2)"
+        ))
+        .bind(scope.project_id.clone())
+        .bind(scope.enterprise_project_id.clone())
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(query_error(CONTEXT))?;
+        for row in rows {
+            let stored = stored_registry::<DB>(&row)?;
+            by_id.insert(stored.registry.id.clone(), stored);
+        }
+        let missing: Vec<&str> = fetched
+            .iter()
+            .map(|r| r.id.as_str())
+            .filter(|id| !by_id.contains_key(*id))
+            .collect();
+        for chunk in missing.chunks(IDS_PER_STATEMENT) {
+            let sql = format!(
+                "{SELECT_STORED} WHERE id IN ({})",
+                placeholders(1, chunk.len())
+            );
+            let mut query = sqlx::query::<DB>(&sql);
+            for id in chunk {
+                query = query.bind((*id).to_owned());
+            }
+            for row in query
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(query_error(CONTEXT))?
+            {
+                let stored = stored_registry::<DB>(&row)?;
+                by_id.insert(stored.registry.id.clone(), stored);
+            }
+        }
+        let mut stored: Vec<StoredRegistry> = by_id.into_values().collect();
+        stored.sort_by(|a, b| a.registry.id.cmp(&b.registry.id));
+        Ok(stored)
+    }
+
+    pub(crate) async fn write_plan(
+        conn: &mut DB::Connection,
+        plan: &ScopePlan,
+        run_id: i64,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        const CONTEXT: &str = "writing the changes of a scope";
+        for change in &plan.changes {
+            let id = change.registry.id.clone();
+            match change.kind {
+                ChangeKind::Created => {
+                    let query = sqlx::query::<DB>(&INSERT_REGISTRY).bind(id.clone());
+                    bind_content(query, &change.registry, &change.location)
+                        .bind(change.version)
+                        .bind(DB::timestamp(now))
+                        .bind(run_id)
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(query_error(CONTEXT))?;
+                }
+                ChangeKind::Updated | ChangeKind::Restored => {
+                    let query = sqlx::query::<DB>(&UPDATE_REGISTRY).bind(id.clone());
+                    bind_content(query, &change.registry, &change.location)
+                        .bind(change.version)
+                        .bind(DB::timestamp(now))
+                        .bind(run_id)
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(query_error(CONTEXT))?;
+                }
+                ChangeKind::Deleted => {
+                    sqlx::query::<DB>(
+                        "UPDATE registries SET version = $2, deleted_at = $3, last_changed_at = $3, \
+                         last_sync_run_id = $4 WHERE id = $1",
+                    )
+                    .bind(id.clone())
+                    .bind(change.version)
+                    .bind(DB::timestamp(now))
+                    .bind(run_id)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(query_error(CONTEXT))?;
+                }
+            }
+            if change.kind != ChangeKind::Created {
+                sqlx::query::<DB>(
+                    "UPDATE registry_history SET valid_to = $2 WHERE registry_id = $1 AND valid_to IS NULL",
+                )
+                .bind(id.clone())
+                .bind(DB::timestamp(now))
+                .execute(&mut *conn)
+                .await
+                .map_err(query_error(CONTEXT))?;
+            }
+            let changed_fields = Json(Value::from(change.changed_fields.clone()));
+            let query = sqlx::query::<DB>(&INSERT_HISTORY)
+                .bind(id)
+                .bind(change.version)
+                .bind(change.kind.as_str().to_owned())
+                .bind(changed_fields)
+                .bind(DB::timestamp(now))
+                .bind(run_id);
+            bind_content(query, &change.registry, &change.location)
+                .execute(&mut *conn)
+                .await
+                .map_err(query_error(CONTEXT))?;
+        }
+        for chunk in plan.unchanged.chunks(IDS_PER_STATEMENT) {
+            let sql = format!(
+                "UPDATE registries SET last_seen_at = $1, last_sync_run_id = $2 WHERE id IN ({})",
+                placeholders(3, chunk.len())
+            );
+            let mut query = sqlx::query::<DB>(&sql)
+                .bind(DB::timestamp(now))
+                .bind(run_id);
+            for id in chunk {
+                query = query.bind(id.clone());
+            }
+            query
+                .execute(&mut *conn)
+                .await
+                .map_err(query_error(CONTEXT))?;
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn recent_runs(
+        pool: &Pool<DB>,
+        limit: i64,
+    ) -> Result<Vec<RunRecord>, StoreError> {
+        const CONTEXT: &str = "reading recent runs";
+        let mut conn = pool.acquire().await.map_err(query_error(CONTEXT))?;
+        let rows = sqlx::query::<DB>(&format!(
+            "SELECT {RUN_COLUMNS} FROM sync_runs ORDER BY id DESC LIMIT $1"
+        ))
+        .bind(limit)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(query_error(CONTEXT))?;
+        rows.iter()
+            .map(|row| {
+                let get = |column| row.try_get::<i64, _>(column).map_err(query_error(CONTEXT));
+                let status: String = row.try_get("status").map_err(query_error(CONTEXT))?;
+                let started_at: DB::Timestamp =
+                    row.try_get("started_at").map_err(query_error(CONTEXT))?;
+                let finished_at: Option<DB::Timestamp> =
+                    row.try_get("finished_at").map_err(query_error(CONTEXT))?;
+                Ok(RunRecord {
+                    id: get("id")?,
+                    started_at: DB::read_timestamp(started_at)?,
+                    finished_at: finished_at.map(DB::read_timestamp).transpose()?,
+                    trigger: row.try_get("trigger").map_err(query_error(CONTEXT))?,
+                    totals: RunTotals {
+                        status: status.clone(),
+                        n_scopes: get("n_scopes")?,
+                        n_scopes_failed: get("n_scopes_failed")?,
+                        n_pages: get("n_pages")?,
+                        n_requests: get("n_requests")?,
+                        counts: read_counts::<DB>(row, CONTEXT)?,
+                        error: row.try_get("error").map_err(query_error(CONTEXT))?,
+                    },
+                    status,
+                })
+            })
+            .collect()
+    }
+
+    pub(crate) async fn run_scopes(
+        pool: &Pool<DB>,
+        run_id: i64,
+    ) -> Result<Vec<ScopeRecord>, StoreError> {
+        const CONTEXT: &str = "reading the scopes of a run";
+        let mut conn = pool.acquire().await.map_err(query_error(CONTEXT))?;
+        let rows = sqlx::query::<DB>(&format!(
+            "SELECT region, project_id, enterprise_project_id, status, n_pages, api_total, error, {} \
+             FROM sync_run_scopes WHERE sync_run_id = $1 ORDER BY id",
+            COUNT_COLUMNS.join(", ")
+        ))
+        .bind(run_id)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(query_error(CONTEXT))?;
+        rows.iter()
+            .map(|row| {
+                let text = |column| {
+                    row.try_get::<String, _>(column)
+                        .map_err(query_error(CONTEXT))
+                };
+                Ok(ScopeRecord {
+                    scope: Scope {
+                        region: text("region")?,
+                        project_id: text("project_id")?,
+                        enterprise_project_id: text("enterprise_project_id")?,
+                    },
+                    status: text("status")?,
+                    n_pages: row.try_get("n_pages").map_err(query_error(CONTEXT))?,
+                    api_total: row.try_get("api_total").map_err(query_error(CONTEXT))?,
+                    counts: read_counts::<DB>(row, CONTEXT)?,
+                    error: row.try_get("error").map_err(query_error(CONTEXT))?,
+                })
+            })
+            .collect()
+    }
+
+    pub(crate) async fn all_registries(pool: &Pool<DB>) -> Result<Vec<RegistryRecord>, StoreError> {
+        const CONTEXT: &str = "reading registries";
+        let mut conn = pool.acquire().await.map_err(query_error(CONTEXT))?;
+        let rows = sqlx::query::<DB>(&format!("{SELECT_STORED} ORDER BY id"))
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(query_error(CONTEXT))?;
+        rows.iter()
+            .map(|row| {
+                let deleted_at: Option<DB::Timestamp> =
+                    row.try_get("deleted_at").map_err(query_error(CONTEXT))?;
+                let stored = stored_registry::<DB>(row)?;
+                Ok(RegistryRecord {
+                    registry: stored.registry,
+                    project_id: stored.location.project_id,
+                    enterprise_project_id: stored.location.enterprise_project_id,
+                    region: stored.location.region,
+                    version: stored.version,
+                    deleted_at: deleted_at.map(DB::read_timestamp).transpose()?,
+                })
+            })
+            .collect()
+    }
+
+    pub(crate) async fn history(
+        pool: &Pool<DB>,
+        filter: HistoryFilter<'_>,
+    ) -> Result<Vec<HistoryRecord>, StoreError> {
+        const CONTEXT: &str = "reading registry history";
+        let mut conn = pool.acquire().await.map_err(query_error(CONTEXT))?;
+        let select =
+            "SELECT registry_id, version, change_kind, changed_fields, valid_from, valid_to, \
+                      sync_run_id, registry_name FROM registry_history";
+        let order = "ORDER BY registry_id, version";
+        let sql = match filter {
+            HistoryFilter::All => format!("{select} {order}"),
+            HistoryFilter::Registry(_) => format!("{select} WHERE registry_id = $1 {order}"),
+            HistoryFilter::Run(_) => format!("{select} WHERE sync_run_id = $1 {order}"),
+        };
+        let query = sqlx::query::<DB>(&sql);
+        let query = match filter {
+            HistoryFilter::All => query,
+            HistoryFilter::Registry(id) => query.bind(id.to_owned()),
+            HistoryFilter::Run(run_id) => query.bind(run_id),
+        };
+        let rows = query
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(query_error(CONTEXT))?;
+        rows.iter()
+            .map(|row| {
+                let changed: Json<Value> = row
+                    .try_get("changed_fields")
+                    .map_err(query_error(CONTEXT))?;
+                let valid_from: DB::Timestamp =
+                    row.try_get("valid_from").map_err(query_error(CONTEXT))?;
+                let valid_to: Option<DB::Timestamp> =
+                    row.try_get("valid_to").map_err(query_error(CONTEXT))?;
+                Ok(HistoryRecord {
+                    registry_id: row.try_get("registry_id").map_err(query_error(CONTEXT))?,
+                    version: row.try_get("version").map_err(query_error(CONTEXT))?,
+                    change_kind: row.try_get("change_kind").map_err(query_error(CONTEXT))?,
+                    changed_fields: serde_json::from_value(changed.0)
+                        .map_err(|e| StoreError::Corrupt(format!("changed_fields: {e}")))?,
+                    valid_from: DB::read_timestamp(valid_from)?,
+                    valid_to: valid_to.map(DB::read_timestamp).transpose()?,
+                    sync_run_id: row.try_get("sync_run_id").map_err(query_error(CONTEXT))?,
+                    registry_name: row.try_get("registry_name").map_err(query_error(CONTEXT))?,
+                })
+            })
+            .collect()
+    }
+}
+
+fn bind_content<'q, DB>(query: Q<'q, DB>, registry: &Registry, location: &Location) -> Q<'q, DB>
+where
+    DB: Backend,
+    for<'a> String: Encode<'a, DB>,
+    for<'a> Option<String>: Encode<'a, DB>,
+    String: Type<DB>,
+    for<'a> i64: Encode<'a, DB>,
+    for<'a> Option<i64>: Encode<'a, DB>,
+    i64: Type<DB>,
+    for<'a> Json<Value>: Encode<'a, DB>,
+    Json<Value>: Type<DB>,
+{
+    let mut query = query
+        .bind(location.project_id.clone())
+        .bind(location.enterprise_project_id.clone())
+        .bind(location.region.clone());
+    for field in STRING_FIELDS {
+        query = query.bind(registry.string_field(field));
+    }
+    for field in INTEGER_FIELDS {
+        query = query.bind(registry.integer_field(field));
+    }
+    query
+        .bind(Json(Value::Object(registry.raw.clone())))
+        .bind(registry.content_hash.clone())
+}
+
+fn stored_registry<DB>(row: &DB::Row) -> Result<StoredRegistry, StoreError>
+where
+    DB: Backend,
+    for<'r> String: Decode<'r, DB>,
+    String: Type<DB>,
+    for<'r> i64: Decode<'r, DB>,
+    i64: Type<DB>,
+    for<'r> Json<Value>: Decode<'r, DB>,
+    Json<Value>: Type<DB>,
+    for<'a> &'a str: ColumnIndex<DB::Row>,
+{
+    const CONTEXT: &str = "reading a stored registry";
+    let raw: Json<Value> = row.try_get("raw").map_err(query_error(CONTEXT))?;
+    let Value::Object(raw) = raw.0 else {
+        return Err(StoreError::Corrupt(
+            "registries.raw is not a JSON object".to_owned(),
+        ));
+    };
+    let id: String = row.try_get("id").map_err(query_error(CONTEXT))?;
+    let mut registry =
+        Registry::from_raw(raw).map_err(|e| StoreError::Corrupt(format!("registry {id}: {e}")))?;
+    // The key is the row's id, even if a hand edit made `raw` disagree.
+    registry.id = id;
+    let deleted_at: Option<DB::Timestamp> =
+        row.try_get("deleted_at").map_err(query_error(CONTEXT))?;
+    Ok(StoredRegistry {
+        location: Location {
+            project_id: row.try_get("project_id").map_err(query_error(CONTEXT))?,
+            enterprise_project_id: row
+                .try_get("enterprise_project_id")
+                .map_err(query_error(CONTEXT))?,
+            region: row.try_get("region").map_err(query_error(CONTEXT))?,
+        },
+        version: row.try_get("version").map_err(query_error(CONTEXT))?,
+        deleted: deleted_at.is_some(),
+        registry,
+    })
+}
+
+fn read_counts<DB>(row: &DB::Row, context: &'static str) -> Result<ScopeCounts, StoreError>
+where
+    DB: Backend,
+    for<'r> i64: Decode<'r, DB>,
+    i64: Type<DB>,
+    for<'a> &'a str: ColumnIndex<DB::Row>,
+{
+    let get = |column| row.try_get::<i64, _>(column).map_err(query_error(context));
+    Ok(ScopeCounts {
+        n_fetched: get(COUNT_COLUMNS[0])?,
+        n_inserted: get(COUNT_COLUMNS[1])?,
+        n_updated: get(COUNT_COLUMNS[2])?,
+        n_unchanged: get(COUNT_COLUMNS[3])?,
+        n_deleted: get(COUNT_COLUMNS[4])?,
+        n_restored: get(COUNT_COLUMNS[5])?,
+    })
+}

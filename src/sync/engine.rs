@@ -1,0 +1,411 @@
+//! One sync run: walk every scope, apply each, record the run.
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use indicatif::ProgressBar;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::api::{HssClient, ListRegistryQuery, RegistryFilters};
+use crate::registry::Registry;
+use crate::store::{RunTotals, ScopeResult, Store, StoreError};
+use crate::sync::{RunReport, RunStatus, Scope, ScopeCounts, ScopeReport};
+
+/// The largest `offset` ListRegistry accepts. A walk that would need a larger one fails its
+/// scope rather than send a request the API rejects.
+pub const MAX_OFFSET: u32 = 2_000_000;
+
+/// The page size by default: the API's maximum, so that a run spends as few of the
+/// five-calls-a-minute quota as it can.
+pub const DEFAULT_PAGE_LIMIT: u32 = 200;
+
+/// The smallest and largest `limit` the API accepts.
+pub const PAGE_LIMIT_RANGE: std::ops::RangeInclusive<u32> = 10..=200;
+
+/// How a run is carried out.
+#[derive(Clone, Debug)]
+pub struct SyncOptions {
+    /// `limit` of each page, 10 to 200.
+    pub page_limit: u32,
+    /// Filters sent with every request. A filtered walk sees only part of a scope, so it
+    /// never retires anything.
+    pub filters: RegistryFilters,
+    /// What started the run, recorded in `sync_runs.trigger`: `cli`, `demo`, `schedule`.
+    pub trigger: String,
+    /// Progress display; hidden when not on a terminal.
+    pub progress: ProgressBar,
+    /// Cancelled on SIGINT/SIGTERM: the run stops at the next page or scope boundary and
+    /// is recorded `interrupted`.
+    pub cancel: CancellationToken,
+}
+
+impl Default for SyncOptions {
+    fn default() -> Self {
+        SyncOptions {
+            page_limit: DEFAULT_PAGE_LIMIT,
+            filters: RegistryFilters::default(),
+            trigger: "cli".to_owned(),
+            progress: ProgressBar::hidden(),
+            cancel: CancellationToken::new(),
+        }
+    }
+}
+
+/// A run that could not be carried out or recorded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SyncError {
+    /// The run had nothing to do.
+    #[error("no scopes to sync: give at least one project id")]
+    NoScopes,
+    /// The store failed; what was committed before stays, the rest was rolled back.
+    #[error("sync run {run_id} failed: {source}")]
+    Store {
+        /// The run, or 0 when it could not even be recorded.
+        run_id: i64,
+        /// The store's error.
+        source: StoreError,
+    },
+}
+
+/// Runs one sync of `scopes`: records the run, walks and applies every scope, records the
+/// outcome, and returns the report.
+///
+/// API failures fail their scope, not the run: they are recorded in `sync_run_scopes` and
+/// the run ends `partial` (or `failed` when no scope succeeded).
+///
+/// # Errors
+///
+/// [`SyncError::Store`] when the database fails; the run is recorded `failed` if the
+/// database still answers.
+#[tracing::instrument(skip_all, fields(n_scopes = scopes.len(), trigger = %options.trigger))]
+pub async fn run_once(
+    client: &HssClient,
+    store: &Store,
+    scopes: &[Scope],
+    options: &SyncOptions,
+) -> Result<RunReport, SyncError> {
+    if scopes.is_empty() {
+        return Err(SyncError::NoScopes);
+    }
+    let started = Instant::now();
+    let run_id = store
+        .begin_run(&options.trigger, scopes.len() as i64, now())
+        .await
+        .map_err(|source| SyncError::Store { run_id: 0, source })?;
+    info!(
+        run.id = run_id,
+        "sync run {run_id} started with {} scopes",
+        scopes.len()
+    );
+    options.progress.set_length(scopes.len() as u64);
+    let mut report = RunReport {
+        run_id,
+        status: RunStatus::Succeeded,
+        scopes: Vec::new(),
+        counts: ScopeCounts::default(),
+        n_pages: 0,
+        n_requests: 0,
+        duration: Default::default(),
+    };
+    match run_scopes(client, store, scopes, options, &mut report).await {
+        Ok(()) => {}
+        Err(source) => {
+            report.status = RunStatus::Failed;
+            let totals = totals_of(&report, Some(source.to_string()));
+            // The database may be gone; the error that matters is the first one.
+            if let Err(e) = store.finish_run(run_id, &totals, now()).await {
+                warn!(run.id = run_id, error = %e, "could not record the failure of run {run_id}");
+            }
+            return Err(SyncError::Store { run_id, source });
+        }
+    }
+    let n_failed = report.n_scopes_failed();
+    report.status = if options.cancel.is_cancelled() {
+        RunStatus::Interrupted
+    } else if n_failed == 0 {
+        RunStatus::Succeeded
+    } else if n_failed < scopes.len() {
+        RunStatus::Partial
+    } else {
+        RunStatus::Failed
+    };
+    report.duration = started.elapsed();
+    let first_error = report
+        .scopes
+        .iter()
+        .find_map(|s| s.error.as_ref().map(|e| format!("scope {}: {e}", s.scope)));
+    let totals = totals_of(&report, first_error);
+    store
+        .finish_run(run_id, &totals, now())
+        .await
+        .map_err(|source| SyncError::Store { run_id, source })?;
+    options.progress.finish_and_clear();
+    let c = &report.counts;
+    info!(
+        run.id = run_id,
+        run.status = report.status.as_str(),
+        n_scopes = scopes.len(),
+        n_scopes_failed = n_failed,
+        n_pages = report.n_pages,
+        n_fetched = c.n_fetched,
+        n_inserted = c.n_inserted,
+        n_updated = c.n_updated,
+        n_unchanged = c.n_unchanged,
+        n_deleted = c.n_deleted,
+        n_restored = c.n_restored,
+        duration_ms = report.duration.as_millis() as u64,
+        "sync run {run_id} {}",
+        report.status.as_str()
+    );
+    Ok(report)
+}
+
+/// Walks and applies scopes project by project. All scopes of a project are walked before
+/// any is applied, so a registry that moved between two enterprise projects of the project
+/// is seen in its new scope before its old scope could retire it.
+async fn run_scopes(
+    client: &HssClient,
+    store: &Store,
+    scopes: &[Scope],
+    options: &SyncOptions,
+    report: &mut RunReport,
+) -> Result<(), StoreError> {
+    let mut seen_in_run: HashSet<String> = HashSet::new();
+    let mut remaining: Vec<&Scope> = scopes.iter().collect();
+    while let Some(first) = remaining.first().copied() {
+        let (group, rest): (Vec<&Scope>, Vec<&Scope>) = remaining
+            .into_iter()
+            .partition(|s| s.project_id == first.project_id && s.region == first.region);
+        remaining = rest;
+        let mut walked = Vec::new();
+        for scope in group {
+            let scope_row_id = store.begin_scope(report.run_id, scope, now()).await?;
+            let walk = walk_scope(client, scope, options).await;
+            seen_in_run.extend(walk.registries.iter().map(|r| r.id.clone()));
+            walked.push((scope, scope_row_id, walk));
+        }
+        for (scope, scope_row_id, walk) in walked {
+            let scope_report = apply_walk(
+                store,
+                report.run_id,
+                scope,
+                scope_row_id,
+                walk,
+                &seen_in_run,
+            )
+            .await?;
+            options.progress.inc(1);
+            report.n_pages += scope_report.n_pages;
+            report.n_requests += scope_report.n_requests;
+            report.counts.add(&scope_report.counts);
+            report.scopes.push(scope_report);
+        }
+    }
+    Ok(())
+}
+
+async fn apply_walk(
+    store: &Store,
+    run_id: i64,
+    scope: &Scope,
+    scope_row_id: i64,
+    walk: Walk,
+    seen_in_run: &HashSet<String>,
+) -> Result<ScopeReport, StoreError> {
+    let status = match &walk.outcome {
+        WalkOutcome::Complete | WalkOutcome::Filtered => "succeeded",
+        WalkOutcome::Failed(_) => "failed",
+        WalkOutcome::Interrupted => "interrupted",
+    };
+    let error = match &walk.outcome {
+        WalkOutcome::Failed(e) => Some(e.clone()),
+        _ => None,
+    };
+    let result = ScopeResult {
+        scope_row_id,
+        run_id,
+        scope,
+        registries: &walk.registries,
+        complete: matches!(walk.outcome, WalkOutcome::Complete),
+        seen_in_run,
+        status,
+        n_pages: walk.n_pages,
+        n_requests: walk.n_requests,
+        api_total: walk.api_total,
+        error: error.as_deref(),
+        now: now(),
+    };
+    let counts = if matches!(walk.outcome, WalkOutcome::Interrupted) {
+        store.close_scope_without_changes(&result).await?;
+        ScopeCounts::default()
+    } else {
+        store.apply_scope(&result).await?
+    };
+    if let Some(error) = &error {
+        // Logged once, here, where the failure is handled.
+        warn!(
+            scope = %scope,
+            project_id = %scope.project_id,
+            enterprise_project_id = %scope.enterprise_project_id,
+            n_pages = walk.n_pages,
+            "scope {scope} failed, nothing in it retired: {error}"
+        );
+    }
+    Ok(ScopeReport {
+        scope: scope.clone(),
+        status,
+        n_pages: walk.n_pages,
+        n_requests: walk.n_requests,
+        api_total: walk.api_total,
+        counts,
+        error,
+    })
+}
+
+/// How a walk ended.
+#[derive(Debug, PartialEq)]
+enum WalkOutcome {
+    /// Every page fetched and the distinct ids agree with `total_num`.
+    Complete,
+    /// Every page fetched, but with filters, so absence proves nothing.
+    Filtered,
+    /// A request failed or the pages did not add up; nothing may be retired.
+    Failed(String),
+    /// Cancelled between pages.
+    Interrupted,
+}
+
+/// What walking one scope produced.
+#[derive(Debug)]
+struct Walk {
+    registries: Vec<Registry>,
+    n_pages: i64,
+    n_requests: i64,
+    api_total: Option<i64>,
+    outcome: WalkOutcome,
+}
+
+/// Walks every page of one scope: `offset` advances by the items actually returned, and the
+/// walk ends on an empty page or when `offset` reaches `total_num`.
+async fn walk_scope(client: &HssClient, scope: &Scope, options: &SyncOptions) -> Walk {
+    let mut walk = Walk {
+        registries: Vec::new(),
+        n_pages: 0,
+        n_requests: 0,
+        api_total: None,
+        outcome: WalkOutcome::Complete,
+    };
+    let mut seen = HashSet::new();
+    let mut n_duplicates = 0usize;
+    let mut total_changed = false;
+    let mut offset: u32 = 0;
+    loop {
+        if options.cancel.is_cancelled() {
+            walk.outcome = WalkOutcome::Interrupted;
+            return walk;
+        }
+        if offset >= MAX_OFFSET {
+            walk.outcome = WalkOutcome::Failed(format!(
+                "scope holds more than {MAX_OFFSET} registries, the largest offset ListRegistry accepts"
+            ));
+            return walk;
+        }
+        let query = ListRegistryQuery {
+            enterprise_project_id: Some(scope.enterprise_project_id.clone()),
+            offset,
+            limit: options.page_limit,
+            filters: options.filters.clone(),
+        };
+        walk.n_requests += 1;
+        let page = tokio::select! {
+            page = client.list_registries(&scope.project_id, &query) => page,
+            () = options.cancel.cancelled() => {
+                walk.outcome = WalkOutcome::Interrupted;
+                return walk;
+            }
+        };
+        let page = match page {
+            Ok(page) => page,
+            Err(e) => {
+                walk.outcome = WalkOutcome::Failed(e.to_string());
+                return walk;
+            }
+        };
+        walk.n_pages += 1;
+        if let Some(total) = page.total_num {
+            if walk.api_total.is_some_and(|previous| previous != total) {
+                total_changed = true;
+            }
+            walk.api_total = Some(total);
+        }
+        if page.items.is_empty() {
+            break;
+        }
+        let n_items = page.items.len();
+        for (i, item) in page.items.into_iter().enumerate() {
+            match Registry::from_raw(item) {
+                Ok(registry) => {
+                    if seen.insert(registry.id.clone()) {
+                        walk.registries.push(registry);
+                    } else {
+                        n_duplicates += 1;
+                    }
+                }
+                Err(e) => {
+                    walk.outcome = WalkOutcome::Failed(format!(
+                        "item at offset {} of ListRegistry: {e}",
+                        offset as usize + i
+                    ));
+                    return walk;
+                }
+            }
+        }
+        options
+            .progress
+            .set_message(format!("{scope}: {} registries", walk.registries.len()));
+        offset = offset.saturating_add(u32::try_from(n_items).unwrap_or(u32::MAX));
+        if walk
+            .api_total
+            .is_some_and(|total| i64::from(offset) >= total)
+        {
+            break;
+        }
+    }
+    let n_distinct = walk.registries.len() as i64;
+    walk.outcome = if total_changed
+        || n_duplicates > 0
+        || walk.api_total.is_some_and(|t| t != n_distinct)
+    {
+        WalkOutcome::Failed(format!(
+            "pages did not add up (total_num {}, {n_distinct} distinct ids, {n_duplicates} repeated{}): \
+             the list changed during the walk, so nothing was retired",
+            walk.api_total.map_or("absent".to_owned(), |t| t.to_string()),
+            if total_changed { ", total_num changed between pages" } else { "" }
+        ))
+    } else if options.filters != RegistryFilters::default() {
+        WalkOutcome::Filtered
+    } else {
+        WalkOutcome::Complete
+    };
+    walk
+}
+
+fn totals_of(report: &RunReport, error: Option<String>) -> RunTotals {
+    RunTotals {
+        status: report.status.as_str().to_owned(),
+        n_scopes: report.scopes.len() as i64,
+        n_scopes_failed: report.n_scopes_failed() as i64,
+        n_pages: report.n_pages,
+        n_requests: report.n_requests,
+        counts: report.counts,
+        error,
+    }
+}
+
+/// The current time at the millisecond precision both databases keep.
+fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(3)
+}

@@ -1,0 +1,167 @@
+//! The real `hss-sync` binary: exit codes, messages, and the demo.
+
+use std::process::{Command, Output};
+
+use hss_sync::sim::Fault;
+
+use crate::helpers::{estate, Backend, TestApp, ACCESS_KEY, SECRET_KEY};
+
+fn hss_sync(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_hss-sync"));
+    command.args(args);
+    for name in [
+        "CLOUD_SDK_AK",
+        "CLOUD_SDK_SK",
+        "HSS_SYNC_AUTH_TOKEN",
+        "DATABASE_URL",
+        "HSS_SYNC_CONFIG",
+        "RUST_LOG",
+    ] {
+        command.env_remove(name);
+    }
+    command.envs(env.iter().copied());
+    command.output().expect("run hss-sync")
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_exits_3_when_a_page_fails_mid_walk_and_0_when_all_succeed() {
+    let app = TestApp::spawn(Backend::Sqlite, estate(2, 0, 210)).await;
+    let projects = app.sim.project_ids().join(",");
+    let endpoint = app.endpoint();
+    let args = [
+        "sync",
+        "--region",
+        "cn-north-4",
+        "--endpoint",
+        &endpoint,
+        "--project-id",
+        &projects,
+        "--database-url",
+        &app.db.url,
+    ];
+    let keys = [("CLOUD_SDK_AK", ACCESS_KEY), ("CLOUD_SDK_SK", SECRET_KEY)];
+
+    let ok = hss_sync(&args, &keys);
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok));
+    assert!(
+        String::from_utf8_lossy(&ok.stdout).contains(
+            "succeeded: 2 scopes (0 failed), 4 pages, 420 registries fetched: 420 created"
+        ),
+        "{}",
+        text(&ok)
+    );
+
+    app.sim.add_fault(Fault::FailPage {
+        project_id: Some(app.sim.project_ids()[1].clone()),
+        offset: Some(200),
+        status: 503,
+        error_code: "APIG.0201".to_owned(),
+        error_msg: "Backend unavailable".to_owned(),
+        times: None,
+    });
+    let partial = hss_sync(&args, &keys);
+    assert_eq!(partial.status.code(), Some(3), "{}", text(&partial));
+    let output = text(&partial);
+    assert!(
+        output.contains("partial") && output.contains("APIG.0201"),
+        "{output}"
+    );
+    assert!(!output.contains(SECRET_KEY));
+}
+
+#[test]
+fn configuration_problems_exit_2_and_name_every_key() {
+    let output = hss_sync(
+        &["sync", "--page-limit", "500", "--database-url", "mysql://x"],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    let message = text(&output);
+    for key in [
+        "region:",
+        "project_ids:",
+        "page_limit:",
+        "database_url:",
+        "credentials:",
+    ] {
+        assert!(message.contains(key), "{key} missing from {message}");
+    }
+}
+
+#[test]
+fn an_unreachable_database_exits_1_with_a_message_naming_it() {
+    let output = hss_sync(
+        &[
+            "sync",
+            "--region",
+            "cn-north-4",
+            "--project-id",
+            "p1",
+            "--database-url",
+            "postgres://u:hunter2@127.0.0.1:1/db",
+        ],
+        &[("CLOUD_SDK_AK", "AK"), ("CLOUD_SDK_SK", "SK")],
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    let message = text(&output);
+    assert!(
+        message.contains("cannot connect to the postgres database"),
+        "{message}"
+    );
+    assert!(!message.contains("hunter2"), "{message}");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let output = hss_sync(&["sync", "--no-such-flag"], &[]);
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
+fn the_demo_syncs_twice_and_leaves_a_queryable_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("demo.db");
+    let output = hss_sync(
+        &[
+            "demo",
+            "--database-file",
+            file.to_str().unwrap(),
+            "--registries-per-scope",
+            "40",
+        ],
+        &[],
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert!(
+        stdout.contains("1. first sync") && stdout.contains("3. second sync"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("360 created"),
+        "3 projects x 3 enterprise projects x 40: {stdout}"
+    );
+    assert!(
+        stdout.contains("updated") && stdout.contains("deleted"),
+        "{stdout}"
+    );
+    let runs = hss_sync(
+        &[
+            "runs",
+            "--database-url",
+            &format!("sqlite://{}", file.display()),
+        ],
+        &[],
+    );
+    assert_eq!(runs.status.code(), Some(0), "{}", text(&runs));
+    let listing = String::from_utf8_lossy(&runs.stdout);
+    assert_eq!(listing.matches("[demo] succeeded").count(), 2, "{listing}");
+}

@@ -1,0 +1,11 @@
+//! The one integration-test binary: behaviour through `sync::run_once`, the store on both
+//! backends, and the real `hss-sync` binary, all against the simulated HSS API.
+//!
+//! PostgreSQL tests use `TEST_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`),
+//! create a fresh database per test, and fail (never skip) when it cannot be reached.
+
+mod helpers;
+
+mod cli;
+mod pages;
+mod sync;

@@ -1,0 +1,369 @@
+//! Behaviour of whole sync runs through `run_once`, on SQLite and PostgreSQL.
+
+use std::collections::HashMap;
+
+use hss_sync::sim::{Fault, Mutation};
+use hss_sync::store::HistoryFilter;
+use hss_sync::sync::RunStatus;
+use serde_json::json;
+
+use crate::helpers::{client_for, estate, Backend, TestApp, SECRET_KEY};
+use crate::on_both_backends;
+
+async fn multi_page_estate_is_mirrored_and_changes_become_history(backend: Backend) {
+    // Arrange: 3 projects x 3 enterprise projects x 90 = 270 registries a project, two pages each.
+    let app = TestApp::spawn(backend, estate(3, 2, 90)).await;
+    let scopes = app.all_granted_scopes();
+
+    // Act: first sync.
+    let first = app.sync(&scopes).await;
+
+    // Assert: every registry created once, pages walked by total_num.
+    assert_eq!(first.status, RunStatus::Succeeded, "{first:?}");
+    assert_eq!(first.counts.n_fetched, 810);
+    assert_eq!(first.counts.n_inserted, 810);
+    assert_eq!(
+        first.n_pages, 6,
+        "270 items at limit 200 take two pages per project"
+    );
+    assert_eq!(app.live_ids().await, app.sim_ids());
+    let history = app.history(HistoryFilter::All).await;
+    assert_eq!(history.len(), 810);
+    assert!(history
+        .iter()
+        .all(|h| h.change_kind == "created" && h.version == 1 && h.valid_to.is_none()));
+    let runs = app.runs().await;
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].status, "succeeded");
+    assert_eq!(runs[0].totals.counts.n_inserted, 810);
+    assert_eq!(runs[0].totals.n_pages, 6);
+    let scope_rows = app.store.run_scopes(first.run_id).await.unwrap();
+    assert_eq!(scope_rows.len(), 3);
+    assert!(scope_rows
+        .iter()
+        .all(|s| s.status == "succeeded" && s.api_total == Some(270) && s.n_pages == 2));
+
+    // Act: the estate changes, second sync.
+    let change = app.sim.mutate(&Mutation {
+        seed: 5,
+        n_update: 20,
+        n_delete: 7,
+        n_add: 11,
+    });
+    assert_eq!(
+        (
+            change.updated.len(),
+            change.deleted.len(),
+            change.added.len()
+        ),
+        (20, 7, 11)
+    );
+    let second = app.sync(&scopes).await;
+
+    // Assert: exactly the changes, history versions chained.
+    assert_eq!(second.status, RunStatus::Succeeded);
+    assert_eq!(second.counts.n_updated, 20);
+    assert_eq!(second.counts.n_deleted, 7);
+    assert_eq!(second.counts.n_inserted, 11);
+    assert_eq!(second.counts.n_unchanged, 810 - 20 - 7);
+    assert_eq!(app.live_ids().await, app.sim_ids());
+    let rows: HashMap<String, _> = app
+        .registries()
+        .await
+        .into_iter()
+        .map(|r| (r.registry.id.clone(), r))
+        .collect();
+    let sim_rows: HashMap<String, serde_json::Value> = app
+        .sim
+        .project_ids()
+        .iter()
+        .flat_map(|p| app.sim.registries(p, None))
+        .map(|r| (r["id"].as_str().unwrap().to_owned(), r))
+        .collect();
+    for id in &change.updated {
+        let row = &rows[id];
+        assert_eq!(row.version, 2);
+        assert_eq!(
+            serde_json::Value::Object(row.registry.raw.clone()),
+            sim_rows[id],
+            "raw of {id}"
+        );
+        let versions = app.history(HistoryFilter::Registry(id)).await;
+        assert_eq!(versions.len(), 2);
+        assert_eq!(versions[1].change_kind, "updated");
+        assert!(!versions[1].changed_fields.is_empty());
+        assert_eq!(
+            versions[0].valid_to,
+            Some(versions[1].valid_from),
+            "v1 of {id} closed when v2 began"
+        );
+        assert_eq!(versions[1].valid_to, None);
+        assert_eq!(versions[1].sync_run_id, second.run_id);
+    }
+    for id in &change.deleted {
+        let row = &rows[id];
+        assert!(row.deleted_at.is_some(), "{id} retired");
+        assert_eq!(row.version, 2);
+        let versions = app.history(HistoryFilter::Registry(id)).await;
+        assert_eq!(
+            versions
+                .iter()
+                .map(|v| v.change_kind.as_str())
+                .collect::<Vec<_>>(),
+            ["created", "deleted"]
+        );
+        assert!(versions[0].valid_to.is_some());
+    }
+    for id in &change.added {
+        assert_eq!(rows[id].version, 1);
+    }
+    let scope_rows = app.store.run_scopes(second.run_id).await.unwrap();
+    let scope_total: i64 = scope_rows.iter().map(|s| s.counts.n_updated).sum();
+    assert_eq!(scope_total, 20);
+
+    // Act: a third sync of an unchanged estate.
+    let n_history = app.history(HistoryFilter::All).await.len();
+    let third = app.sync(&scopes).await;
+
+    // Assert: no history written, everything unchanged.
+    assert_eq!(third.status, RunStatus::Succeeded);
+    assert_eq!(third.counts.n_unchanged, app.sim.registry_count() as i64);
+    assert_eq!(
+        third.counts.n_inserted + third.counts.n_updated + third.counts.n_deleted,
+        0
+    );
+    assert_eq!(app.history(HistoryFilter::All).await.len(), n_history);
+    assert!(app
+        .history(HistoryFilter::Run(third.run_id))
+        .await
+        .is_empty());
+    assert_eq!(app.runs().await.len(), 3);
+}
+on_both_backends!(multi_page_estate_is_mirrored_and_changes_become_history);
+
+async fn enterprise_project_scopes_record_each_registrys_enterprise_project(backend: Backend) {
+    let app = TestApp::spawn(backend, estate(2, 2, 15)).await;
+    let scopes = app.enterprise_project_scopes();
+    assert_eq!(scopes.len(), 6);
+
+    let report = app.sync(&scopes).await;
+
+    assert_eq!(report.status, RunStatus::Succeeded);
+    assert_eq!(report.counts.n_inserted, 90);
+    let rows: HashMap<String, _> = app
+        .registries()
+        .await
+        .into_iter()
+        .map(|r| (r.registry.id.clone(), r))
+        .collect();
+    for project in app.sim.project_ids() {
+        for ep in app.sim.enterprise_project_ids() {
+            for registry in app.sim.registries(&project, Some(&ep)) {
+                let row = &rows[registry["id"].as_str().unwrap()];
+                assert_eq!(row.enterprise_project_id.as_deref(), Some(ep.as_str()));
+                assert_eq!(row.project_id, project);
+            }
+        }
+    }
+    // A second run with a deletion retires only in the scope that lost it.
+    let change = app.sim.mutate(&Mutation {
+        seed: 9,
+        n_delete: 3,
+        ..Default::default()
+    });
+    let second = app.sync(&scopes).await;
+    assert_eq!(second.counts.n_deleted, 3);
+    assert_eq!(app.live_ids().await, app.sim_ids());
+    assert!(change.deleted.iter().all(|id| rows.contains_key(id)));
+}
+on_both_backends!(enterprise_project_scopes_record_each_registrys_enterprise_project);
+
+async fn a_deleted_registry_that_returns_is_restored(backend: Backend) {
+    let app = TestApp::spawn(backend, estate(1, 0, 12)).await;
+    let scopes = app.all_granted_scopes();
+    let project = app.sim.project_ids()[0].clone();
+    app.sync(&scopes).await;
+    let victim = app.sim.registries(&project, None)[0].clone();
+    let id = victim["id"].as_str().unwrap().to_owned();
+    app.sim.mutate(&Mutation {
+        seed: 1,
+        ..Default::default()
+    });
+    // Delete exactly the victim by re-creating the scope without it.
+    let others: Vec<_> = app
+        .sim
+        .registries(&project, Some("0"))
+        .into_iter()
+        .filter(|r| r["id"] != victim["id"])
+        .collect();
+    app.sim.set_registries_in_scope(&project, "0", 0);
+    for registry in others {
+        app.sim.insert_registry(&project, "0", registry);
+    }
+    let deleted = app.sync(&scopes).await;
+    assert_eq!(deleted.counts.n_deleted, 1);
+
+    let mut back = victim.clone();
+    back["status"] = json!("fail");
+    back["fail_reason"] = json!("SERVER_ERROR");
+    app.sim.insert_registry(&project, "0", back);
+    let restored = app.sync(&scopes).await;
+
+    assert_eq!(restored.counts.n_restored, 1);
+    let versions = app.history(HistoryFilter::Registry(&id)).await;
+    let kinds: Vec<&str> = versions.iter().map(|v| v.change_kind.as_str()).collect();
+    assert_eq!(kinds, ["created", "deleted", "restored"]);
+    assert_eq!(versions[2].version, 3);
+    assert!(
+        versions[2].changed_fields.contains(&"status".to_owned()),
+        "{:?}",
+        versions[2].changed_fields
+    );
+    assert_eq!(versions[1].valid_to, Some(versions[2].valid_from));
+    let row = app
+        .registries()
+        .await
+        .into_iter()
+        .find(|r| r.registry.id == id)
+        .unwrap();
+    assert_eq!(row.deleted_at, None);
+    assert_eq!(row.version, 3);
+}
+on_both_backends!(a_deleted_registry_that_returns_is_restored);
+
+async fn missing_null_and_unknown_fields_are_stored_as_they_come(backend: Backend) {
+    let app = TestApp::spawn(backend, estate(1, 0, 0)).await;
+    let project = app.sim.project_ids()[0].clone();
+    app.sim.insert_registry(
+        &project,
+        "0",
+        json!({"id": "odd-1", "registry_name": null, "registry_type": "Quay", "images_num": 7,
+               "latest_sync_time": 1764306182123i64, "brand_new_field": {"nested": [1, 2]}}),
+    );
+    app.sim
+        .insert_registry(&project, "0", json!({"id": "bare-2"}));
+
+    let report = app.sync(&app.all_granted_scopes()).await;
+
+    assert_eq!(report.status, RunStatus::Succeeded);
+    let rows = app.registries().await;
+    let odd = rows.iter().find(|r| r.registry.id == "odd-1").unwrap();
+    assert_eq!(
+        odd.registry.string_field("registry_type").as_deref(),
+        Some("Quay")
+    );
+    assert_eq!(
+        odd.registry.raw["brand_new_field"],
+        json!({"nested": [1, 2]})
+    );
+    assert_eq!(
+        odd.registry.integer_field("latest_sync_time"),
+        Some(1764306182123)
+    );
+    assert!(odd.registry.raw.contains_key("registry_name"));
+    let bare = rows.iter().find(|r| r.registry.id == "bare-2").unwrap();
+    assert_eq!(bare.registry.raw.len(), 1);
+    assert_eq!(
+        bare.enterprise_project_id, None,
+        "all_granted_eps scope leaves the column NULL"
+    );
+}
+on_both_backends!(missing_null_and_unknown_fields_are_stored_as_they_come);
+
+async fn a_wrong_secret_key_fails_every_scope_with_huaweis_error_and_writes_nothing(
+    backend: Backend,
+) {
+    let mut app = TestApp::spawn(backend, estate(2, 0, 5)).await;
+    let wrong_key = "wrong-secret-key-that-must-not-leak";
+    app.client = client_for(app.address, wrong_key);
+
+    let report = app.sync(&app.all_granted_scopes()).await;
+
+    assert_eq!(report.status, RunStatus::Failed);
+    assert_eq!(
+        report.n_requests, 2,
+        "an authentication failure is never retried"
+    );
+    for scope in &report.scopes {
+        let error = scope.error.as_deref().unwrap();
+        assert!(
+            error.contains("HTTP 401")
+                && error.contains("APIG.0301")
+                && error.contains("request_id"),
+            "{error}"
+        );
+    }
+    assert!(app.registries().await.is_empty());
+    let runs = app.runs().await;
+    assert_eq!(runs[0].status, "failed");
+    assert!(runs[0]
+        .totals
+        .error
+        .as_deref()
+        .unwrap()
+        .contains("APIG.0301"));
+    if let Some(path) = app.db.sqlite_path() {
+        app.store.close().await;
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes.extend(std::fs::read(format!("{}-wal", path.display())).unwrap_or_default());
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(text.contains("APIG.0301"), "the error is in the file");
+        assert!(
+            !text.contains(wrong_key) && !text.contains(SECRET_KEY),
+            "no secret in the database file"
+        );
+    }
+}
+on_both_backends!(a_wrong_secret_key_fails_every_scope_with_huaweis_error_and_writes_nothing);
+
+async fn malformed_json_fails_its_scope_and_retires_nothing(backend: Backend) {
+    let app = TestApp::spawn(backend, estate(2, 0, 30)).await;
+    let scopes = app.all_granted_scopes();
+    app.sync(&scopes).await;
+    let before = app.live_ids().await;
+    let broken = app.sim.project_ids()[0].clone();
+    app.sim.mutate(&Mutation {
+        seed: 3,
+        n_delete: 10,
+        ..Default::default()
+    });
+    app.sim.add_fault(Fault::MalformedJson {
+        project_id: Some(broken.clone()),
+        offset: None,
+        times: None,
+    });
+
+    let report = app.sync(&scopes).await;
+
+    assert_eq!(report.status, RunStatus::Partial);
+    let failed: Vec<_> = report
+        .scopes
+        .iter()
+        .filter(|s| s.status == "failed")
+        .collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].scope.project_id, broken);
+    assert!(failed[0]
+        .error
+        .as_deref()
+        .unwrap()
+        .contains("not valid ListRegistry JSON"));
+    let rows = app.registries().await;
+    for row in rows.iter().filter(|r| r.project_id == broken) {
+        assert_eq!(
+            row.deleted_at, None,
+            "{} must not be retired by a failed scope",
+            row.registry.id
+        );
+    }
+    let live_after = app.live_ids().await;
+    assert!(
+        live_after.len() < before.len(),
+        "the healthy project's deletions were applied"
+    );
+    let scope_rows = app.store.run_scopes(report.run_id).await.unwrap();
+    assert!(scope_rows
+        .iter()
+        .any(|s| s.status == "failed" && s.error.is_some()));
+}
+on_both_backends!(malformed_json_fails_its_scope_and_retires_nothing);
