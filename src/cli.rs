@@ -416,9 +416,14 @@ async fn simulate_command(args: SimulateArgs, out: &mut (dyn Write + Send)) -> a
         }
     )?;
     writeln!(out, "  estate: curl http://{address}/sim/estate ; change it: curl -X POST -H 'content-type: application/json' -d '{{\"seed\":1,\"n_update\":5,\"n_delete\":2,\"n_add\":3}}' http://{address}/sim/mutate")?;
+    let keys = if checks_signatures {
+        "CLOUD_SDK_AK=<the --access-key> CLOUD_SDK_SK=\"$HSS_SIM_SECRET_KEY\""
+    } else {
+        "CLOUD_SDK_AK=any CLOUD_SDK_SK=any"
+    };
     writeln!(
         out,
-        "  sync it: hss-sync sync --region {} --endpoint http://{address} --project-id {}",
+        "  sync it: {keys} hss-sync sync --region {} --endpoint http://{address} --project-id {}",
         args.region,
         simulator.project_ids().join(",")
     )?;

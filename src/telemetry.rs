@@ -1,5 +1,7 @@
 //! Logging set-up: `tracing` to standard error, levels from `RUST_LOG`, text or JSON.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 /// How log lines are written.
@@ -20,6 +22,7 @@ pub fn init(format: LogFormat, default_directive: &str) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);
     // A second call (tests run several commands in one process) keeps the first subscriber.
     let _ = match format {

@@ -114,7 +114,7 @@ pub async fn run_once(
         Ok(()) => {}
         Err(source) => {
             report.status = RunStatus::Failed;
-            let totals = totals_of(&report, Some(source.to_string()));
+            let totals = totals_of(&report, scopes.len(), Some(source.to_string()));
             // The database may be gone; the error that matters is the first one.
             if let Err(e) = store.finish_run(run_id, &totals, now()).await {
                 warn!(run.id = run_id, error = %e, "could not record the failure of run {run_id}");
@@ -137,7 +137,7 @@ pub async fn run_once(
         .scopes
         .iter()
         .find_map(|s| s.error.as_ref().map(|e| format!("scope {}: {e}", s.scope)));
-    let totals = totals_of(&report, first_error);
+    let totals = totals_of(&report, scopes.len(), first_error);
     store
         .finish_run(run_id, &totals, now())
         .await
@@ -393,10 +393,10 @@ async fn walk_scope(client: &HssClient, scope: &Scope, options: &SyncOptions) ->
     walk
 }
 
-fn totals_of(report: &RunReport, error: Option<String>) -> RunTotals {
+fn totals_of(report: &RunReport, n_scopes: usize, error: Option<String>) -> RunTotals {
     RunTotals {
         status: report.status.as_str().to_owned(),
-        n_scopes: report.scopes.len() as i64,
+        n_scopes: n_scopes as i64,
         n_scopes_failed: report.n_scopes_failed() as i64,
         n_pages: report.n_pages,
         n_requests: report.n_requests,
