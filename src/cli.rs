@@ -14,11 +14,13 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::api::{HssClient, RegistryFilters};
-use crate::config::{ConfigError, Overrides, RawConfig, SyncConfig, DEFAULT_DATABASE_URL};
+use crate::api::RegistryFilters;
+use crate::config::{
+    AuthMode, ConfigError, Overrides, RawConfig, SyncConfig, DEFAULT_DATABASE_URL,
+};
 use crate::sim::{SimConfig, SimCredentials, Simulator};
 use crate::store::{redact_url, Store};
-use crate::sync::{self, SyncError, SyncOptions};
+use crate::sync::{self, scopes, RunReport, SyncError, SyncOptions};
 use crate::telemetry::LogFormat;
 
 /// Keeps a SQL copy of the container-image registries Huawei Cloud HSS knows about, with
@@ -43,7 +45,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run one sync of every scope, then exit (0 all scopes succeeded, 3 partial, 1 failed, 2 usage).
-    Sync(SyncArgs),
+    Sync(Box<SyncArgs>),
     /// Apply database migrations, then exit (sync does this too).
     Migrate(DatabaseArgs),
     /// Show the most recent sync runs and their scopes.
@@ -72,7 +74,7 @@ pub struct DatabaseArgs {
     pub database_url: Option<String>,
 }
 
-/// Flags of `sync`.
+/// Flags of `sync` (and of `run`).
 #[derive(Debug, Args, Clone)]
 pub struct SyncArgs {
     /// Huawei Cloud region, for example cn-north-4; picks the endpoint https://hss.{region}.myhuaweicloud.com.
@@ -97,9 +99,29 @@ pub struct SyncArgs {
     )]
     pub enterprise_project_ids: Vec<String>,
 
-    /// HSS base URL, overriding the region's (private endpoints, proxies, the simulator).
+    /// Find the account's projects (IAM) and enterprise projects (EPS) and sync them all.
+    #[arg(long, env = "HSS_SYNC_DISCOVER", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub discover: Option<bool>,
+
+    /// HSS base URL for every region, overriding the region's (private endpoints, proxies, the simulator).
     #[arg(long, env = "HSS_SYNC_ENDPOINT", value_name = "URL")]
     pub endpoint: Option<String>,
+
+    /// IAM endpoint for tokens and project discovery [default: https://iam.myhuaweicloud.com].
+    #[arg(long, env = "HSS_SYNC_IAM_ENDPOINT", value_name = "URL")]
+    pub iam_endpoint: Option<String>,
+
+    /// EPS endpoint for enterprise project discovery [default: https://eps.myhuaweicloud.com].
+    #[arg(long, env = "HSS_SYNC_EPS_ENDPOINT", value_name = "URL")]
+    pub eps_endpoint: Option<String>,
+
+    /// Account (domain) id, sent as X-Domain-Id to IAM and EPS with AK/SK.
+    #[arg(long, env = "HSS_SYNC_DOMAIN_ID", value_name = "ID")]
+    pub domain_id: Option<String>,
+
+    /// How to authenticate: auto picks AK/SK, then an IAM password, then a given token, by which are set.
+    #[arg(long, env = "HSS_SYNC_AUTH_MODE", value_enum)]
+    pub auth_mode: Option<AuthMode>,
 
     #[command(flatten)]
     pub database: DatabaseArgs,
@@ -108,9 +130,41 @@ pub struct SyncArgs {
     #[arg(long, env = "HSS_SYNC_PAGE_LIMIT", value_name = "N")]
     pub page_limit: Option<u32>,
 
+    /// ListRegistry requests a minute per credential and endpoint; 0 for no limit [default: 5, HSS's documented limit].
+    #[arg(long, env = "HSS_SYNC_MAX_REQUESTS_PER_MINUTE", value_name = "N")]
+    pub max_requests_per_minute: Option<u32>,
+
+    /// Scopes walked at once [default: 4].
+    #[arg(long, env = "HSS_SYNC_CONCURRENCY", value_name = "N")]
+    pub concurrency: Option<usize>,
+
+    /// Retries of a failed request (throttled, 5xx, network, bad JSON; never bad credentials) [default: 5].
+    #[arg(long, env = "HSS_SYNC_MAX_RETRIES", value_name = "N")]
+    pub max_retries: Option<u32>,
+
+    /// First retry delay in milliseconds; doubles each retry, with jitter [default: 2000].
+    #[arg(long, env = "HSS_SYNC_RETRY_BASE_DELAY_MS", value_name = "MS")]
+    pub retry_base_delay_ms: Option<u64>,
+
+    /// Longest retry delay in seconds, Retry-After included [default: 60].
+    #[arg(long, env = "HSS_SYNC_RETRY_MAX_DELAY_SECONDS", value_name = "SECONDS")]
+    pub retry_max_delay_seconds: Option<u64>,
+
+    /// Walks again of a scope whose pages did not add up (the list changed mid-walk) [default: 2].
+    #[arg(long, env = "HSS_SYNC_MAX_REWALKS", value_name = "N")]
+    pub max_rewalks: Option<u32>,
+
     /// Per-request timeout in seconds [default: 60].
     #[arg(long, env = "HSS_SYNC_REQUEST_TIMEOUT_SECONDS", value_name = "SECONDS")]
     pub request_timeout_seconds: Option<u64>,
+
+    /// PEM file of extra CA certificates to trust.
+    #[arg(long, env = "HSS_SYNC_CA_FILE", value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+
+    /// Accept any TLS certificate. Dangerous: only for a test endpoint you control.
+    #[arg(long, env = "HSS_SYNC_INSECURE_SKIP_TLS_VERIFY", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub insecure_skip_tls_verify: Option<bool>,
 
     /// Only registries whose name contains this (a filtered sync never marks anything deleted).
     #[arg(long, env = "HSS_SYNC_REGISTRY_NAME")]
@@ -130,15 +184,29 @@ pub struct SyncArgs {
 }
 
 impl SyncArgs {
-    fn overrides(&self) -> Overrides {
+    /// What these flags (and their variables) say, for [`SyncConfig::build`].
+    pub fn overrides(&self) -> Overrides {
         Overrides {
             region: self.region.clone(),
             project_ids: self.project_ids.clone(),
             enterprise_project_ids: self.enterprise_project_ids.clone(),
+            discover: self.discover,
             endpoint: self.endpoint.clone(),
+            iam_endpoint: self.iam_endpoint.clone(),
+            eps_endpoint: self.eps_endpoint.clone(),
+            domain_id: self.domain_id.clone(),
             database_url: self.database.database_url.clone(),
             page_limit: self.page_limit,
             request_timeout_seconds: self.request_timeout_seconds,
+            max_retries: self.max_retries,
+            retry_base_delay_ms: self.retry_base_delay_ms,
+            retry_max_delay_seconds: self.retry_max_delay_seconds,
+            max_requests_per_minute: self.max_requests_per_minute,
+            concurrency: self.concurrency,
+            max_rewalks: self.max_rewalks,
+            ca_file: self.ca_file.clone(),
+            insecure_skip_tls_verify: self.insecure_skip_tls_verify,
+            auth_mode: self.auth_mode,
             filters: RegistryFilters {
                 registry_name: self.registry_name.clone(),
                 registry_type: self.registry_type.clone(),
@@ -206,7 +274,7 @@ pub struct DemoArgs {
 /// Any error that ends the command; [`exit_code_of`] maps it to an exit code.
 pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> anyhow::Result<u8> {
     match cli.command {
-        Command::Sync(args) => sync_command(cli.config, args, out).await,
+        Command::Sync(args) => sync_command(cli.config, *args, out).await,
         Command::Migrate(args) => {
             let url = database_url(cli.config.as_deref(), &args)?;
             let store = open_store(&url).await?;
@@ -311,32 +379,11 @@ async fn sync_command(
 ) -> anyhow::Result<u8> {
     let file = load_file(config_path.as_deref())?;
     let config = SyncConfig::build(args.overrides(), file, |name| std::env::var(name).ok())?;
-    info!(
-        endpoint = %config.endpoint,
-        auth = %config.auth_description(),
-        database = %config.database_url_redacted(),
-        n_scopes = config.scopes.len(),
-        "starting sync of {} scopes from {} with {}",
-        config.scopes.len(),
-        config.endpoint,
-        config.auth_description()
-    );
     let store = open_store(&config.database_url).await?;
-    let client = HssClient::new(
-        config.endpoint.clone(),
-        config.auth.clone(),
-        config.request_timeout,
-    )?;
-    let options = SyncOptions {
-        page_limit: config.page_limit,
-        filters: config.filters.clone(),
-        trigger: "cli".to_owned(),
-        progress: progress_bar(),
-        cancel: cancel_on_signal(),
-    };
-    let result = sync::run_once(&client, &store, &config.scopes, &options).await;
+    let cancel = cancel_on_signal();
+    let result = sync_with_config(&config, &store, "cli", progress_bar(), cancel).await;
     store.close().await;
-    let report = result.map_err(|e: SyncError| anyhow::Error::new(e))?;
+    let report = result?;
     writeln!(out, "{}", report.summary_line())?;
     for scope in report.scopes.iter().filter(|s| s.error.is_some()) {
         writeln!(
@@ -348,6 +395,43 @@ async fn sync_command(
         )?;
     }
     Ok(report.status.exit_code())
+}
+
+/// One sync run with a validated configuration: set up clients and scopes (discovering
+/// them when asked), then [`sync::run_once`].
+///
+/// # Errors
+///
+/// When set-up fails (IAM unreachable during discovery, no endpoint for a region) or the
+/// store fails.
+pub async fn sync_with_config(
+    config: &SyncConfig,
+    store: &Store,
+    trigger: &str,
+    progress: ProgressBar,
+    cancel: CancellationToken,
+) -> anyhow::Result<RunReport> {
+    info!(
+        auth = %config.auth_description(),
+        database = %config.database_url_redacted(),
+        discover = config.discover,
+        "starting a sync with {}",
+        config.auth_description()
+    );
+    let prepared = scopes::prepare(config, |name| std::env::var(name).ok()).await?;
+    let options = SyncOptions {
+        page_limit: config.page_limit,
+        filters: config.filters.clone(),
+        trigger: trigger.to_owned(),
+        progress,
+        cancel,
+        concurrency: config.concurrency,
+        max_rewalks: config.max_rewalks,
+    };
+    let report = sync::run_once(&prepared.clients, store, &prepared.scopes, &options)
+        .await
+        .map_err(|e: SyncError| anyhow::Error::new(e))?;
+    Ok(report)
 }
 
 /// A progress bar on standard error when it is a terminal, else a hidden one.
@@ -423,7 +507,7 @@ async fn simulate_command(args: SimulateArgs, out: &mut (dyn Write + Send)) -> a
     };
     writeln!(
         out,
-        "  sync it: {keys} hss-sync sync --region {} --endpoint http://{address} --project-id {}",
+        "  sync it: {keys} hss-sync sync --region {} --endpoint http://{address} --max-requests-per-minute 0 --project-id {}",
         args.region,
         simulator.project_ids().join(",")
     )?;

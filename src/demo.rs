@@ -11,7 +11,7 @@ use anyhow::Context;
 use rand::distributions::{Alphanumeric, DistString};
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{Auth, HssClient, DEFAULT_REQUEST_TIMEOUT};
+use crate::api::{Auth, ClientSettings, HssClient, HssClients};
 use crate::cli::{open_store, progress_bar, DemoArgs};
 use crate::signer::Credentials;
 use crate::sim::{Mutation, SimConfig, SimCredentials, Simulator};
@@ -79,11 +79,11 @@ pub async fn run(args: DemoArgs, out: &mut (dyn Write + Send)) -> anyhow::Result
 
     let store = open_store(&database_url).await?;
     let endpoint = url::Url::parse(&format!("http://{address}"))?;
-    let client = HssClient::new(
+    let client = HssClients::single(HssClient::new(
         endpoint,
         Auth::AkSk(Credentials::new(access_key, secret_key)?),
-        DEFAULT_REQUEST_TIMEOUT,
-    )?;
+        &ClientSettings::default(),
+    )?);
     let scopes: Vec<Scope> = simulator
         .project_ids()
         .into_iter()

@@ -1,14 +1,20 @@
-//! [`HssClient`]: signs and sends `ListRegistry` requests.
+//! [`HssClient`] sends `ListRegistry` requests; [`Transport`] sends any request with
+//! retries, rate limiting and token refresh, for every Huawei API we call.
 
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use futures::future::BoxFuture;
 use reqwest::header::{HeaderMap, HeaderValue};
-use secrecy::{ExposeSecret, SecretString};
+use reqwest::StatusCode;
+use tracing::{debug, warn};
 use url::Url;
 
+use crate::api::auth::{join, Auth, Target, Unprepared};
 use crate::api::dto::{ErrorBody, ListRegistryResponse, RegistryPage};
-use crate::signer::{self, Credentials, RequestToSign};
+use crate::api::limiter::RateLimiter;
+use crate::api::retry::{self, RetryPolicy};
 
 /// How long one request may take, connect to last byte. Huawei's SDKs wait 120 s; a
 /// `ListRegistry` page of 200 items is small, so a minute is generous and stops a hung
@@ -25,24 +31,6 @@ const BODY_EXCERPT_CHARS: usize = 200;
 
 /// The `User-Agent` sent (and signed) with every request.
 pub const USER_AGENT: &str = concat!("hss-sync/", env!("CARGO_PKG_VERSION"));
-
-/// How the client proves who it is.
-#[derive(Clone)]
-pub enum Auth {
-    /// AK/SK request signing (`SDK-HMAC-SHA256`), as Huawei's SDKs do.
-    AkSk(Credentials),
-    /// An IAM token, sent as `X-Auth-Token`.
-    Token(SecretString),
-}
-
-impl std::fmt::Debug for Auth {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Auth::AkSk(credentials) => f.debug_tuple("AkSk").field(credentials).finish(),
-            Auth::Token(_) => f.write_str("Token([redacted])"),
-        }
-    }
-}
 
 /// Optional `ListRegistry` filters; `None` sends nothing.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -112,9 +100,11 @@ pub enum ApiError {
         error_msg: Option<String>,
         /// Huawei's request id.
         request_id: Option<String>,
+        /// The `Retry-After` the server asked for.
+        retry_after: Option<Duration>,
     },
     /// The answer came but could not be read as the expected JSON.
-    #[error("{operation} returned a body that is not valid ListRegistry JSON ({detail}){}", describe_error_body(&None, &None, .request_id))]
+    #[error("{operation} returned a body that is not valid JSON of the expected shape ({detail}){}", describe_error_body(&None, &None, .request_id))]
     Decode {
         /// What was being done.
         operation: String,
@@ -154,6 +144,14 @@ impl ApiError {
             _ => None,
         }
     }
+
+    /// The `Retry-After` the server asked for.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ApiError::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
 }
 
 fn describe_error_body(
@@ -177,16 +175,235 @@ fn describe_error_body(
     out
 }
 
+/// How the HTTP clients are set up.
+#[derive(Clone, Debug)]
+pub struct ClientSettings {
+    /// Per-request timeout, connect to last byte.
+    pub request_timeout: Duration,
+    /// A PEM file of extra CA certificates to trust (private endpoints, inspecting proxies).
+    pub ca_file: Option<PathBuf>,
+    /// Accept any TLS certificate. Dangerous; off unless asked for, and then loudly.
+    pub insecure_skip_tls_verify: bool,
+    /// How failed requests are retried.
+    pub retry: RetryPolicy,
+    /// ListRegistry requests a minute per credential and endpoint; 0 for no limit.
+    pub max_requests_per_minute: u32,
+}
+
+impl Default for ClientSettings {
+    fn default() -> Self {
+        ClientSettings {
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            ca_file: None,
+            insecure_skip_tls_verify: false,
+            retry: RetryPolicy::default(),
+            max_requests_per_minute: 0,
+        }
+    }
+}
+
+/// What the attempts behind one call cost.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Attempts {
+    /// Requests sent, retries included.
+    pub n_requests: u32,
+    /// Of those, throttled ones (`429`, `*.0308`).
+    pub n_throttled: u32,
+    /// Retries made.
+    pub n_retries: u32,
+}
+
+impl Attempts {
+    /// Adds another call's attempts.
+    pub fn add(&mut self, other: &Attempts) {
+        self.n_requests += other.n_requests;
+        self.n_throttled += other.n_throttled;
+        self.n_retries += other.n_retries;
+    }
+}
+
+/// What one call is, for [`Transport::execute`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Call<'a> {
+    /// What is being done, for messages.
+    pub(crate) operation: &'a str,
+    /// The API's name, for metrics.
+    pub(crate) api: &'static str,
+    /// The rate limiter to take a slot from, if any.
+    pub(crate) limiter: Option<&'a RateLimiter>,
+    /// Whether a "token must be updated" answer may be cured by a fresh token.
+    pub(crate) can_refresh_token: bool,
+}
+
+/// Sends requests with retries, for every Huawei API we call. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Transport {
+    /// The connection pool.
+    pub(crate) http: reqwest::Client,
+    /// How failed requests are retried.
+    retry: RetryPolicy,
+}
+
+impl Transport {
+    /// Builds the HTTP client. Proxies come from `HTTPS_PROXY`, `HTTP_PROXY` and `NO_PROXY`.
+    ///
+    /// # Errors
+    ///
+    /// [`ApiError::Setup`] when the CA file cannot be read or the TLS stack cannot start.
+    pub fn new(settings: &ClientSettings) -> Result<Transport, ApiError> {
+        let mut builder = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
+            .timeout(settings.request_timeout)
+            .connect_timeout(CONNECT_TIMEOUT.min(settings.request_timeout));
+        if let Some(path) = &settings.ca_file {
+            let pem = std::fs::read(path).map_err(|e| {
+                ApiError::Setup(format!("cannot read CA file {}: {e}", path.display()))
+            })?;
+            let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                ApiError::Setup(format!("CA file {} is not PEM: {e}", path.display()))
+            })?;
+            if certificates.is_empty() {
+                return Err(ApiError::Setup(format!(
+                    "CA file {} holds no certificate",
+                    path.display()
+                )));
+            }
+            for certificate in certificates {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        if settings.insecure_skip_tls_verify {
+            warn!("TLS certificate verification is OFF: anyone on the network path can read and change requests and answers");
+            builder = builder.danger_accept_invalid_certs(true);
+        }
+        let http = builder
+            .build()
+            .map_err(|e| ApiError::Setup(format!("cannot build the HTTP client: {e}")))?;
+        Ok(Transport {
+            http,
+            retry: settings.retry,
+        })
+    }
+
+    /// Sends a request built by `build` (called again for every attempt, so signatures and
+    /// tokens are fresh; its argument asks for a refreshed token), parses the answer with
+    /// `parse`, and retries what [`retry::is_retryable`] allows. A "token must be updated"
+    /// answer is tried once more with a fresh token when `can_refresh_token`.
+    pub(crate) async fn execute<'a, T>(
+        &'a self,
+        call: Call<'_>,
+        attempts: &mut Attempts,
+        mut build: impl FnMut(bool) -> BoxFuture<'a, Result<reqwest::RequestBuilder, ApiError>>,
+        parse: impl Fn(StatusCode, &HeaderMap, &[u8]) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        let Call {
+            operation,
+            api,
+            limiter,
+            can_refresh_token,
+        } = call;
+        let mut delays = self.retry.delays();
+        let mut force_refresh = false;
+        let mut refreshed = false;
+        loop {
+            if let Some(limiter) = limiter {
+                limiter.acquire().await;
+            }
+            let request = build(force_refresh).await?;
+            force_refresh = false;
+            attempts.n_requests += 1;
+            let result = match request.send().await {
+                Ok(response) => {
+                    let status = response.status();
+                    let headers = response.headers().clone();
+                    match response.bytes().await {
+                        Ok(bytes) => parse(status, &headers, &bytes),
+                        Err(e) => Err(transport_error(operation, &e)),
+                    }
+                }
+                Err(e) => Err(transport_error(operation, &e)),
+            };
+            let error = match result {
+                Ok(value) => {
+                    record_request(api, "200");
+                    if let Some(limiter) = limiter {
+                        limiter.on_success().await;
+                    }
+                    return Ok(value);
+                }
+                Err(error) => error,
+            };
+            record_request(
+                api,
+                &error.status().map_or("error".to_owned(), |s| s.to_string()),
+            );
+            let throttled = retry::is_throttled(&error);
+            if throttled {
+                attempts.n_throttled += 1;
+                metrics::counter!("hss_sync_http_throttled_total", "api" => api).increment(1);
+                if let Some(limiter) = limiter {
+                    limiter.on_throttled(error.retry_after()).await;
+                }
+            }
+            if retry::is_token_expired(&error) && !refreshed && can_refresh_token {
+                refreshed = true;
+                force_refresh = true;
+                debug!("{operation}: token must be updated, fetching a new one");
+                continue;
+            }
+            if !retry::is_retryable(&error) {
+                return Err(error);
+            }
+            let Some(backoff) = delays.next() else {
+                return Err(error);
+            };
+            attempts.n_retries += 1;
+            metrics::counter!("hss_sync_http_retries_total", "api" => api).increment(1);
+            let delay = if throttled && limiter.is_some() {
+                // The limiter already moved the next slot past Retry-After.
+                Duration::ZERO
+            } else {
+                self.retry.delay_for(&error, backoff)
+            };
+            debug!(
+                retry.delay_ms = delay.as_millis() as u64,
+                "{operation}: attempt {} failed, retrying in {delay:?}: {error}",
+                attempts.n_requests
+            );
+            tokio::time::sleep(delay).await;
+        }
+    }
+}
+
+fn record_request(api: &'static str, status: &str) {
+    metrics::counter!("hss_sync_http_requests_total", "api" => api, "status" => status.to_owned())
+        .increment(1);
+}
+
+fn transport_error(operation: &str, error: &reqwest::Error) -> ApiError {
+    ApiError::Transport {
+        operation: operation.to_owned(),
+        detail: if error.is_timeout() {
+            format!("timed out: {}", error_chain(error))
+        } else {
+            error_chain(error)
+        },
+        timeout: error.is_timeout(),
+    }
+}
+
 /// The HSS client of one endpoint and one identity.
 #[derive(Clone, Debug)]
 pub struct HssClient {
-    /// Shared connection pool; cheap to clone.
-    http: reqwest::Client,
+    /// Sends requests with retries.
+    transport: Transport,
     /// The HSS endpoint, for example `https://hss.cn-north-4.myhuaweicloud.com`; a path
     /// prefix is kept (private gateways mount HSS under one).
     base_url: Url,
     /// How requests are authenticated.
     auth: Auth,
+    /// Shared by every request of this client, so concurrent scopes share the quota.
+    limiter: Option<Arc<RateLimiter>>,
 }
 
 impl HssClient {
@@ -194,23 +411,33 @@ impl HssClient {
     ///
     /// # Errors
     ///
-    /// Returns [`ApiError::Setup`] when the URL is not http(s) or the TLS stack cannot start.
-    pub fn new(base_url: Url, auth: Auth, request_timeout: Duration) -> Result<Self, ApiError> {
+    /// [`ApiError::Setup`] when the URL is not http(s) or the HTTP client cannot be built.
+    pub fn new(base_url: Url, auth: Auth, settings: &ClientSettings) -> Result<Self, ApiError> {
+        let transport = Transport::new(settings)?;
+        HssClient::with_transport(base_url, auth, transport, settings.max_requests_per_minute)
+    }
+
+    /// Builds a client on an existing transport.
+    ///
+    /// # Errors
+    ///
+    /// [`ApiError::Setup`] when the URL is not http(s).
+    pub fn with_transport(
+        base_url: Url,
+        auth: Auth,
+        transport: Transport,
+        max_requests_per_minute: u32,
+    ) -> Result<Self, ApiError> {
         if !matches!(base_url.scheme(), "http" | "https") || base_url.host_str().is_none() {
             return Err(ApiError::Setup(format!(
                 "endpoint {base_url} is not an http or https URL"
             )));
         }
-        let http = reqwest::Client::builder()
-            .user_agent(USER_AGENT)
-            .timeout(request_timeout)
-            .connect_timeout(CONNECT_TIMEOUT)
-            .build()
-            .map_err(|e| ApiError::Setup(format!("cannot build the HTTP client: {e}")))?;
         Ok(HssClient {
-            http,
+            transport,
             base_url,
             auth,
+            limiter: RateLimiter::per_minute(max_requests_per_minute).map(Arc::new),
         })
     }
 
@@ -219,16 +446,18 @@ impl HssClient {
         &self.base_url
     }
 
-    /// Fetches one `ListRegistry` page (`GET /v5/{project_id}/image/registries`).
+    /// Fetches one `ListRegistry` page (`GET /v5/{project_id}/image/registries`), retrying
+    /// as the settings allow; `attempts` counts what it cost.
     ///
     /// # Errors
     ///
     /// [`ApiError::Status`] for an HTTP error, [`ApiError::Decode`] for a body that is not
-    /// the expected JSON, [`ApiError::Transport`] when no answer came.
+    /// the expected JSON, [`ApiError::Transport`] when no answer came; each after retries.
     pub async fn list_registries(
         &self,
         project_id: &str,
         query: &ListRegistryQuery,
+        attempts: &mut Attempts,
     ) -> Result<RegistryPage, ApiError> {
         let operation = format!(
             "ListRegistry project {project_id} enterprise project {} offset {}",
@@ -240,116 +469,164 @@ impl HssClient {
             self.base_url.path().trim_end_matches('/'),
             project_id
         );
-        let headers = vec![
-            ("Content-Type".to_owned(), "application/json".to_owned()),
-            ("User-Agent".to_owned(), USER_AGENT.to_owned()),
-            ("X-Project-Id".to_owned(), project_id.to_owned()),
-        ];
-        let response = self
-            .send(&operation, "GET", &path, &query.pairs(), headers)
-            .await?;
-        let request_id = response
-            .headers()
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let status = response.status();
-        let body = response.bytes().await.map_err(|e| ApiError::Transport {
-            operation: operation.clone(),
-            detail: format!("reading the body: {}", error_chain(&e)),
-            timeout: e.is_timeout(),
-        })?;
-        if !status.is_success() {
-            return Err(status_error(operation, status.as_u16(), &body, request_id));
-        }
-        let parsed: ListRegistryResponse =
-            serde_json::from_slice(&body).map_err(|e| ApiError::Decode {
-                operation,
-                detail: e.to_string(),
-                request_id: request_id.clone(),
-            })?;
-        Ok(RegistryPage {
-            total_num: parsed.total_num,
-            items: parsed.data_list.unwrap_or_default(),
-            request_id,
-        })
+        let pairs = query.pairs();
+        let target = Target::Project(project_id.to_owned());
+        let host = host_of(&self.base_url);
+        self.transport
+            .execute(
+                Call {
+                    operation: &operation,
+                    api: "ListRegistry",
+                    limiter: self.limiter.as_deref(),
+                    can_refresh_token: self.auth.can_refresh(),
+                },
+                attempts,
+                |force_refresh| {
+                    let headers = vec![
+                        ("Content-Type".to_owned(), "application/json".to_owned()),
+                        ("User-Agent".to_owned(), USER_AGENT.to_owned()),
+                    ];
+                    let (host, path, pairs, target) =
+                        (host.clone(), path.clone(), pairs.clone(), target.clone());
+                    Box::pin(async move {
+                        let prepared = self
+                            .auth
+                            .prepare(
+                                Unprepared {
+                                    host: &host,
+                                    method: "GET",
+                                    path: &path,
+                                    query: &pairs,
+                                    headers,
+                                },
+                                &target,
+                                force_refresh,
+                            )
+                            .await?;
+                        self.request(
+                            reqwest::Method::GET,
+                            &prepared.request_uri,
+                            &prepared.headers,
+                        )
+                    })
+                },
+                |status, headers, body| {
+                    let request_id = header_text(headers, "x-request-id");
+                    if !status.is_success() {
+                        return Err(status_error(
+                            operation.clone(),
+                            status.as_u16(),
+                            body,
+                            headers,
+                        ));
+                    }
+                    let parsed: ListRegistryResponse =
+                        serde_json::from_slice(body).map_err(|e| ApiError::Decode {
+                            operation: operation.clone(),
+                            detail: e.to_string(),
+                            request_id: request_id.clone(),
+                        })?;
+                    Ok(RegistryPage {
+                        total_num: parsed.total_num,
+                        items: parsed.data_list.unwrap_or_default(),
+                        request_id,
+                    })
+                },
+            )
+            .await
     }
 
-    async fn send(
+    fn request(
         &self,
-        operation: &str,
-        method: &str,
-        path: &str,
-        query: &[(String, String)],
-        mut headers: Vec<(String, String)>,
-    ) -> Result<reqwest::Response, ApiError> {
-        let host = match self.base_url.port() {
-            Some(port) => format!("{}:{port}", self.base_url.host_str().unwrap_or_default()),
-            None => self.base_url.host_str().unwrap_or_default().to_owned(),
-        };
-        let request_uri = match &self.auth {
-            Auth::AkSk(credentials) => {
-                let request = RequestToSign {
-                    method,
-                    host: &host,
-                    path,
-                    query,
-                    headers: &headers,
-                    body: b"",
-                };
-                let signed = signer::sign(&request, credentials, Utc::now());
-                headers.extend(signed.headers_to_send);
-                signed.request_uri
-            }
-            Auth::Token(token) => {
-                headers.push(("X-Auth-Token".to_owned(), token.expose_secret().to_owned()));
-                let canonical_query = signer::canonical_query_string(query);
-                if canonical_query.is_empty() {
-                    path.to_owned()
-                } else {
-                    format!("{path}?{canonical_query}")
-                }
-            }
-        };
-        let mut url = self.base_url.clone();
-        url.set_path("");
-        let url = Url::parse(&format!(
-            "{}{}",
-            url.as_str().trim_end_matches('/'),
-            request_uri
-        ))
-        .map_err(|e| ApiError::Setup(format!("cannot form the request URL: {e}")))?;
-        let mut header_map = HeaderMap::new();
-        for (name, value) in &headers {
-            let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
-                .map_err(|e| ApiError::Setup(format!("invalid header name {name}: {e}")))?;
-            let mut value = HeaderValue::from_str(value)
-                .map_err(|_| ApiError::Setup(format!("invalid value for header {name}")))?;
-            if name == "authorization" || name == "x-auth-token" || name == "x-security-token" {
-                value.set_sensitive(true);
-            }
-            header_map.insert(name, value);
-        }
-        let method = reqwest::Method::from_bytes(method.as_bytes())
-            .map_err(|e| ApiError::Setup(format!("invalid method {method}: {e}")))?;
-        self.http
-            .request(method, url)
-            .headers(header_map)
-            .send()
-            .await
-            .map_err(|e| ApiError::Transport {
-                operation: operation.to_owned(),
-                detail: error_chain(&e),
-                timeout: e.is_timeout(),
-            })
+        method: reqwest::Method,
+        request_uri: &str,
+        headers: &[(String, String)],
+    ) -> Result<reqwest::RequestBuilder, ApiError> {
+        build_request(
+            &self.transport,
+            &self.base_url,
+            method,
+            request_uri,
+            headers,
+        )
     }
 }
 
-fn status_error(
+/// The HSS clients of a run: one per endpoint, found by region.
+#[derive(Clone, Debug, Default)]
+pub struct HssClients {
+    /// Region to client; regions whose endpoint is the same share one client, and so one
+    /// rate limiter.
+    by_region: std::collections::BTreeMap<String, HssClient>,
+    /// The client for any region not listed.
+    fallback: Option<HssClient>,
+}
+
+impl HssClients {
+    /// One client for every region (tests, the demo, a single `--endpoint`).
+    pub fn single(client: HssClient) -> HssClients {
+        HssClients {
+            by_region: Default::default(),
+            fallback: Some(client),
+        }
+    }
+
+    /// Adds the client of `region`.
+    pub fn insert(&mut self, region: String, client: HssClient) {
+        self.by_region.insert(region, client);
+    }
+
+    /// The client of `region`.
+    pub fn for_region(&self, region: &str) -> Option<&HssClient> {
+        self.by_region.get(region).or(self.fallback.as_ref())
+    }
+}
+
+/// `host[:port]` as reqwest sends it in the `Host` header (no port when it is the default).
+pub(crate) fn host_of(url: &Url) -> String {
+    match url.port() {
+        Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
+        None => url.host_str().unwrap_or_default().to_owned(),
+    }
+}
+
+/// A request to `base`'s origin at `request_uri` with `headers`; credentials marked sensitive.
+pub(crate) fn build_request(
+    transport: &Transport,
+    base: &Url,
+    method: reqwest::Method,
+    request_uri: &str,
+    headers: &[(String, String)],
+) -> Result<reqwest::RequestBuilder, ApiError> {
+    let url = join(base, request_uri)?;
+    let mut header_map = HeaderMap::new();
+    for (name, value) in headers {
+        let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|e| ApiError::Setup(format!("invalid header name {name}: {e}")))?;
+        let mut value = HeaderValue::from_str(value)
+            .map_err(|_| ApiError::Setup(format!("invalid value for header {name}")))?;
+        if name == "authorization" || name == "x-auth-token" || name == "x-security-token" {
+            value.set_sensitive(true);
+        }
+        header_map.insert(name, value);
+    }
+    Ok(transport.http.request(method, url).headers(header_map))
+}
+
+pub(crate) fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// An [`ApiError::Status`] from an error answer: Huawei's code, message and request id
+/// (body first, then `X-Request-Id`), and `Retry-After`.
+pub(crate) fn status_error(
     operation: String,
     status: u16,
     body: &[u8],
-    header_request_id: Option<String>,
+    headers: &HeaderMap,
 ) -> ApiError {
     let parsed = ErrorBody::parse(body);
     let (error_code, error_msg, body_request_id) = match parsed {
@@ -365,12 +642,23 @@ fn status_error(
         status,
         error_code,
         error_msg,
-        request_id: body_request_id.or(header_request_id),
+        request_id: body_request_id.or_else(|| header_text(headers, "x-request-id")),
+        retry_after: header_text(headers, "retry-after").and_then(|v| parse_retry_after(&v)),
     }
 }
 
-/// An error and its sources, joined with `: `, without the URL's query (it holds nothing
-/// secret, but it is noise).
+/// `Retry-After` as seconds or as an HTTP date.
+fn parse_retry_after(value: &str) -> Option<Duration> {
+    if let Ok(seconds) = value.trim().parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let date = chrono::DateTime::parse_from_rfc2822(value.trim()).ok()?;
+    (date.with_timezone(&chrono::Utc) - chrono::Utc::now())
+        .to_std()
+        .ok()
+}
+
+/// An error and its sources, joined with `: `.
 fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut parts = vec![error.to_string()];
     let mut source = error.source();
@@ -387,6 +675,15 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::signer;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, HeaderValue::from_static(value));
+        }
+        map
+    }
 
     #[test]
     fn status_error_message_carries_huawei_code_message_and_request_id() {
@@ -394,23 +691,41 @@ mod tests {
             "ListRegistry project p offset 0".to_owned(),
             429,
             br#"{"error_code":"APIG.0308","error_msg":"The throttling threshold has been reached","request_id":"r1"}"#,
-            Some("header-id".to_owned()),
+            &headers(&[("x-request-id", "header-id"), ("retry-after", "3")]),
         );
         assert_eq!(
             error.to_string(),
             "ListRegistry project p offset 0 failed with HTTP 429: APIG.0308 The throttling threshold has been reached (request_id r1)"
         );
         assert_eq!(error.error_code(), Some("APIG.0308"));
+        assert_eq!(error.retry_after(), Some(Duration::from_secs(3)));
     }
 
     #[test]
     fn status_error_with_non_json_body_keeps_an_excerpt_and_the_header_request_id() {
         let long = "x".repeat(1000);
-        let error = status_error("op".to_owned(), 502, long.as_bytes(), Some("h1".to_owned()));
+        let error = status_error(
+            "op".to_owned(),
+            502,
+            long.as_bytes(),
+            &headers(&[("x-request-id", "h1")]),
+        );
         let text = error.to_string();
         assert!(text.starts_with("op failed with HTTP 502: xxx"), "{text}");
         assert!(text.ends_with("(request_id h1)"), "{text}");
         assert!(text.len() < 300, "{text}");
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates() {
+        assert_eq!(parse_retry_after("5"), Some(Duration::from_secs(5)));
+        let later = (chrono::Utc::now() + chrono::Duration::seconds(30)).to_rfc2822();
+        let parsed = parse_retry_after(&later).unwrap();
+        assert!(
+            parsed > Duration::from_secs(25) && parsed <= Duration::from_secs(30),
+            "{parsed:?}"
+        );
+        assert_eq!(parse_retry_after("soon"), None);
     }
 
     #[test]
@@ -432,8 +747,15 @@ mod tests {
     }
 
     #[test]
-    fn auth_debug_hides_the_token() {
-        let auth = Auth::Token(SecretString::from("very-secret-token"));
-        assert!(!format!("{auth:?}").contains("very-secret"));
+    fn host_has_a_port_only_when_it_is_not_the_default() {
+        assert_eq!(
+            host_of(&Url::parse("https://hss.cn-north-4.myhuaweicloud.com").unwrap()),
+            "hss.cn-north-4.myhuaweicloud.com"
+        );
+        assert_eq!(host_of(&Url::parse("https://h:443/x").unwrap()), "h");
+        assert_eq!(
+            host_of(&Url::parse("http://127.0.0.1:8080").unwrap()),
+            "127.0.0.1:8080"
+        );
     }
 }

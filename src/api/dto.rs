@@ -28,6 +28,82 @@ pub struct RegistryPage {
     pub request_id: Option<String>,
 }
 
+/// The body of an IAM token answer (`POST /v3/auth/tokens`); the token itself is the
+/// `X-Subject-Token` header.
+#[derive(Debug, Deserialize)]
+pub struct TokenResponse {
+    /// The token's description.
+    pub token: TokenBody,
+}
+
+/// The part of a token description we use.
+#[derive(Debug, Deserialize)]
+pub struct TokenBody {
+    /// When the token stops working, RFC 3339 (`2020-01-04T09:05:22.701000Z`).
+    pub expires_at: String,
+    /// When it was issued.
+    #[serde(default)]
+    pub issued_at: Option<String>,
+}
+
+/// The body of IAM `KeystoneListProjects` (`GET /v3/projects`).
+#[derive(Debug, Deserialize)]
+pub struct ListProjectsResponse {
+    /// The projects of this page.
+    #[serde(default)]
+    pub projects: Vec<ProjectInfo>,
+    /// Paging links; `next` is null on the last page.
+    #[serde(default)]
+    pub links: Option<Links>,
+}
+
+/// Paging links of an IAM list.
+#[derive(Debug, Deserialize)]
+pub struct Links {
+    /// The next page, when there is one.
+    #[serde(default)]
+    pub next: Option<String>,
+}
+
+/// One IAM project.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct ProjectInfo {
+    /// The project id.
+    pub id: String,
+    /// The name: a region id for a region's main project, `{region}_{suffix}` for a sub-project.
+    pub name: String,
+    /// The parent: the account for main projects, the region's main project for sub-projects.
+    #[serde(default)]
+    pub parent_id: Option<String>,
+    /// Whether it is enabled.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+}
+
+/// The body of EPS `ListEnterpriseProject` (`GET /v1.0/enterprise-projects`).
+#[derive(Debug, Deserialize)]
+pub struct ListEnterpriseProjectsResponse {
+    /// The enterprise projects of this page.
+    #[serde(default)]
+    pub enterprise_projects: Vec<EnterpriseProjectInfo>,
+    /// How many match in all.
+    #[serde(default)]
+    pub total_count: Option<i64>,
+}
+
+/// One enterprise project.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct EnterpriseProjectInfo {
+    /// Its id; `0` is the default enterprise project.
+    pub id: String,
+    /// Its name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// 1 enabled, 2 disabled.
+    #[serde(default)]
+    pub status: Option<i64>,
+}
+
 /// A Huawei error body. Huawei's services use several spellings; the SDKs look for each
 /// in turn, and so do we: `error_code`/`error_msg`, `errorCode`/`errorMsg`, `code`/`message`,
 /// then the same one level down (`{"error": {"code": .., "message": ..}}`).

@@ -123,6 +123,10 @@ pub struct RunTotals {
     pub n_pages: i64,
     /// Requests sent.
     pub n_requests: i64,
+    /// Requests refused for throttling.
+    pub n_throttled: i64,
+    /// Retries made.
+    pub n_retries: i64,
     /// Row counts over all scopes.
     pub counts: ScopeCounts,
     /// The first error, when any.
@@ -151,6 +155,10 @@ pub struct ScopeResult<'a> {
     pub n_pages: i64,
     /// Requests sent.
     pub n_requests: i64,
+    /// Requests refused for throttling.
+    pub n_throttled: i64,
+    /// Retries made.
+    pub n_retries: i64,
     /// `total_num` as last reported.
     pub api_total: Option<i64>,
     /// Why the scope failed.

@@ -80,7 +80,7 @@ const SELECT_STORED: &str = "SELECT id, project_id, enterprise_project_id, regio
 
 const RUN_COLUMNS: &str =
     "id, started_at, finished_at, status, trigger, n_scopes, n_scopes_failed, n_pages, \
-     n_requests, n_fetched, n_inserted, n_updated, n_unchanged, n_deleted, n_restored, error";
+     n_requests, n_throttled, n_retries, n_fetched, n_inserted, n_updated, n_unchanged, n_deleted, n_restored, error";
 
 const COUNT_COLUMNS: [&str; 6] = [
     "n_fetched",
@@ -163,7 +163,8 @@ where
         sqlx::query::<DB>(
             "UPDATE sync_runs SET finished_at = $2, status = $3, n_scopes = $4, n_scopes_failed = $5, \
              n_pages = $6, n_requests = $7, n_fetched = $8, n_inserted = $9, n_updated = $10, \
-             n_unchanged = $11, n_deleted = $12, n_restored = $13, error = $14 WHERE id = $1",
+             n_unchanged = $11, n_deleted = $12, n_restored = $13, error = $14, n_throttled = $15, \
+             n_retries = $16 WHERE id = $1",
         )
         .bind(run_id)
         .bind(DB::timestamp(finished_at))
@@ -179,6 +180,8 @@ where
         .bind(counts.n_deleted)
         .bind(counts.n_restored)
         .bind(totals.error.clone())
+        .bind(totals.n_throttled)
+        .bind(totals.n_retries)
         .execute(&mut *conn)
         .await
         .map_err(query_error("recording the end of a run"))?;
@@ -219,7 +222,8 @@ where
         sqlx::query::<DB>(
             "UPDATE sync_run_scopes SET status = $2, n_pages = $3, n_requests = $4, api_total = $5, \
              n_fetched = $6, n_inserted = $7, n_updated = $8, n_unchanged = $9, n_deleted = $10, \
-             n_restored = $11, error = $12, finished_at = $13 WHERE id = $1",
+             n_restored = $11, error = $12, finished_at = $13, n_throttled = $14, n_retries = $15 \
+             WHERE id = $1",
         )
         .bind(result.scope_row_id)
         .bind(result.status.to_owned())
@@ -234,6 +238,8 @@ where
         .bind(counts.n_restored)
         .bind(result.error.map(str::to_owned))
         .bind(DB::timestamp(result.now))
+        .bind(result.n_throttled)
+        .bind(result.n_retries)
         .execute(&mut *conn)
         .await
         .map_err(query_error("recording the end of a scope"))?;
@@ -406,6 +412,8 @@ where
                         n_scopes_failed: get("n_scopes_failed")?,
                         n_pages: get("n_pages")?,
                         n_requests: get("n_requests")?,
+                        n_throttled: get("n_throttled")?,
+                        n_retries: get("n_retries")?,
                         counts: read_counts::<DB>(row, CONTEXT)?,
                         error: row.try_get("error").map_err(query_error(CONTEXT))?,
                     },

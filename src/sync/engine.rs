@@ -8,7 +8,10 @@ use indicatif::ProgressBar;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::api::{HssClient, ListRegistryQuery, RegistryFilters};
+use futures::future::join_all;
+use tokio::sync::{Mutex, Semaphore};
+
+use crate::api::{Attempts, HssClient, HssClients, ListRegistryQuery, RegistryFilters};
 use crate::registry::Registry;
 use crate::store::{RunTotals, ScopeResult, Store, StoreError};
 use crate::sync::{RunReport, RunStatus, Scope, ScopeCounts, ScopeReport};
@@ -39,6 +42,10 @@ pub struct SyncOptions {
     /// Cancelled on SIGINT/SIGTERM: the run stops at the next page or scope boundary and
     /// is recorded `interrupted`.
     pub cancel: CancellationToken,
+    /// Scopes walked at once; pages within a scope are always walked in order.
+    pub concurrency: usize,
+    /// How often a scope whose pages did not add up is walked again before it fails.
+    pub max_rewalks: u32,
 }
 
 impl Default for SyncOptions {
@@ -49,6 +56,8 @@ impl Default for SyncOptions {
             trigger: "cli".to_owned(),
             progress: ProgressBar::hidden(),
             cancel: CancellationToken::new(),
+            concurrency: 4,
+            max_rewalks: 2,
         }
     }
 }
@@ -58,7 +67,7 @@ impl Default for SyncOptions {
 #[non_exhaustive]
 pub enum SyncError {
     /// The run had nothing to do.
-    #[error("no scopes to sync: give at least one project id")]
+    #[error("no scopes to sync: give at least one project id, or --discover")]
     NoScopes,
     /// The store failed; what was committed before stays, the rest was rolled back.
     #[error("sync run {run_id} failed: {source}")]
@@ -73,8 +82,10 @@ pub enum SyncError {
 /// Runs one sync of `scopes`: records the run, walks and applies every scope, records the
 /// outcome, and returns the report.
 ///
-/// API failures fail their scope, not the run: they are recorded in `sync_run_scopes` and
-/// the run ends `partial` (or `failed` when no scope succeeded).
+/// Scopes are walked concurrently (at most `options.concurrency` at once); a scope is
+/// applied once every scope of its project is walked. API failures fail their scope, not
+/// the run: they are recorded in `sync_run_scopes` and the run ends `partial` (or
+/// `failed` when no scope succeeded).
 ///
 /// # Errors
 ///
@@ -82,7 +93,7 @@ pub enum SyncError {
 /// database still answers.
 #[tracing::instrument(skip_all, fields(n_scopes = scopes.len(), trigger = %options.trigger))]
 pub async fn run_once(
-    client: &HssClient,
+    clients: &HssClients,
     store: &Store,
     scopes: &[Scope],
     options: &SyncOptions,
@@ -100,6 +111,7 @@ pub async fn run_once(
         "sync run {run_id} started with {} scopes",
         scopes.len()
     );
+    metrics::gauge!("hss_sync_run_in_progress").set(1.0);
     options.progress.set_length(scopes.len() as u64);
     let mut report = RunReport {
         run_id,
@@ -108,19 +120,33 @@ pub async fn run_once(
         counts: ScopeCounts::default(),
         n_pages: 0,
         n_requests: 0,
+        n_throttled: 0,
+        n_retries: 0,
         duration: Default::default(),
     };
-    match run_scopes(client, store, scopes, options, &mut report).await {
-        Ok(()) => {}
+    let result = run_scopes(clients, store, scopes, options, run_id).await;
+    metrics::gauge!("hss_sync_run_in_progress").set(0.0);
+    let scope_reports = match result {
+        Ok(scope_reports) => scope_reports,
         Err(source) => {
             report.status = RunStatus::Failed;
+            report.duration = started.elapsed();
             let totals = totals_of(&report, scopes.len(), Some(source.to_string()));
             // The database may be gone; the error that matters is the first one.
             if let Err(e) = store.finish_run(run_id, &totals, now()).await {
                 warn!(run.id = run_id, error = %e, "could not record the failure of run {run_id}");
             }
+            options.progress.finish_and_clear();
             return Err(SyncError::Store { run_id, source });
         }
+    };
+    for scope_report in scope_reports {
+        report.n_pages += scope_report.n_pages;
+        report.n_requests += scope_report.n_requests;
+        report.n_throttled += scope_report.n_throttled;
+        report.n_retries += scope_report.n_retries;
+        report.counts.add(&scope_report.counts);
+        report.scopes.push(scope_report);
     }
     let n_failed = report.n_scopes_failed();
     report.status = if options.cancel.is_cancelled() {
@@ -150,6 +176,8 @@ pub async fn run_once(
         n_scopes = scopes.len(),
         n_scopes_failed = n_failed,
         n_pages = report.n_pages,
+        n_requests = report.n_requests,
+        n_throttled = report.n_throttled,
         n_fetched = c.n_fetched,
         n_inserted = c.n_inserted,
         n_updated = c.n_updated,
@@ -163,48 +191,74 @@ pub async fn run_once(
     Ok(report)
 }
 
-/// Walks and applies scopes project by project. All scopes of a project are walked before
-/// any is applied, so a registry that moved between two enterprise projects of the project
-/// is seen in its new scope before its old scope could retire it.
+/// Walks every scope (at most `concurrency` at once) and applies them project by project.
+/// All scopes of a project are walked before any is applied, so a registry that moved
+/// between two enterprise projects of the project is seen in its new scope before its old
+/// scope could retire it. Applying is serialised: one writer at a time suits SQLite and
+/// keeps PostgreSQL transactions short.
 async fn run_scopes(
-    client: &HssClient,
+    clients: &HssClients,
     store: &Store,
     scopes: &[Scope],
     options: &SyncOptions,
-    report: &mut RunReport,
-) -> Result<(), StoreError> {
-    let mut seen_in_run: HashSet<String> = HashSet::new();
-    let mut remaining: Vec<&Scope> = scopes.iter().collect();
-    while let Some(first) = remaining.first().copied() {
-        let (group, rest): (Vec<&Scope>, Vec<&Scope>) = remaining
-            .into_iter()
-            .partition(|s| s.project_id == first.project_id && s.region == first.region);
-        remaining = rest;
-        let mut walked = Vec::new();
-        for scope in group {
-            let scope_row_id = store.begin_scope(report.run_id, scope, now()).await?;
-            let walk = walk_scope(client, scope, options).await;
-            seen_in_run.extend(walk.registries.iter().map(|r| r.id.clone()));
-            walked.push((scope, scope_row_id, walk));
-        }
-        for (scope, scope_row_id, walk) in walked {
-            let scope_report = apply_walk(
-                store,
-                report.run_id,
-                scope,
-                scope_row_id,
-                walk,
-                &seen_in_run,
-            )
-            .await?;
-            options.progress.inc(1);
-            report.n_pages += scope_report.n_pages;
-            report.n_requests += scope_report.n_requests;
-            report.counts.add(&scope_report.counts);
-            report.scopes.push(scope_report);
+    run_id: i64,
+) -> Result<Vec<ScopeReport>, StoreError> {
+    let mut groups: Vec<Vec<(usize, &Scope)>> = Vec::new();
+    for (index, scope) in scopes.iter().enumerate() {
+        match groups
+            .iter_mut()
+            .find(|g| g[0].1.project_id == scope.project_id && g[0].1.region == scope.region)
+        {
+            Some(group) => group.push((index, scope)),
+            None => groups.push(vec![(index, scope)]),
         }
     }
-    Ok(())
+    let walk_slots = Semaphore::new(options.concurrency.max(1));
+    let writer = Mutex::new(());
+    let group_results = join_all(groups.into_iter().map(|group| {
+        let walk_slots = &walk_slots;
+        let writer = &writer;
+        async move {
+            let walked = join_all(group.into_iter().map(|(index, scope)| async move {
+                let _slot = walk_slots
+                    .acquire()
+                    .await
+                    .expect("semaphore is never closed");
+                let scope_row_id = store.begin_scope(run_id, scope, now()).await?;
+                let walk = match clients.for_region(&scope.region) {
+                    Some(client) => walk_with_rewalks(client, scope, options).await,
+                    None => Walk::failed(format!(
+                        "no HSS endpoint is configured for region {}",
+                        scope.region
+                    )),
+                };
+                Ok::<_, StoreError>((index, scope, scope_row_id, walk))
+            }))
+            .await
+            .into_iter()
+            .collect::<Result<Vec<_>, StoreError>>()?;
+            let seen_in_group: HashSet<String> = walked
+                .iter()
+                .flat_map(|(_, _, _, walk)| walk.registries.iter().map(|r| r.id.clone()))
+                .collect();
+            let _writer = writer.lock().await;
+            let mut reports = Vec::new();
+            for (index, scope, scope_row_id, walk) in walked {
+                let scope_report =
+                    apply_walk(store, run_id, scope, scope_row_id, walk, &seen_in_group).await?;
+                options.progress.inc(1);
+                reports.push((index, scope_report));
+            }
+            Ok::<_, StoreError>(reports)
+        }
+    }))
+    .await;
+    let mut reports = Vec::new();
+    for result in group_results {
+        reports.extend(result?);
+    }
+    reports.sort_by_key(|(index, _)| *index);
+    Ok(reports.into_iter().map(|(_, report)| report).collect())
 }
 
 async fn apply_walk(
@@ -217,11 +271,11 @@ async fn apply_walk(
 ) -> Result<ScopeReport, StoreError> {
     let status = match &walk.outcome {
         WalkOutcome::Complete | WalkOutcome::Filtered => "succeeded",
-        WalkOutcome::Failed(_) => "failed",
+        WalkOutcome::Failed(_) | WalkOutcome::Inconsistent(_) => "failed",
         WalkOutcome::Interrupted => "interrupted",
     };
     let error = match &walk.outcome {
-        WalkOutcome::Failed(e) => Some(e.clone()),
+        WalkOutcome::Failed(e) | WalkOutcome::Inconsistent(e) => Some(e.clone()),
         _ => None,
     };
     let result = ScopeResult {
@@ -233,7 +287,9 @@ async fn apply_walk(
         seen_in_run,
         status,
         n_pages: walk.n_pages,
-        n_requests: walk.n_requests,
+        n_requests: walk.attempts.n_requests.into(),
+        n_throttled: walk.attempts.n_throttled.into(),
+        n_retries: walk.attempts.n_retries.into(),
         api_total: walk.api_total,
         error: error.as_deref(),
         now: now(),
@@ -245,12 +301,14 @@ async fn apply_walk(
         store.apply_scope(&result).await?
     };
     if let Some(error) = &error {
+        metrics::counter!("hss_sync_scope_failures_total").increment(1);
         // Logged once, here, where the failure is handled.
         warn!(
             scope = %scope,
             project_id = %scope.project_id,
             enterprise_project_id = %scope.enterprise_project_id,
             n_pages = walk.n_pages,
+            n_requests = walk.attempts.n_requests,
             "scope {scope} failed, nothing in it retired: {error}"
         );
     }
@@ -258,7 +316,10 @@ async fn apply_walk(
         scope: scope.clone(),
         status,
         n_pages: walk.n_pages,
-        n_requests: walk.n_requests,
+        n_requests: walk.attempts.n_requests.into(),
+        n_throttled: walk.attempts.n_throttled.into(),
+        n_retries: walk.attempts.n_retries.into(),
+        n_walks: walk.n_walks.into(),
         api_total: walk.api_total,
         counts,
         error,
@@ -272,8 +333,10 @@ enum WalkOutcome {
     Complete,
     /// Every page fetched, but with filters, so absence proves nothing.
     Filtered,
-    /// A request failed or the pages did not add up; nothing may be retired.
+    /// A request failed or an item was unusable; nothing may be retired.
     Failed(String),
+    /// The pages did not add up: the list changed during the walk.
+    Inconsistent(String),
     /// Cancelled between pages.
     Interrupted,
 }
@@ -283,9 +346,54 @@ enum WalkOutcome {
 struct Walk {
     registries: Vec<Registry>,
     n_pages: i64,
-    n_requests: i64,
+    attempts: Attempts,
+    n_walks: u32,
     api_total: Option<i64>,
     outcome: WalkOutcome,
+}
+
+impl Walk {
+    fn failed(error: String) -> Walk {
+        Walk {
+            registries: Vec::new(),
+            n_pages: 0,
+            attempts: Attempts::default(),
+            n_walks: 0,
+            api_total: None,
+            outcome: WalkOutcome::Failed(error),
+        }
+    }
+}
+
+/// Walks a scope, and walks it again (up to `max_rewalks` times) while its pages do not add
+/// up. Offset paging over a list that changes during the walk skips or repeats items; a
+/// fresh walk usually sees a settled list.
+async fn walk_with_rewalks(client: &HssClient, scope: &Scope, options: &SyncOptions) -> Walk {
+    let mut n_pages = 0;
+    let mut attempts = Attempts::default();
+    let mut n_walks = 0;
+    loop {
+        let mut walk = walk_scope(client, scope, options).await;
+        n_walks += 1;
+        n_pages += walk.n_pages;
+        attempts.add(&walk.attempts);
+        let retry =
+            matches!(walk.outcome, WalkOutcome::Inconsistent(_)) && n_walks <= options.max_rewalks;
+        if !retry {
+            walk.n_pages = n_pages;
+            walk.attempts = attempts;
+            walk.n_walks = n_walks;
+            if let WalkOutcome::Inconsistent(reason) = &walk.outcome {
+                walk.outcome = WalkOutcome::Inconsistent(format!(
+                    "{reason}; still inconsistent after {n_walks} walks, so nothing was retired"
+                ));
+            }
+            return walk;
+        }
+        if let WalkOutcome::Inconsistent(reason) = &walk.outcome {
+            info!(scope = %scope, n_walks, "scope {scope}: {reason}; walking it again");
+        }
+    }
 }
 
 /// Walks every page of one scope: `offset` advances by the items actually returned, and the
@@ -294,7 +402,8 @@ async fn walk_scope(client: &HssClient, scope: &Scope, options: &SyncOptions) ->
     let mut walk = Walk {
         registries: Vec::new(),
         n_pages: 0,
-        n_requests: 0,
+        attempts: Attempts::default(),
+        n_walks: 1,
         api_total: None,
         outcome: WalkOutcome::Complete,
     };
@@ -319,9 +428,8 @@ async fn walk_scope(client: &HssClient, scope: &Scope, options: &SyncOptions) ->
             limit: options.page_limit,
             filters: options.filters.clone(),
         };
-        walk.n_requests += 1;
         let page = tokio::select! {
-            page = client.list_registries(&scope.project_id, &query) => page,
+            page = client.list_registries(&scope.project_id, &query, &mut walk.attempts) => page,
             () = options.cancel.cancelled() => {
                 walk.outcome = WalkOutcome::Interrupted;
                 return walk;
@@ -379,11 +487,15 @@ async fn walk_scope(client: &HssClient, scope: &Scope, options: &SyncOptions) ->
         || n_duplicates > 0
         || walk.api_total.is_some_and(|t| t != n_distinct)
     {
-        WalkOutcome::Failed(format!(
-            "pages did not add up (total_num {}, {n_distinct} distinct ids, {n_duplicates} repeated{}): \
-             the list changed during the walk, so nothing was retired",
-            walk.api_total.map_or("absent".to_owned(), |t| t.to_string()),
-            if total_changed { ", total_num changed between pages" } else { "" }
+        WalkOutcome::Inconsistent(format!(
+            "pages did not add up (total_num {}, {n_distinct} distinct ids, {n_duplicates} repeated{})",
+            walk.api_total
+                .map_or("absent".to_owned(), |t| t.to_string()),
+            if total_changed {
+                ", total_num changed between pages"
+            } else {
+                ""
+            }
         ))
     } else if options.filters != RegistryFilters::default() {
         WalkOutcome::Filtered
@@ -400,6 +512,8 @@ fn totals_of(report: &RunReport, n_scopes: usize, error: Option<String>) -> RunT
         n_scopes_failed: report.n_scopes_failed() as i64,
         n_pages: report.n_pages,
         n_requests: report.n_requests,
+        n_throttled: report.n_throttled,
+        n_retries: report.n_retries,
         counts: report.counts,
         error,
     }

@@ -7,6 +7,7 @@
 
 mod engine;
 pub mod plan;
+pub mod scopes;
 
 use std::fmt;
 use std::time::Duration;
@@ -119,8 +120,14 @@ pub struct ScopeReport {
     pub status: &'static str,
     /// Pages read.
     pub n_pages: i64,
-    /// Requests sent.
+    /// Requests sent, retries included.
     pub n_requests: i64,
+    /// Requests refused for throttling.
+    pub n_throttled: i64,
+    /// Retries made.
+    pub n_retries: i64,
+    /// Walks made: more than one when the pages did not add up.
+    pub n_walks: i64,
     /// `total_num` as last reported.
     pub api_total: Option<i64>,
     /// Row counts.
@@ -142,8 +149,12 @@ pub struct RunReport {
     pub counts: ScopeCounts,
     /// Pages read.
     pub n_pages: i64,
-    /// Requests sent.
+    /// Requests sent, retries included.
     pub n_requests: i64,
+    /// Requests refused for throttling.
+    pub n_throttled: i64,
+    /// Retries made.
+    pub n_retries: i64,
     /// Wall time.
     pub duration: Duration,
 }
@@ -158,12 +169,14 @@ impl RunReport {
     pub fn summary_line(&self) -> String {
         let c = &self.counts;
         format!(
-            "run {} {}: {} scopes ({} failed), {} pages, {} registries fetched: {} created, {} updated, {} unchanged, {} deleted, {} restored in {:.1}s",
+            "run {} {}: {} scopes ({} failed), {} pages, {} requests ({} throttled), {} registries fetched: {} created, {} updated, {} unchanged, {} deleted, {} restored in {:.1}s",
             self.run_id,
             self.status.as_str(),
             self.scopes.len(),
             self.n_scopes_failed(),
             self.n_pages,
+            self.n_requests,
+            self.n_throttled,
             c.n_fetched,
             c.n_inserted,
             c.n_updated,

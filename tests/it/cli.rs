@@ -46,6 +46,12 @@ async fn sync_exits_3_when_a_page_fails_mid_walk_and_0_when_all_succeed() {
         &projects,
         "--database-url",
         &app.db.url,
+        "--max-requests-per-minute",
+        "0",
+        "--retry-base-delay-ms",
+        "10",
+        "--max-retries",
+        "2",
     ];
     let keys = [("CLOUD_SDK_AK", ACCESS_KEY), ("CLOUD_SDK_SK", SECRET_KEY)];
 
@@ -53,7 +59,7 @@ async fn sync_exits_3_when_a_page_fails_mid_walk_and_0_when_all_succeed() {
     assert_eq!(ok.status.code(), Some(0), "{}", text(&ok));
     assert!(
         String::from_utf8_lossy(&ok.stdout).contains(
-            "succeeded: 2 scopes (0 failed), 4 pages, 420 registries fetched: 420 created"
+            "succeeded: 2 scopes (0 failed), 4 pages, 4 requests (0 throttled), 420 registries fetched: 420 created"
         ),
         "{}",
         text(&ok)

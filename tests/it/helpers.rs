@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use hss_sync::api::{Auth, HssClient, DEFAULT_REQUEST_TIMEOUT};
+use hss_sync::api::{Auth, ClientSettings, HssClient, HssClients, RetryPolicy};
 use hss_sync::signer::Credentials;
 use hss_sync::sim::{SimConfig, SimCredentials, Simulator};
 use hss_sync::store::{HistoryFilter, HistoryRecord, RegistryRecord, RunRecord, Store};
@@ -107,7 +107,7 @@ pub struct TestApp {
     pub address: SocketAddr,
     pub store: Store,
     pub db: TestDb,
-    pub client: HssClient,
+    pub client: HssClients,
     stop: CancellationToken,
 }
 
@@ -224,13 +224,35 @@ impl Drop for TestApp {
     }
 }
 
-pub fn client_for(address: SocketAddr, secret_key: &str) -> HssClient {
-    HssClient::new(
-        url::Url::parse(&format!("http://{address}")).unwrap(),
+/// Client settings for tests: no rate limit, quick retries.
+pub fn test_settings() -> ClientSettings {
+    ClientSettings {
+        retry: RetryPolicy {
+            max_retries: 3,
+            base_delay: std::time::Duration::from_millis(10),
+            max_delay: std::time::Duration::from_millis(200),
+        },
+        ..ClientSettings::default()
+    }
+}
+
+pub fn client_for(address: SocketAddr, secret_key: &str) -> HssClients {
+    client_with(
+        address,
         Auth::AkSk(Credentials::new(ACCESS_KEY, secret_key).unwrap()),
-        DEFAULT_REQUEST_TIMEOUT,
+        &test_settings(),
     )
-    .unwrap()
+}
+
+pub fn client_with(address: SocketAddr, auth: Auth, settings: &ClientSettings) -> HssClients {
+    HssClients::single(
+        HssClient::new(
+            url::Url::parse(&format!("http://{address}")).unwrap(),
+            auth,
+            settings,
+        )
+        .unwrap(),
+    )
 }
 
 pub fn scope(region: &str, project_id: &str, enterprise_project_id: &str) -> Scope {

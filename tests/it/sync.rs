@@ -347,7 +347,7 @@ async fn malformed_json_fails_its_scope_and_retires_nothing(backend: Backend) {
         .error
         .as_deref()
         .unwrap()
-        .contains("not valid ListRegistry JSON"));
+        .contains("not valid JSON"));
     let rows = app.registries().await;
     for row in rows.iter().filter(|r| r.project_id == broken) {
         assert_eq!(
