@@ -347,7 +347,81 @@ impl Store {
         started_at: DateTime<Utc>,
     ) -> Result<i64, StoreError> {
         let host = hostname();
-        dispatch!(self, pool => Queries::<Db>::begin_run(pool, trigger, n_scopes, started_at, &host).await)
+        let holder = holder_id();
+        dispatch!(self, pool => Queries::<Db>::begin_run(pool, trigger, n_scopes, started_at, &host, holder).await)
+    }
+
+    /// Takes the sync lease for this process until `now + lease`: when it is free, lapsed
+    /// or already ours, and, for a schedule `tick`, when no process has started a run for
+    /// that tick yet. One lease row serves SQLite and PostgreSQL alike.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the database fails.
+    pub async fn acquire_lease(
+        &self,
+        tick: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<LeaseOutcome, StoreError> {
+        let expires_at = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
+        dispatch!(self, pool => Queries::<Db>::acquire_lease(pool, holder_id(), tick, now, expires_at).await)
+    }
+
+    /// Extends this process's lease to `now + lease`; `false` when another process has it.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the database fails.
+    pub async fn renew_lease(&self, now: DateTime<Utc>, lease: Duration) -> Result<bool, StoreError> {
+        let expires_at = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
+        dispatch!(self, pool => Queries::<Db>::renew_lease(pool, holder_id(), expires_at).await)
+    }
+
+    /// Gives this process's lease back.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the database fails.
+    pub async fn release_lease(&self) -> Result<(), StoreError> {
+        dispatch!(self, pool => Queries::<Db>::release_lease(pool, holder_id()).await)
+    }
+
+    /// Marks `interrupted` the runs left `running` by other processes, and returns their
+    /// ids. Call it only while holding the lease.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the database fails.
+    pub async fn recover_stale_runs(&self, now: DateTime<Utc>) -> Result<Vec<i64>, StoreError> {
+        dispatch!(self, pool => Queries::<Db>::recover_stale_runs(pool, holder_id(), now).await)
+    }
+
+    /// Whether the database answers.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when it does not.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        dispatch!(self, pool => Queries::<Db>::ping(pool).await)
+    }
+
+    /// When the newest run whose status is one of `statuses` finished.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the database fails.
+    pub async fn last_finished(&self, statuses: &[&str]) -> Result<Option<DateTime<Utc>>, StoreError> {
+        dispatch!(self, pool => Queries::<Db>::last_finished(pool, statuses).await)
+    }
+
+    /// Live registries counted by (status, type); missing values count under `""`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the database fails.
+    pub async fn registry_counts(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        dispatch!(self, pool => Queries::<Db>::registry_counts(pool).await)
     }
 
     /// Writes the end state of a run.
@@ -454,6 +528,33 @@ impl Store {
     pub async fn close(&self) {
         dispatch!(self, pool => pool.close().await)
     }
+}
+
+/// What [`Store::acquire_lease`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LeaseOutcome {
+    /// This process has the lease.
+    Acquired,
+    /// Another process has it.
+    Held {
+        /// Who: `host:pid:nonce`.
+        holder: String,
+        /// Until when, unless renewed.
+        until: Option<DateTime<Utc>>,
+    },
+    /// A run was already started for this schedule tick (by another replica).
+    TickTaken,
+}
+
+/// This process's identity in the lease and in `sync_runs.holder`: host, pid and a random
+/// nonce, so a restarted process with a reused pid is a different holder.
+pub fn holder_id() -> &'static str {
+    static HOLDER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HOLDER.get_or_init(|| {
+        let host = hostname();
+        let host = if host.is_empty() { "unknown-host".to_owned() } else { host };
+        format!("{host}:{}:{:08x}", std::process::id(), rand::random::<u32>())
+    })
 }
 
 /// Which history rows [`Store::history`] returns.

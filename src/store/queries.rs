@@ -15,7 +15,7 @@ use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool,
 
 use crate::registry::{Registry, INTEGER_FIELDS, STRING_FIELDS};
 use crate::store::{
-    query_error, Backend, HistoryFilter, HistoryRecord, RegistryRecord, RunRecord, RunTotals,
+    query_error, Backend, HistoryFilter, LeaseOutcome, HistoryRecord, RegistryRecord, RunRecord, RunTotals,
     ScopeRecord, ScopeResult, StoreError,
 };
 use crate::sync::plan::{ChangeKind, Location, ScopeCounts, ScopePlan, StoredRegistry};
@@ -120,6 +120,7 @@ where
     for<'q> Json<Value>: Encode<'q, DB>,
     for<'r> Json<Value>: Decode<'r, DB>,
     Json<Value>: Type<DB>,
+    for<'q> Option<<DB as Backend>::Timestamp>: Encode<'q, DB>,
     for<'a> &'a str: ColumnIndex<DB::Row>,
 {
     pub(crate) async fn begin_run(
@@ -128,20 +129,22 @@ where
         n_scopes: i64,
         started_at: DateTime<Utc>,
         hostname: &str,
+        holder: &str,
     ) -> Result<i64, StoreError> {
         let mut conn = pool
             .acquire()
             .await
             .map_err(query_error("recording a new run"))?;
         let row = sqlx::query::<DB>(
-            "INSERT INTO sync_runs (started_at, status, trigger, n_scopes, hostname, version) \
-             VALUES ($1, 'running', $2, $3, $4, $5) RETURNING id",
+            "INSERT INTO sync_runs (started_at, status, trigger, n_scopes, hostname, version, holder) \
+             VALUES ($1, 'running', $2, $3, $4, $5, $6) RETURNING id",
         )
         .bind(DB::timestamp(started_at))
         .bind(trigger.to_owned())
         .bind(n_scopes)
         .bind(hostname.to_owned())
         .bind(env!("CARGO_PKG_VERSION").to_owned())
+        .bind(holder.to_owned())
         .fetch_one(&mut *conn)
         .await
         .map_err(query_error("recording a new run"))?;
@@ -529,6 +532,178 @@ where
                     sync_run_id: row.try_get("sync_run_id").map_err(query_error(CONTEXT))?,
                     registry_name: row.try_get("registry_name").map_err(query_error(CONTEXT))?,
                 })
+            })
+            .collect()
+    }
+    /// Takes the sync lease for `holder` until `expires_at`, when it is free, lapsed or
+    /// already ours, and (with a `tick`) when no run has been started for that tick yet.
+    pub(crate) async fn acquire_lease(
+        pool: &Pool<DB>,
+        holder: &str,
+        tick: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<LeaseOutcome, StoreError> {
+        const CONTEXT: &str = "taking the sync lease";
+        let mut conn = pool.acquire().await.map_err(query_error(CONTEXT))?;
+        let taken = sqlx::query::<DB>(
+            "UPDATE sync_lease SET holder = $1, acquired_at = $2, expires_at = $3, \
+             last_tick_at = COALESCE($4, last_tick_at) \
+             WHERE name = 'sync' AND (holder IS NULL OR holder = $1 OR expires_at < $2) \
+             AND ($4 IS NULL OR last_tick_at IS NULL OR last_tick_at < $4) RETURNING holder",
+        )
+        .bind(holder.to_owned())
+        .bind(DB::timestamp(now))
+        .bind(DB::timestamp(expires_at))
+        .bind(tick.map(DB::timestamp))
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(query_error(CONTEXT))?;
+        if taken.is_some() {
+            return Ok(LeaseOutcome::Acquired);
+        }
+        let row = sqlx::query::<DB>("SELECT holder, expires_at, last_tick_at FROM sync_lease WHERE name = 'sync'")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(query_error(CONTEXT))?;
+        let current: Option<String> = row.try_get("holder").map_err(query_error(CONTEXT))?;
+        let until: Option<DB::Timestamp> = row.try_get("expires_at").map_err(query_error(CONTEXT))?;
+        let last_tick: Option<DB::Timestamp> = row.try_get("last_tick_at").map_err(query_error(CONTEXT))?;
+        let last_tick = last_tick.map(DB::read_timestamp).transpose()?;
+        if let (Some(tick), Some(last_tick)) = (tick, last_tick) {
+            if last_tick >= tick {
+                return Ok(LeaseOutcome::TickTaken);
+            }
+        }
+        Ok(LeaseOutcome::Held {
+            holder: current.unwrap_or_default(),
+            until: until.map(DB::read_timestamp).transpose()?,
+        })
+    }
+
+    /// Extends the lease while `holder` still has it; `false` when another process took it.
+    pub(crate) async fn renew_lease(
+        pool: &Pool<DB>,
+        holder: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        const CONTEXT: &str = "renewing the sync lease";
+        let mut conn = pool.acquire().await.map_err(query_error(CONTEXT))?;
+        let row = sqlx::query::<DB>(
+            "UPDATE sync_lease SET expires_at = $2 WHERE name = 'sync' AND holder = $1 RETURNING holder",
+        )
+        .bind(holder.to_owned())
+        .bind(DB::timestamp(expires_at))
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(query_error(CONTEXT))?;
+        Ok(row.is_some())
+    }
+
+    /// Gives the lease back, if `holder` has it.
+    pub(crate) async fn release_lease(pool: &Pool<DB>, holder: &str) -> Result<(), StoreError> {
+        const CONTEXT: &str = "releasing the sync lease";
+        let mut conn = pool.acquire().await.map_err(query_error(CONTEXT))?;
+        sqlx::query::<DB>(
+            "UPDATE sync_lease SET holder = NULL, expires_at = NULL WHERE name = 'sync' AND holder = $1",
+        )
+        .bind(holder.to_owned())
+        .execute(&mut *conn)
+        .await
+        .map_err(query_error(CONTEXT))?;
+        Ok(())
+    }
+
+    /// Marks `interrupted` every run left `running` by another process; called only while
+    /// `holder` has the lease, so no such run can still be alive.
+    pub(crate) async fn recover_stale_runs(
+        pool: &Pool<DB>,
+        holder: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<i64>, StoreError> {
+        const CONTEXT: &str = "recovering runs left running";
+        let mut conn = pool.acquire().await.map_err(query_error(CONTEXT))?;
+        let message = format!(
+            "found still running at {} by {holder}: the process that ran it stopped without finishing it",
+            now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        );
+        let rows = sqlx::query::<DB>(
+            "UPDATE sync_runs SET status = 'interrupted', finished_at = $1, error = $2 \
+             WHERE status = 'running' AND (holder IS NULL OR holder <> $3) RETURNING id",
+        )
+        .bind(DB::timestamp(now))
+        .bind(message.clone())
+        .bind(holder.to_owned())
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(query_error(CONTEXT))?;
+        sqlx::query::<DB>(
+            "UPDATE sync_run_scopes SET status = 'interrupted', finished_at = $1, error = $2 WHERE status = 'running' \
+             AND sync_run_id IN (SELECT id FROM sync_runs WHERE status = 'interrupted')",
+        )
+        .bind(DB::timestamp(now))
+        .bind(message)
+        .execute(&mut *conn)
+        .await
+        .map_err(query_error(CONTEXT))?;
+        rows.iter()
+            .map(|row| row.try_get::<i64, _>("id").map_err(query_error(CONTEXT)))
+            .collect()
+    }
+
+    /// Whether the database answers.
+    pub(crate) async fn ping(pool: &Pool<DB>) -> Result<(), StoreError> {
+        let mut conn = pool.acquire().await.map_err(query_error("checking the database"))?;
+        sqlx::query::<DB>("SELECT 1")
+            .execute(&mut *conn)
+            .await
+            .map_err(query_error("checking the database"))?;
+        Ok(())
+    }
+
+    /// When the newest run with one of `statuses` finished.
+    pub(crate) async fn last_finished(
+        pool: &Pool<DB>,
+        statuses: &[&str],
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        const CONTEXT: &str = "reading the last finished run";
+        let mut conn = pool.acquire().await.map_err(query_error(CONTEXT))?;
+        let sql = format!(
+            "SELECT finished_at FROM sync_runs WHERE finished_at IS NOT NULL AND status IN ({}) ORDER BY id DESC LIMIT 1",
+            placeholders(1, statuses.len())
+        );
+        let mut query = sqlx::query::<DB>(&sql);
+        for status in statuses {
+            query = query.bind((*status).to_owned());
+        }
+        let row = query.fetch_optional(&mut *conn).await.map_err(query_error(CONTEXT))?;
+        match row {
+            Some(row) => {
+                let finished: DB::Timestamp = row.try_get("finished_at").map_err(query_error(CONTEXT))?;
+                Ok(Some(DB::read_timestamp(finished)?))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Live registries counted by status and type.
+    pub(crate) async fn registry_counts(pool: &Pool<DB>) -> Result<Vec<(String, String, i64)>, StoreError> {
+        const CONTEXT: &str = "counting registries";
+        let mut conn = pool.acquire().await.map_err(query_error(CONTEXT))?;
+        let rows = sqlx::query::<DB>(
+            "SELECT COALESCE(status, '') AS status, COALESCE(registry_type, '') AS registry_type, COUNT(*) AS n \
+             FROM registries WHERE deleted_at IS NULL GROUP BY 1, 2 ORDER BY 1, 2",
+        )
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(query_error(CONTEXT))?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    row.try_get("status").map_err(query_error(CONTEXT))?,
+                    row.try_get("registry_type").map_err(query_error(CONTEXT))?,
+                    row.try_get("n").map_err(query_error(CONTEXT))?,
+                ))
             })
             .collect()
     }
