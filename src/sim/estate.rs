@@ -35,6 +35,12 @@ const CLUSTERS_PER_PROJECT: usize = 3;
 pub struct ProjectEstate {
     /// The project id: 32 lower-case hex characters.
     pub project_id: String,
+    /// The region the project belongs to; projects are spread round-robin over the configured regions.
+    pub region: String,
+    /// The IAM project name: the region id for the region's main project (its first project), and
+    /// `{region}_proj{k}` for the k-th project of that region (k counts from 1, the main project being
+    /// the first), which IAM lists as a sub-project of the main one.
+    pub name: String,
     /// Candidate `connect_cluster_id` values for this project's registries.
     pub cluster_ids: Vec<String>,
     /// The scopes of this project, one per enterprise project, default EP `"0"` first.
@@ -53,8 +59,10 @@ pub struct Scope {
 /// The whole simulated account.
 #[derive(Clone, Debug)]
 pub struct Estate {
-    /// Region id used for SWR registry addresses.
+    /// The configured main region id (`SimConfig::region`).
     pub region: String,
+    /// Every region of the account, main region first, without duplicates.
+    pub regions: Vec<String>,
     /// Every enterprise project id known to the account, `"0"` first.
     pub enterprise_project_ids: Vec<String>,
     /// The projects, in generation order.
@@ -71,21 +79,40 @@ impl Estate {
         let mut enterprise_project_ids = vec!["0".to_string()];
         enterprise_project_ids
             .extend((0..config.n_enterprise_projects).map(|_| uuid_like(&mut rng)));
+        let regions = all_regions(config);
+        let mut projects_per_region = vec![0_usize; regions.len()];
         let projects = project_ids
             .into_iter()
-            .map(|project_id| {
+            .enumerate()
+            .map(|(index, project_id)| {
+                // The region is a pure function of the index, so it draws nothing from `rng` and a
+                // single-region estate stays identical to the one generated before regions existed.
+                let region_index = index % regions.len();
+                let region = regions[region_index].clone();
+                projects_per_region[region_index] += 1;
+                let name = match projects_per_region[region_index] {
+                    1 => region.clone(),
+                    k => format!("{region}_proj{k}"),
+                };
                 let cluster_ids = (0..CLUSTERS_PER_PROJECT)
                     .map(|_| uuid_like(&mut rng))
                     .collect();
                 let mut project = ProjectEstate {
                     project_id,
+                    region,
+                    name,
                     cluster_ids,
                     scopes: Vec::new(),
                 };
                 for enterprise_project_id in &enterprise_project_ids {
                     let registries = (0..config.registries_per_scope)
                         .map(|i| {
-                            generate_registry(&mut rng, &config.region, &project.cluster_ids, i + 1)
+                            generate_registry(
+                                &mut rng,
+                                &project.region,
+                                &project.cluster_ids,
+                                i + 1,
+                            )
                         })
                         .collect();
                     project.scopes.push(Scope {
@@ -98,9 +125,15 @@ impl Estate {
             .collect();
         Estate {
             region: config.region.clone(),
+            regions,
             enterprise_project_ids,
             projects,
         }
+    }
+
+    /// The main project of `region` (its first project, the one IAM names after the region), if any.
+    pub fn main_project(&self, region: &str) -> Option<&ProjectEstate> {
+        self.projects.iter().find(|p| p.region == region)
     }
 
     /// The project with this id, if any.
@@ -161,11 +194,10 @@ impl Estate {
         enterprise_project_id: &str,
         n: usize,
     ) {
-        let region = self.region.clone();
-        let cluster_ids = self
+        let (region, cluster_ids) = self
             .project(project_id)
-            .map(|p| p.cluster_ids.clone())
-            .unwrap_or_default();
+            .map(|p| (p.region.clone(), p.cluster_ids.clone()))
+            .unwrap_or_else(|| (self.region.clone(), Vec::new()));
         let scope = self.scope_mut(project_id, enterprise_project_id);
         let current = scope.registries.len();
         if n <= current {
@@ -244,13 +276,90 @@ impl Estate {
                 let project = &mut self.projects[p];
                 let serial = project.scopes[s].registries.len() + 1;
                 let registry =
-                    generate_registry(&mut rng, &self.region, &project.cluster_ids, serial);
+                    generate_registry(&mut rng, &project.region, &project.cluster_ids, serial);
                 summary.added.push(registry_id(&registry));
                 project.scopes[s].registries.push(registry);
             }
         }
         summary
     }
+}
+
+impl Estate {
+    /// Shift a project's list the way concurrent changes do during an offset walk: delete the first
+    /// `n_delete` registries of the list selected by `enterprise_project_id` (`None` = every scope in
+    /// order, as `all_granted_eps` pages them), then insert `n_insert` new registries at the front of
+    /// that list. Paging on by offset afterwards skips items (deletions) and repeats items (insertions).
+    ///
+    /// The new registries are generated from `seed`. An unknown project or EP changes nothing.
+    pub fn drift_front(
+        &mut self,
+        seed: u64,
+        project_id: &str,
+        enterprise_project_id: Option<&str>,
+        n_insert: usize,
+        n_delete: usize,
+    ) -> MutationSummary {
+        let mut summary = MutationSummary::default();
+        let Some(project) = self
+            .projects
+            .iter_mut()
+            .find(|p| p.project_id == project_id)
+        else {
+            return summary;
+        };
+        let selected: Vec<usize> = (0..project.scopes.len())
+            .filter(|&s| {
+                enterprise_project_id
+                    .map_or(true, |ep| project.scopes[s].enterprise_project_id == ep)
+            })
+            .collect();
+        let Some(&first_scope) = selected.first() else {
+            return summary;
+        };
+        let mut remaining = n_delete;
+        for &s in &selected {
+            let registries = &mut project.scopes[s].registries;
+            let n = remaining.min(registries.len());
+            summary
+                .deleted
+                .extend(registries.drain(..n).map(|r| registry_id(&r)));
+            remaining -= n;
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let serial_base = project.scopes[first_scope].registries.len();
+        let inserted: Vec<Value> = (0..n_insert)
+            .map(|i| {
+                generate_registry(
+                    &mut rng,
+                    &project.region,
+                    &project.cluster_ids,
+                    serial_base + i + 1,
+                )
+            })
+            .collect();
+        summary.added = inserted.iter().map(registry_id).collect();
+        project.scopes[first_scope]
+            .registries
+            .splice(0..0, inserted);
+        summary
+    }
+}
+
+/// The configured regions in project-assignment order: `config.region` first, then `config.regions`,
+/// without duplicates or empty ids.
+pub fn all_regions(config: &SimConfig) -> Vec<String> {
+    let mut regions: Vec<String> = Vec::new();
+    for region in std::iter::once(&config.region).chain(&config.regions) {
+        if !region.is_empty() && !regions.contains(region) {
+            regions.push(region.clone());
+        }
+    }
+    if regions.is_empty() {
+        // An empty main region still needs a bucket so projects can be assigned.
+        regions.push(config.region.clone());
+    }
+    regions
 }
 
 /// Generate one realistic `RegistryInfo` object; `serial` numbers the registry within its scope and ends
@@ -767,5 +876,172 @@ mod tests {
             Some("new-ep")
         );
         assert_eq!(first.projects[0].scopes.last().unwrap().registries.len(), 3);
+    }
+
+    /// The estate as one string, in the shape used to record the pre-regions fingerprints below.
+    fn fingerprint_text(estate: &Estate) -> String {
+        let projects: Vec<Value> = estate
+            .projects
+            .iter()
+            .map(|p| {
+                json!({
+                    "id": p.project_id,
+                    "clusters": p.cluster_ids,
+                    "scopes": p.scopes.iter().map(|s| json!({"ep": s.enterprise_project_id, "registries": s.registries})).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        serde_json::to_string(&json!({"eps": estate.enterprise_project_ids, "projects": projects}))
+            .unwrap()
+    }
+
+    #[test]
+    fn single_region_estate_for_seed_42_is_unchanged_from_before_regions_existed() {
+        // Recorded with the code before multi-region support (commit d05590a), SimConfig::default().
+        let estate = Estate::generate(&SimConfig::default());
+        let ids: Vec<&str> = estate
+            .projects
+            .iter()
+            .map(|p| p.project_id.as_str())
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                "f3453fc625799188ae90bfb5395d5ba1",
+                "a09ab2f9581667526d71b708c5b6538c"
+            ]
+        );
+        assert_eq!(
+            estate.enterprise_project_ids,
+            [
+                "0",
+                "2663b45b-a45d-429e-89e1-49d8bcb642b0",
+                "cdca9b0d-2a12-4884-8edb-bf0150871314"
+            ]
+        );
+        assert_eq!(
+            registry_id(&estate.projects[0].scopes[0].registries[0]),
+            "ad6c136f-fb87-4371-a33e-9421fc4b10b2"
+        );
+        let text = fingerprint_text(&estate);
+        assert_eq!(
+            (fnv1a(text.as_bytes()), text.len()),
+            (0x64f0_bbe7_24ff_6eb1, 59_813)
+        );
+
+        // The same with three projects, which used to draw the third id where an EP id now sits.
+        let estate = Estate::generate(&SimConfig {
+            n_projects: 3,
+            ..SimConfig::default()
+        });
+        assert_eq!(
+            estate.projects[2].project_id,
+            "2663b45ba45d829e49e149d8bcb642b0"
+        );
+        let text = fingerprint_text(&estate);
+        assert_eq!(
+            (fnv1a(text.as_bytes()), text.len()),
+            (0x562e_cc1a_b113_a83f, 89_334)
+        );
+        assert!(estate.projects.iter().all(|p| p.region == "cn-north-4"));
+        let names: Vec<&str> = estate.projects.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["cn-north-4", "cn-north-4_proj2", "cn-north-4_proj3"]
+        );
+    }
+
+    #[test]
+    fn projects_are_spread_round_robin_over_deduplicated_regions_with_main_and_sub_names() {
+        let multi = SimConfig {
+            seed: 42,
+            n_projects: 5,
+            regions: vec![
+                "ap-southeast-1".into(),
+                "cn-north-4".into(),
+                "ap-southeast-1".into(),
+            ],
+            ..SimConfig::default()
+        };
+        let estate = Estate::generate(&multi);
+        assert_eq!(estate.regions, ["cn-north-4", "ap-southeast-1"]);
+        let layout: Vec<(&str, &str)> = estate
+            .projects
+            .iter()
+            .map(|p| (p.region.as_str(), p.name.as_str()))
+            .collect();
+        assert_eq!(
+            layout,
+            [
+                ("cn-north-4", "cn-north-4"),
+                ("ap-southeast-1", "ap-southeast-1"),
+                ("cn-north-4", "cn-north-4_proj2"),
+                ("ap-southeast-1", "ap-southeast-1_proj2"),
+                ("cn-north-4", "cn-north-4_proj3"),
+            ]
+        );
+        assert_eq!(
+            estate.main_project("ap-southeast-1").unwrap().project_id,
+            estate.projects[1].project_id
+        );
+        // Deterministic, and the ids do not depend on the regions.
+        assert_eq!(
+            fingerprint_text(&estate),
+            fingerprint_text(&Estate::generate(&multi))
+        );
+        let single = Estate::generate(&SimConfig {
+            n_projects: 5,
+            ..SimConfig::default()
+        });
+        let ids = |e: &Estate| {
+            e.projects
+                .iter()
+                .map(|p| p.project_id.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids(&estate), ids(&single));
+        // SWR registries of a project carry its own region.
+        let swr_addresses: Vec<&str> = estate.projects[1]
+            .scopes
+            .iter()
+            .flat_map(|s| &s.registries)
+            .filter_map(|r| r["registry_addr"].as_str())
+            .filter(|a| a.starts_with("swr."))
+            .collect();
+        assert!(!swr_addresses.is_empty());
+        assert!(swr_addresses
+            .iter()
+            .all(|a| *a == "swr.ap-southeast-1.myhuaweicloud.com"));
+    }
+
+    #[test]
+    fn drift_front_deletes_the_first_items_and_inserts_new_ones_in_front() {
+        let mut estate = Estate::generate(&config(5));
+        let project_id = estate.projects[0].project_id.clone();
+        let before: Vec<String> = estate.projects[0]
+            .scopes
+            .iter()
+            .flat_map(|s| s.registries.iter().map(registry_id))
+            .collect();
+
+        let summary = estate.drift_front(9, &project_id, None, 2, 41);
+
+        let after: Vec<String> = estate.projects[0]
+            .scopes
+            .iter()
+            .flat_map(|s| s.registries.iter().map(registry_id))
+            .collect();
+        assert_eq!(summary.deleted, before[..41]);
+        assert_eq!(summary.added, after[..2]);
+        assert_eq!(after[2..], before[41..]);
+        assert_eq!(
+            estate.projects[0].scopes[1].registries.len(),
+            39,
+            "deletion spans scopes"
+        );
+        let mut other = Estate::generate(&config(5));
+        assert_eq!(other.drift_front(9, &project_id, None, 2, 41), summary);
+        let untouched = estate.drift_front(9, "no-such-project", None, 2, 2);
+        assert_eq!(untouched, MutationSummary::default());
     }
 }

@@ -8,18 +8,74 @@
 //!   (§0), `{"total_num", "data_list"}` pages, and Huawei error bodies
 //!   `{"error_code","error_msg","request_id"}` with a matching `X-Request-Id` header (§5);
 //! * an estate of projects, enterprise projects and registries generated deterministically from a seed,
-//!   with realistic field values (§1), that can be mutated deterministically between syncs;
+//!   with realistic field values (§1), spread over one or more regions, that can be mutated
+//!   deterministically between syncs;
 //! * optional AK/SK checking with its own `SDK-HMAC-SHA256` verifier (§3), independent of the client's
 //!   signer so that a signer bug cannot be hidden by the same bug here;
-//! * injectable faults (failed pages, truncated JSON, short pages, a wrong `total_num`) for retry and
-//!   consistency tests;
+//! * IAM password tokens (`POST /v3/auth/tokens`, §4) accepted as `X-Auth-Token`, with expiry;
+//! * IAM `GET /v3/projects` (KeystoneListProjects) and EPS `GET /v1.0/enterprise-projects` (§6);
+//! * injectable faults (failed pages, truncated JSON, short pages, a wrong `total_num`, latency,
+//!   throttling and per-user quotas, hung responses, forbidden projects, estate drift during a walk,
+//!   periodic server errors) for retry and consistency tests;
 //! * unauthenticated admin endpoints under `/sim/` for humans with curl.
+//!
+//! One server answers for every region and for the global IAM and EPS services, because the client
+//! reaches all of them through one `--endpoint`.
+//!
+//! # Regions and project names
+//! Projects are assigned round-robin over `[config.region] + config.regions` (duplicates dropped).
+//! The first project of a region is its *main* project and is named exactly after the region
+//! (`cn-north-4`); the k-th project of the region (k counting from 1, so the first sub-project has k = 2)
+//! is a sub-project named `{region}_proj{k}` (`cn-north-4_proj2`) whose `parent_id` is the main project.
+//! With `n_projects = 3` and regions `cn-north-4, ap-southeast-1` the projects are, in order,
+//! `cn-north-4`, `ap-southeast-1` and `cn-north-4_proj2`.
+//! IAM's project listing also holds entries that are not HSS projects and that a client must filter out:
+//! `MOS` (OBS's default project) and, with `include_disabled_project`, a disabled
+//! `{region}_retired` sub-project. Ids listed by IAM for the estate's projects are the ids ListRegistry
+//! serves.
+//!
+//! # Authentication
+//! Authentication is on when `credentials`, `iam_user` or `accepted_tokens` is set. Then every HSS, IAM
+//! project-listing and EPS request must carry either an `Authorization: SDK-HMAC-SHA256 ..` header
+//! (checked first when present) or an `X-Auth-Token`:
+//! * an unknown or garbled token: 401 `APIG.0301` "Incorrect IAM authentication information: decrypt
+//!   token fail";
+//! * an expired token: 401 `APIG.0307` "The token must be updated.";
+//! * on HSS, a token scoped to another project (or to the domain): 403 `HSS.0010` (access denied), the
+//!   code this simulator already uses for an `X-Project-Id` that does not match the path, because it is
+//!   the HSS backend, not APIG, that compares the token's project with the path;
+//! * IAM and EPS accept any valid token, project- or domain-scoped, and the static `accepted_tokens`;
+//! * IAM answers its own failures in IAM's shape, `{"error":{"code":401,"title":"Unauthorized",
+//!   "message":..}}`.
+//!
+//! # Injecting faults with curl
+//! `POST /sim/faults` takes one fault as JSON, tagged by `kind` (every `project_id`, `offset` and `times`
+//! may be omitted, meaning "any" or "forever"); `POST /sim/faults/clear` removes them all and
+//! `GET /sim/faults` lists them:
+//! ```text
+//! {"kind":"fail_page","project_id":"..","offset":200,"status":500,"error_code":"HSS.9999","error_msg":"..","times":1}
+//! {"kind":"rate_limited","times":3}
+//! {"kind":"malformed_json"}            {"kind":"truncated_body","offset":0}  (the same fault)
+//! {"kind":"max_page_items","max_items":7}
+//! {"kind":"wrong_total_num","total_num":3}
+//! {"kind":"latency","min_ms":50,"max_ms":400}
+//! {"kind":"throttle_every_nth","n":3,"retry_after_seconds":2}
+//! {"kind":"quota","max_requests":5,"window_seconds":60,"retry_after":true}
+//! {"kind":"hang","project_id":"..","times":1}
+//! {"kind":"forbidden","project_id":".."}
+//! {"kind":"drift_during_walk","after_requests":1,"n_insert":3,"n_delete":2,"times":1}
+//! {"kind":"server_error","status":503,"every_nth":4}
+//! ```
+//! For example: `curl -X POST -d '{"kind":"quota","max_requests":5,"window_seconds":60,"retry_after":true}'
+//! http://127.0.0.1:8080/sim/faults`.
 //!
 //! # Layout
 //! * `mod.rs`: the [`Simulator`] handle, [`SimConfig`], [`Mutation`], [`Fault`] and serving.
 //! * `estate.rs`: the deterministic synthetic estate and its mutations.
 //! * `verify.rs`: the independent signature verifier and `X-Sdk-Date` skew check.
-//! * `routes.rs`: the axum router, handlers and Huawei-style error bodies.
+//! * `iam.rs`: the simulated account (domain, system projects, EP metadata), token issue and checks,
+//!   IAM project listing and EPS listing.
+//! * `routes.rs`: the axum router, the ListRegistry handler, faults and Huawei-style error bodies.
 //!
 //! # Example
 //! ```no_run
@@ -34,20 +90,27 @@
 //! ```
 
 pub mod estate;
+pub mod iam;
 pub mod routes;
 pub mod verify;
 
-use std::collections::VecDeque;
+#[cfg(test)]
+mod testkit;
+
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use estate::Estate;
+use iam::{Account, IssuedToken};
 
 /// APIG rejects a request whose `X-Sdk-Date` is more than 15 minutes from server time (API signing guide).
 pub const DEFAULT_MAX_CLOCK_SKEW: Duration = Duration::from_secs(15 * 60);
@@ -56,13 +119,36 @@ pub const DEFAULT_MAX_CLOCK_SKEW: Duration = Duration::from_secs(15 * 60);
 /// benchmark cannot grow the log without bound; far more than any test inspects.
 pub const REQUEST_LOG_CAPACITY: usize = 10_000;
 
+/// IAM tokens are valid for 24 hours (HUAWEI-API.md §4).
+pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// How long a [`Fault::Hang`] request waits before it finally answers 504: far longer than any client
+/// timeout, so to the client the response never comes.
+pub const HANG_DURATION: Duration = Duration::from_secs(60 * 60);
+
+/// `RequestRecord::api` of a ListRegistry request.
+pub const API_LIST_REGISTRY: &str = "ListRegistry";
+/// `RequestRecord::api` of an IAM token request (`POST /v3/auth/tokens`).
+pub const API_CREATE_TOKEN: &str = "CreateToken";
+/// `RequestRecord::api` of an IAM project listing (`GET /v3/projects`).
+pub const API_LIST_PROJECTS: &str = "ListProjects";
+/// `RequestRecord::api` of an EPS listing (`GET /v1.0/enterprise-projects`).
+pub const API_LIST_ENTERPRISE_PROJECTS: &str = "ListEnterpriseProjects";
+/// `RequestRecord::api` of a `/sim/` admin request.
+pub const API_ADMIN: &str = "Admin";
+
 /// How the simulated account looks and how strictly requests are checked.
-#[derive(Clone, Debug)]
+/// `Debug` shows how many `accepted_tokens` there are, never the tokens.
+#[derive(Clone)]
 pub struct SimConfig {
     /// Seed for the estate; the same seed and sizes always give the same estate.
     pub seed: u64,
-    /// Region id, e.g. `cn-north-4`; used in SWR registry addresses.
+    /// Main region id, e.g. `cn-north-4`; the first region projects are assigned to, and the region of
+    /// SWR registry addresses in its projects.
     pub region: String,
+    /// Further regions; projects are spread round-robin over `[region] + regions` (duplicates dropped).
+    /// Empty (the default) means just `region`.
+    pub regions: Vec<String>,
     /// Number of projects; ids are 32 lower-case hex characters derived from the seed.
     pub n_projects: usize,
     /// Number of enterprise projects besides the default EP `"0"`; ids are UUID-shaped, from the seed.
@@ -73,6 +159,17 @@ pub struct SimConfig {
     pub credentials: Option<SimCredentials>,
     /// Largest accepted distance between `X-Sdk-Date` and the server clock.
     pub max_clock_skew: Duration,
+    /// The IAM user that `POST /v3/auth/tokens` accepts; `None` makes every password wrong.
+    pub iam_user: Option<SimIamUser>,
+    /// Validity of issued tokens; IAM's is 24 hours. Changeable later with [`Simulator::set_token_ttl`].
+    pub token_ttl: Duration,
+    /// Static tokens accepted as `X-Auth-Token` for every project, never expiring: a token handed to the
+    /// client from outside (e.g. an environment variable).
+    pub accepted_tokens: Vec<String>,
+    /// List a disabled sub-project in IAM's project listing (a client must skip it).
+    pub include_disabled_project: bool,
+    /// Whether the account has enterprise projects enabled; when false, EPS answers 403 `EPS.0004`.
+    pub eps_enabled: bool,
 }
 
 impl Default for SimConfig {
@@ -80,12 +177,69 @@ impl Default for SimConfig {
         SimConfig {
             seed: 42,
             region: "cn-north-4".to_string(),
+            regions: Vec::new(),
             n_projects: 2,
             n_enterprise_projects: 2,
             registries_per_scope: 25,
             credentials: None,
             max_clock_skew: DEFAULT_MAX_CLOCK_SKEW,
+            iam_user: None,
+            token_ttl: DEFAULT_TOKEN_TTL,
+            accepted_tokens: Vec::new(),
+            include_disabled_project: false,
+            eps_enabled: true,
         }
+    }
+}
+
+impl SimConfig {
+    /// Whether requests must authenticate: AK/SK, an IAM user or static tokens are configured.
+    pub fn auth_enabled(&self) -> bool {
+        self.credentials.is_some() || self.iam_user.is_some() || !self.accepted_tokens.is_empty()
+    }
+}
+
+impl fmt::Debug for SimConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SimConfig")
+            .field("seed", &self.seed)
+            .field("region", &self.region)
+            .field("regions", &self.regions)
+            .field("n_projects", &self.n_projects)
+            .field("n_enterprise_projects", &self.n_enterprise_projects)
+            .field("registries_per_scope", &self.registries_per_scope)
+            .field("credentials", &self.credentials)
+            .field("max_clock_skew", &self.max_clock_skew)
+            .field("iam_user", &self.iam_user)
+            .field("token_ttl", &self.token_ttl)
+            .field(
+                "accepted_tokens",
+                &format_args!("[{} redacted]", self.accepted_tokens.len()),
+            )
+            .field("include_disabled_project", &self.include_disabled_project)
+            .field("eps_enabled", &self.eps_enabled)
+            .finish()
+    }
+}
+
+/// The one IAM user whose password `POST /v3/auth/tokens` accepts. `Debug` redacts the password.
+#[derive(Clone)]
+pub struct SimIamUser {
+    /// Account (domain) name, `auth.identity.password.user.domain.name`.
+    pub domain: String,
+    /// IAM user name.
+    pub user: String,
+    /// The user's password; never logged or returned.
+    pub password: String,
+}
+
+impl fmt::Debug for SimIamUser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SimIamUser")
+            .field("domain", &self.domain)
+            .field("user", &self.user)
+            .field("password", &"[REDACTED]")
+            .finish()
     }
 }
 
@@ -132,9 +286,19 @@ pub struct MutationSummary {
     pub added: Vec<String>,
 }
 
-/// A failure to inject into ListRegistry responses. Faults are checked in the order they were added;
-/// the first matching `FailPage` or `MalformedJson` fault answers the request.
-/// Faults apply only to requests that passed authentication and parameter validation.
+/// A failure to inject. Unless a variant says otherwise, faults affect ListRegistry only.
+///
+/// Faults meet a request where the matching layer of Huawei's stack would:
+/// 1. [`Fault::Latency`] delays every HSS, IAM and EPS request before anything else.
+/// 2. After authentication, the gateway faults [`Fault::ThrottleEveryNth`] and [`Fault::Quota`] may
+///    answer 429 `APIG.0308` (APIG throttles per authenticated user, before the backend sees the call).
+/// 3. After the project check, [`Fault::Forbidden`] answers 403 `HSS.0013`.
+/// 4. After parameter validation, the first matching `FailPage`, `MalformedJson`, `Hang` or
+///    `ServerError` fault (in the order the faults were added) answers the request; `MaxPageItems` and
+///    `WrongTotalNum` shape the page.
+/// 5. After a page was answered, [`Fault::DriftDuringWalk`] may change the estate.
+///
+/// Every request a fault answers is still counted and logged.
 #[derive(Clone, Debug)]
 pub enum Fault {
     /// Fail ListRegistry for this project (None = any) at this offset (None = any) with this HTTP status
@@ -171,6 +335,77 @@ pub enum Fault {
         /// The `total_num` to report.
         total_num: i64,
     },
+    /// Delay every HSS, IAM and EPS request by a time drawn uniformly from `min..=max`, from a generator
+    /// seeded with the estate seed (the same sequence of requests gets the same delays).
+    Latency {
+        /// Shortest delay.
+        min: Duration,
+        /// Longest delay; a `max` below `min` counts as `min`.
+        max: Duration,
+    },
+    /// Answer every `n`th ListRegistry request (counted from when the fault was added, among requests
+    /// that passed authentication) with 429 `APIG.0308` and APIG's usual message for HSS's documented
+    /// limit (`limit:5,time:1 minute`). `n = 0` never fires.
+    ThrottleEveryNth {
+        /// Period of the throttling.
+        n: u32,
+        /// Value of the `Retry-After` header, none when `None`.
+        retry_after_seconds: Option<u32>,
+    },
+    /// APIG's per-user, per-API limit: at most `max_requests` ListRegistry requests per access key (per
+    /// token for token auth) in any sliding `window`; excess requests get 429 `APIG.0308` with the limit in
+    /// the message, and do not use up quota. Real HSS allows 5 per minute (HUAWEI-API.md §7).
+    Quota {
+        /// Requests allowed per window and user.
+        max_requests: u32,
+        /// The sliding window.
+        window: Duration,
+        /// Send `Retry-After`: seconds until a slot frees, rounded up, at least 1.
+        retry_after: bool,
+    },
+    /// Never answer (the handler waits [`HANG_DURATION`], then answers 504), so the client's timeout must
+    /// fire. Hung requests are released when the server shuts down.
+    Hang {
+        /// Project to affect, or any.
+        project_id: Option<String>,
+        /// Effective offset to affect, or any.
+        offset: Option<u32>,
+        /// How many requests to affect; None = forever.
+        times: Option<u32>,
+    },
+    /// ListRegistry for this project answers 403 `HSS.0013` "Insufficient permissions" until the faults
+    /// are cleared (a project the credentials may list in IAM but not read in HSS).
+    Forbidden {
+        /// The project to forbid.
+        project_id: String,
+    },
+    /// After `after_requests` ListRegistry requests for the project (None = whichever project reaches the
+    /// count first) were answered with a page, delete the first `n_delete` registries of the list the
+    /// request paged and insert `n_insert` new ones at its front, as concurrent changes would; offset
+    /// paging then skips and repeats items. The counter restarts after each trigger; `times` triggers
+    /// (None = forever). A later walk sees the changed, consistent list.
+    DriftDuringWalk {
+        /// Project to watch, or any.
+        project_id: Option<String>,
+        /// Answered requests for the project before the drift happens.
+        after_requests: u32,
+        /// Registries inserted at the front.
+        n_insert: usize,
+        /// Registries deleted from the front.
+        n_delete: usize,
+        /// How many times to drift; None = forever.
+        times: Option<u32>,
+    },
+    /// Answer every `every_nth` ListRegistry request (among those that passed validation) with a
+    /// transient server error: 502, 503 and 504 carry APIG's `APIG.0201` (backend unavailable or timeout,
+    /// HUAWEI-API.md §5); 500 carries `HSS.1001` "internal server error", a code this simulator chose
+    /// because Huawei's HSS error table names none for it. `every_nth = 0` never fires.
+    ServerError {
+        /// HTTP status, normally 500, 502, 503 or 504.
+        status: u16,
+        /// Period of the failures.
+        every_nth: u32,
+    },
 }
 
 impl Fault {
@@ -202,20 +437,284 @@ impl Fault {
             times,
         }
     }
+
+    /// A 200 response whose body is the first half of the real page's JSON. This is exactly
+    /// [`Fault::MalformedJson`]; the name says what the client sees.
+    pub fn truncated_body(
+        project_id: Option<String>,
+        offset: Option<u32>,
+        times: Option<u32>,
+    ) -> Fault {
+        Fault::MalformedJson {
+            project_id,
+            offset,
+            times,
+        }
+    }
+
+    /// Whether the fault can never fire, so adding it would change nothing.
+    fn never_fires(&self) -> bool {
+        matches!(
+            self,
+            Fault::FailPage { times: Some(0), .. }
+                | Fault::MalformedJson { times: Some(0), .. }
+                | Fault::Hang { times: Some(0), .. }
+                | Fault::DriftDuringWalk { times: Some(0), .. }
+                | Fault::ThrottleEveryNth { n: 0, .. }
+                | Fault::ServerError { every_nth: 0, .. }
+        )
+    }
 }
 
-/// One ListRegistry request as the simulator saw it.
+/// A [`Fault`] as JSON, for `POST /sim/faults`; tagged by `kind` (see the module docs for examples).
+/// Durations are given in milliseconds (`latency`) or seconds (`quota`, fractions allowed).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FaultSpec {
+    /// [`Fault::FailPage`].
+    FailPage {
+        /// Project to fail, or any.
+        project_id: Option<String>,
+        /// Offset to fail, or any.
+        offset: Option<u32>,
+        /// HTTP status.
+        status: u16,
+        /// `error_code` of the body.
+        error_code: String,
+        /// `error_msg` of the body.
+        error_msg: String,
+        /// How many times; absent = forever.
+        times: Option<u32>,
+    },
+    /// [`Fault::rate_limited`].
+    RateLimited {
+        /// Project to throttle, or any.
+        project_id: Option<String>,
+        /// How many times; absent = forever.
+        times: Option<u32>,
+    },
+    /// [`Fault::MalformedJson`].
+    MalformedJson {
+        /// Project to affect, or any.
+        project_id: Option<String>,
+        /// Offset to affect, or any.
+        offset: Option<u32>,
+        /// How many times; absent = forever.
+        times: Option<u32>,
+    },
+    /// [`Fault::truncated_body`], the same fault as `malformed_json`.
+    TruncatedBody {
+        /// Project to affect, or any.
+        project_id: Option<String>,
+        /// Offset to affect, or any.
+        offset: Option<u32>,
+        /// How many times; absent = forever.
+        times: Option<u32>,
+    },
+    /// [`Fault::MaxPageItems`].
+    MaxPageItems {
+        /// Largest page.
+        max_items: usize,
+    },
+    /// [`Fault::WrongTotalNum`].
+    WrongTotalNum {
+        /// Project to affect, or any.
+        project_id: Option<String>,
+        /// The `total_num` to report.
+        total_num: i64,
+    },
+    /// [`Fault::Latency`].
+    Latency {
+        /// Shortest delay in milliseconds.
+        min_ms: u64,
+        /// Longest delay in milliseconds.
+        max_ms: u64,
+    },
+    /// [`Fault::ThrottleEveryNth`].
+    ThrottleEveryNth {
+        /// Period.
+        n: u32,
+        /// `Retry-After` seconds, if any.
+        retry_after_seconds: Option<u32>,
+    },
+    /// [`Fault::Quota`].
+    Quota {
+        /// Requests allowed per window and user.
+        max_requests: u32,
+        /// The sliding window in seconds (fractions allowed), more than 0.
+        window_seconds: f64,
+        /// Send `Retry-After`.
+        #[serde(default)]
+        retry_after: bool,
+    },
+    /// [`Fault::Hang`].
+    Hang {
+        /// Project to affect, or any.
+        project_id: Option<String>,
+        /// Offset to affect, or any.
+        offset: Option<u32>,
+        /// How many times; absent = forever.
+        times: Option<u32>,
+    },
+    /// [`Fault::Forbidden`].
+    Forbidden {
+        /// The project to forbid.
+        project_id: String,
+    },
+    /// [`Fault::DriftDuringWalk`].
+    DriftDuringWalk {
+        /// Project to watch, or any.
+        project_id: Option<String>,
+        /// Answered requests before the drift.
+        after_requests: u32,
+        /// Registries inserted at the front.
+        #[serde(default)]
+        n_insert: usize,
+        /// Registries deleted from the front.
+        #[serde(default)]
+        n_delete: usize,
+        /// How many times; absent = forever.
+        times: Option<u32>,
+    },
+    /// [`Fault::ServerError`].
+    ServerError {
+        /// HTTP status.
+        status: u16,
+        /// Period.
+        every_nth: u32,
+    },
+}
+
+impl FaultSpec {
+    /// The fault this JSON describes.
+    ///
+    /// # Errors
+    /// A message naming the bad field: a status outside 100..=599, a window that is not a positive
+    /// finite number of seconds.
+    pub fn into_fault(self) -> Result<Fault, String> {
+        let check_status = |status: u16| {
+            if (100..=599).contains(&status) {
+                Ok(status)
+            } else {
+                Err(format!("status {status} is not an http status"))
+            }
+        };
+        Ok(match self {
+            FaultSpec::FailPage {
+                project_id,
+                offset,
+                status,
+                error_code,
+                error_msg,
+                times,
+            } => Fault::FailPage {
+                project_id,
+                offset,
+                status: check_status(status)?,
+                error_code,
+                error_msg,
+                times,
+            },
+            FaultSpec::RateLimited { project_id, times } => Fault::rate_limited(project_id, times),
+            FaultSpec::MalformedJson {
+                project_id,
+                offset,
+                times,
+            }
+            | FaultSpec::TruncatedBody {
+                project_id,
+                offset,
+                times,
+            } => Fault::truncated_body(project_id, offset, times),
+            FaultSpec::MaxPageItems { max_items } => Fault::MaxPageItems(max_items),
+            FaultSpec::WrongTotalNum {
+                project_id,
+                total_num,
+            } => Fault::WrongTotalNum {
+                project_id,
+                total_num,
+            },
+            FaultSpec::Latency { min_ms, max_ms } => Fault::Latency {
+                min: Duration::from_millis(min_ms),
+                max: Duration::from_millis(max_ms),
+            },
+            FaultSpec::ThrottleEveryNth {
+                n,
+                retry_after_seconds,
+            } => Fault::ThrottleEveryNth {
+                n,
+                retry_after_seconds,
+            },
+            FaultSpec::Quota {
+                max_requests,
+                window_seconds,
+                retry_after,
+            } => {
+                let window = Duration::try_from_secs_f64(window_seconds)
+                    .ok()
+                    .filter(|w| !w.is_zero())
+                    .ok_or_else(|| {
+                        format!(
+                            "window_seconds {window_seconds} is not a positive number of seconds"
+                        )
+                    })?;
+                Fault::Quota {
+                    max_requests,
+                    window,
+                    retry_after,
+                }
+            }
+            FaultSpec::Hang {
+                project_id,
+                offset,
+                times,
+            } => Fault::Hang {
+                project_id,
+                offset,
+                times,
+            },
+            FaultSpec::Forbidden { project_id } => Fault::Forbidden { project_id },
+            FaultSpec::DriftDuringWalk {
+                project_id,
+                after_requests,
+                n_insert,
+                n_delete,
+                times,
+            } => Fault::DriftDuringWalk {
+                project_id,
+                after_requests,
+                n_insert,
+                n_delete,
+                times,
+            },
+            FaultSpec::ServerError { status, every_nth } => Fault::ServerError {
+                status: check_status(status)?,
+                every_nth,
+            },
+        })
+    }
+}
+
+/// One request as the simulator saw it: ListRegistry, IAM, EPS or admin.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct RequestRecord {
+    /// Which API: [`API_LIST_REGISTRY`], [`API_CREATE_TOKEN`], [`API_LIST_PROJECTS`],
+    /// [`API_LIST_ENTERPRISE_PROJECTS`] or [`API_ADMIN`].
+    pub api: String,
+    /// How the request tried to authenticate, valid or not: `aksk` (an `Authorization` header), `token`
+    /// (an `X-Auth-Token` and no `Authorization`) or `none`.
+    pub auth: String,
     /// HTTP method.
     pub method: String,
     /// Path as received (still percent-encoded).
     pub path: String,
     /// Raw query string as received, empty when there was none.
     pub query: String,
-    /// HTTP status of the response.
+    /// HTTP status of the response; 0 while a [`Fault::Hang`] request has not answered.
     pub status: u16,
-    /// The project id from the path.
+    /// The `Retry-After` seconds sent with the response, if any.
+    pub retry_after: Option<u32>,
+    /// The project id from the ListRegistry path; empty for the other APIs.
     pub project_id: String,
     /// `offset` as sent; None when absent or not an integer.
     pub offset: Option<u32>,
@@ -234,6 +733,9 @@ pub struct RequestRecord {
 pub struct Simulator {
     /// All mutable state, behind one lock that is never held across an `.await`.
     state: Arc<Mutex<State>>,
+    /// Wakes requests held by [`Fault::Hang`]; notified when the server shuts down so graceful shutdown
+    /// does not wait an hour for them.
+    release_hung: Arc<tokio::sync::Notify>,
 }
 
 /// Everything the simulator remembers.
@@ -242,26 +744,100 @@ pub(crate) struct State {
     pub(crate) config: SimConfig,
     /// Projects, EPs and registries; changed by mutations and test helpers.
     pub(crate) estate: Estate,
-    /// Active faults in insertion order; exhausted ones are removed.
-    pub(crate) faults: Vec<Fault>,
+    /// The account around the estate: domain, user, system projects, EP names; fixed at creation.
+    pub(crate) account: Account,
+    /// Active faults in insertion order, with their counters; exhausted ones are removed.
+    pub(crate) faults: Vec<ActiveFault>,
     /// ListRegistry requests received, including rejected ones.
     pub(crate) request_count: u64,
-    /// The most recent ListRegistry requests, at most [`REQUEST_LOG_CAPACITY`].
+    /// ListRegistry requests answered 429, whichever fault caused it.
+    pub(crate) throttled_count: u64,
+    /// The most recent requests of every API, at most [`REQUEST_LOG_CAPACITY`].
     pub(crate) request_log: VecDeque<RequestRecord>,
+    /// Tokens issued by `POST /v3/auth/tokens`, by token text.
+    pub(crate) tokens: HashMap<String, IssuedToken>,
+    /// Tokens issued since creation.
+    pub(crate) tokens_issued: u64,
+    /// Validity of tokens issued from now on.
+    pub(crate) token_ttl: Duration,
+    /// Draws [`Fault::Latency`] delays; seeded from the estate seed.
+    pub(crate) latency_rng: ChaCha8Rng,
+    /// Drifts applied so far, mixed into the seed of each drift's new registries.
+    pub(crate) n_drifts: u64,
+}
+
+/// A fault and the bookkeeping that makes it periodic, windowed or counted.
+pub(crate) struct ActiveFault {
+    /// The fault as added.
+    pub(crate) fault: Fault,
+    /// Requests this fault has seen (`ThrottleEveryNth`, `ServerError`, `DriftDuringWalk` counters).
+    pub(crate) n_seen: u64,
+    /// Accepted request instants per user key, for [`Fault::Quota`].
+    pub(crate) accepted: HashMap<String, VecDeque<Instant>>,
+}
+
+impl State {
+    /// Append a record to the request log, dropping the oldest beyond [`REQUEST_LOG_CAPACITY`].
+    pub(crate) fn log_request(&mut self, record: RequestRecord) {
+        if self.request_log.len() >= REQUEST_LOG_CAPACITY {
+            self.request_log.pop_front();
+        }
+        self.request_log.push_back(record);
+    }
+
+    /// The delay [`Fault::Latency`] imposes on the next request, if such a fault is active.
+    pub(crate) fn next_latency(&mut self) -> Option<Duration> {
+        use rand::Rng;
+        let (min, max) = self.faults.iter().find_map(|f| match f.fault {
+            Fault::Latency { min, max } => Some((min, max.max(min))),
+            _ => None,
+        })?;
+        let span = u64::try_from((max - min).as_micros()).unwrap_or(u64::MAX);
+        Some(min + Duration::from_micros(self.latency_rng.gen_range(0..=span)))
+    }
 }
 
 impl Simulator {
+    /// Wait for [`Fault::Latency`], if active; never holds the lock while sleeping.
+    pub(crate) async fn apply_latency(&self) {
+        let delay = self.lock().next_latency();
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// Wait as a [`Fault::Hang`] request does: [`HANG_DURATION`], or until released by shutdown or
+    /// [`Simulator::clear_faults`].
+    pub(crate) async fn hang(&self) {
+        let released = self.release_hung.notified();
+        tokio::select! {
+            () = tokio::time::sleep(HANG_DURATION) => {}
+            () = released => {}
+        }
+    }
+
     /// Create a simulator whose estate is generated from `config.seed`.
     pub fn new(config: SimConfig) -> Self {
         let estate = Estate::generate(&config);
+        let account = Account::generate(&config);
+        let latency_rng = ChaCha8Rng::seed_from_u64(config.seed.rotate_left(29) ^ 0x1a7e_5c9d);
+        let token_ttl = config.token_ttl;
         Simulator {
             state: Arc::new(Mutex::new(State {
                 config,
                 estate,
+                account,
                 faults: Vec::new(),
                 request_count: 0,
+                throttled_count: 0,
                 request_log: VecDeque::new(),
+                tokens: HashMap::new(),
+                tokens_issued: 0,
+                token_ttl,
+                latency_rng,
+                n_drifts: 0,
             })),
+            release_hung: Arc::new(tokio::sync::Notify::new()),
         }
     }
 
@@ -279,6 +855,12 @@ impl Simulator {
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        let release_hung = self.release_hung.clone();
+        let shutdown = async move {
+            shutdown.await;
+            // Graceful shutdown waits for in-flight requests; hung ones must give up now.
+            release_hung.notify_waiters();
+        };
         axum::serve(listener, self.router())
             .with_graceful_shutdown(shutdown)
             .await
@@ -308,9 +890,46 @@ impl Simulator {
         })
     }
 
-    /// The configured region id.
+    /// The configured main region id.
     pub fn region(&self) -> String {
         self.lock().config.region.clone()
+    }
+
+    /// Every region of the account, main region first, without duplicates.
+    pub fn regions(&self) -> Vec<String> {
+        self.lock().estate.regions.clone()
+    }
+
+    /// The region of a project, `None` for an unknown project.
+    pub fn project_region(&self, project_id: &str) -> Option<String> {
+        self.lock()
+            .estate
+            .project(project_id)
+            .map(|p| p.region.clone())
+    }
+
+    /// `(project id, region)` of every project, in generation order.
+    pub fn projects(&self) -> Vec<(String, String)> {
+        self.lock()
+            .estate
+            .projects
+            .iter()
+            .map(|p| (p.project_id.clone(), p.region.clone()))
+            .collect()
+    }
+
+    /// The IAM name of a project (`cn-north-4` or `cn-north-4_proj2`, see the module docs), `None` for
+    /// an unknown project.
+    pub fn project_name(&self, project_id: &str) -> Option<String> {
+        self.lock()
+            .estate
+            .project(project_id)
+            .map(|p| p.name.clone())
+    }
+
+    /// The account (domain) id: 32 lower-case hex characters derived from the seed.
+    pub fn domain_id(&self) -> String {
+        self.lock().account.domain_id.clone()
     }
 
     /// The configuration the simulator was created with.
@@ -395,21 +1014,27 @@ impl Simulator {
             .push(registry);
     }
 
-    /// Add a fault after the existing ones. A `FailPage` or `MalformedJson` fault with `times: Some(0)`
-    /// would never fire, so it is not added.
+    /// Add a fault after the existing ones. A fault that can never fire (`times: Some(0)`, a period of
+    /// 0) is not added.
     pub fn add_fault(&self, fault: Fault) {
-        let never_fires = matches!(
-            fault,
-            Fault::FailPage { times: Some(0), .. } | Fault::MalformedJson { times: Some(0), .. }
-        );
-        if !never_fires {
-            self.lock().faults.push(fault);
+        if !fault.never_fires() {
+            self.lock().faults.push(ActiveFault {
+                fault,
+                n_seen: 0,
+                accepted: HashMap::new(),
+            });
         }
     }
 
-    /// Remove every fault.
+    /// The active faults, in the order they apply.
+    pub fn faults(&self) -> Vec<Fault> {
+        self.lock().faults.iter().map(|f| f.fault.clone()).collect()
+    }
+
+    /// Remove every fault, and release requests held by [`Fault::Hang`] (they answer 504).
     pub fn clear_faults(&self) {
         self.lock().faults.clear();
+        self.release_hung.notify_waiters();
     }
 
     /// ListRegistry requests received, including rejected ones.
@@ -417,9 +1042,34 @@ impl Simulator {
         self.lock().request_count
     }
 
-    /// The most recent ListRegistry requests, oldest first (at most [`REQUEST_LOG_CAPACITY`]).
+    /// ListRegistry requests answered 429 (by `Quota`, `ThrottleEveryNth` or a 429 `FailPage`).
+    pub fn throttled_count(&self) -> u64 {
+        self.lock().throttled_count
+    }
+
+    /// The most recent requests of every API, oldest first (at most [`REQUEST_LOG_CAPACITY`]); filter
+    /// on [`RequestRecord::api`] for one API.
     pub fn request_log(&self) -> Vec<RequestRecord> {
         self.lock().request_log.iter().cloned().collect()
+    }
+
+    /// Tokens issued by `POST /v3/auth/tokens` since creation.
+    pub fn tokens_issued(&self) -> u64 {
+        self.lock().tokens_issued
+    }
+
+    /// Make every token issued so far expired as of now (the next use gets 401 `APIG.0307`).
+    /// Static `accepted_tokens` never expire.
+    pub fn expire_tokens(&self) {
+        let now = chrono::Utc::now();
+        for token in self.lock().tokens.values_mut() {
+            token.expires_at = token.expires_at.min(now);
+        }
+    }
+
+    /// Set the validity of tokens issued from now on (tests of refresh before expiry use seconds).
+    pub fn set_token_ttl(&self, token_ttl: Duration) {
+        self.lock().token_ttl = token_ttl;
     }
 
     /// Lock the state; a poisoned lock is recovered because every update leaves the state consistent.
@@ -438,6 +1088,7 @@ impl fmt::Debug for Simulator {
             .field("registry_count", &state.estate.registry_count())
             .field("n_faults", &state.faults.len())
             .field("request_count", &state.request_count)
+            .field("tokens_issued", &state.tokens_issued)
             .finish()
     }
 }

@@ -1,30 +1,42 @@
 //! HTTP layer of the simulator: the ListRegistry route, the `/sim/` admin routes and Huawei error bodies.
 //!
 //! A ListRegistry request is answered in the order a real request meets Huawei's layers:
-//! 1. APIG authentication (only when credentials are configured): 401 `APIG.0301`.
-//! 2. The `X-Project-Id` header, when present, must equal the path's project id: 403 `HSS.0010`.
-//! 3. The project must exist: 403 `HSS.0013`. Real HSS answers a project outside the caller's account
+//! 1. [`Fault::Latency`], if injected, delays it.
+//! 2. APIG authentication (only when authentication is on, see the `sim` module docs): 401 `APIG.0301`
+//!    (bad signature, unknown token), 401 `APIG.0307` (expired token), 403 `HSS.0010` (token scoped to
+//!    another project).
+//! 3. APIG throttling faults ([`Fault::ThrottleEveryNth`], [`Fault::Quota`]): 429 `APIG.0308`.
+//! 4. The `X-Project-Id` header, when present, must equal the path's project id: 403 `HSS.0010`.
+//! 5. The project must exist: 403 `HSS.0013`. Real HSS answers a project outside the caller's account
 //!    with an authorization failure rather than "not found", and HUAWEI-API.md §5 lists `HSS.0013` as
-//!    "insufficient permissions", so that is the closest documented code.
-//! 4. Query parameters are validated against the ranges of HUAWEI-API.md §0: 400 `HSS.0001`.
-//! 5. Injected [`Fault`]s are applied.
-//! 6. The page is cut from the matching registries.
+//!    "insufficient permissions", so that is the closest documented code. [`Fault::Forbidden`] gives the
+//!    same answer for a project that exists.
+//! 6. Query parameters are validated against the ranges of HUAWEI-API.md §0: 400 `HSS.0001`.
+//! 7. Injected page [`Fault`]s are applied.
+//! 8. The page is cut from the matching registries; then [`Fault::DriftDuringWalk`] may change the estate.
 //!
 //! Every response carries an `X-Request-Id` header; when the body has a `request_id`, they are equal.
 //! Unknown routes get APIG's 404 `APIG.0101` body. The admin routes under `/sim/` are unauthenticated and
-//! are not part of the Huawei API surface; they are never counted as ListRegistry requests.
+//! are not part of the Huawei API surface; they are logged with `api = "Admin"` and never counted as
+//! ListRegistry requests. The IAM and EPS routes live in `iam.rs`.
+
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chrono::Utc;
 use serde_json::{json, Value};
 
+use super::iam;
 use super::verify::{self, ReceivedRequest};
-use super::{Fault, Mutation, RequestRecord, Simulator, State as SimState, REQUEST_LOG_CAPACITY};
+use super::{
+    Fault, FaultSpec, Mutation, RequestRecord, Simulator, State as SimState, API_ADMIN,
+    API_LIST_REGISTRY,
+};
 
 /// Path of HSS ListRegistry (Go SDK `GenReqDefForListRegistry`).
 pub const LIST_REGISTRY_ROUTE: &str = "/v5/{project_id}/image/registries";
@@ -49,15 +61,34 @@ pub const DEFAULT_ENTERPRISE_PROJECT_ID: &str = "0";
 
 /// Build the simulator's router; see the module docs for what each route does.
 pub fn router(simulator: Simulator) -> Router {
+    let admin = Router::new()
+        .route("/sim/estate", get(admin_estate))
+        .route("/sim/mutate", post(admin_mutate))
+        .route("/sim/faults", get(admin_faults).post(admin_add_fault))
+        .route("/sim/faults/clear", post(admin_clear_faults))
+        .route("/sim/requests", get(admin_requests))
+        .route_layer(axum::middleware::from_fn_with_state(
+            simulator.clone(),
+            log_admin_request,
+        ));
     Router::new()
         .route(
             LIST_REGISTRY_ROUTE,
             get(list_registry).fallback(api_not_found),
         )
-        .route("/sim/estate", get(admin_estate))
-        .route("/sim/mutate", post(admin_mutate))
-        .route("/sim/faults/clear", post(admin_clear_faults))
-        .route("/sim/requests", get(admin_requests))
+        .route(
+            iam::CREATE_TOKEN_ROUTE,
+            post(iam::create_token).fallback(api_not_found),
+        )
+        .route(
+            iam::LIST_PROJECTS_ROUTE,
+            get(iam::list_projects).fallback(api_not_found),
+        )
+        .route(
+            iam::LIST_ENTERPRISE_PROJECTS_ROUTE,
+            get(iam::list_enterprise_projects).fallback(api_not_found),
+        )
+        .merge(admin)
         .fallback(api_not_found)
         .layer(axum::middleware::map_response(ensure_request_id_header))
         .with_state(simulator)
@@ -199,6 +230,7 @@ async fn list_registry(
     let Ok(Path(project_id)) = path else {
         return api_not_found().await;
     };
+    simulator.apply_latency().await;
     let request_id = new_request_id();
     let query_pairs = decode_query_pairs(uri.query().unwrap_or(""));
     let request = ListRegistryRequest {
@@ -213,10 +245,13 @@ async fn list_registry(
     let sent_integer =
         |name: &str| first_value(&query_pairs, name).and_then(|v| v.parse::<u32>().ok());
     let mut record = RequestRecord {
+        api: API_LIST_REGISTRY.to_string(),
+        auth: iam::auth_kind(&headers).to_string(),
         method: method.to_string(),
         path: uri.path().to_string(),
         query: uri.query().unwrap_or("").to_string(),
         status: 0,
+        retry_after: None,
         project_id: project_id.clone(),
         offset: sent_integer("offset"),
         limit: sent_integer("limit"),
@@ -226,59 +261,102 @@ async fn list_registry(
         request_id: request_id.clone(),
     };
 
-    let mut state = simulator.lock();
-    state.request_count += 1;
-    let response = answer_list_registry(&mut state, &request, &mut record);
-    record.status = response.status().as_u16();
-    tracing::debug!(
-        project_id = %record.project_id,
-        offset = ?record.offset,
-        limit = ?record.limit,
-        http.status = record.status,
-        request_id = %record.request_id,
-        "simulated hss listregistry for project {} answered {}",
-        record.project_id,
-        record.status
-    );
-    if state.request_log.len() >= REQUEST_LOG_CAPACITY {
-        state.request_log.pop_front();
+    let outcome = {
+        let mut state = simulator.lock();
+        state.request_count += 1;
+        let mut outcome = answer_list_registry(&mut state, &request, &mut record);
+        if let Some(seconds) = outcome.retry_after {
+            record.retry_after = Some(seconds);
+            if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+                outcome
+                    .response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, value);
+            }
+        }
+        if outcome.response.status() == StatusCode::TOO_MANY_REQUESTS {
+            state.throttled_count += 1;
+        }
+        // A hung request is logged at once with status 0, so tests can see it while it hangs.
+        record.status = if outcome.hang {
+            0
+        } else {
+            outcome.response.status().as_u16()
+        };
+        tracing::debug!(
+            project_id = %record.project_id,
+            offset = ?record.offset,
+            limit = ?record.limit,
+            http.status = record.status,
+            request_id = %record.request_id,
+            "simulated hss listregistry for project {} answered {}",
+            record.project_id,
+            record.status
+        );
+        state.log_request(record);
+        outcome
+    };
+    if outcome.hang {
+        simulator.hang().await;
+        let status = outcome.response.status().as_u16();
+        let mut state = simulator.lock();
+        if let Some(record) = state
+            .request_log
+            .iter_mut()
+            .rev()
+            .find(|r| r.request_id == request_id)
+        {
+            record.status = status;
+        }
     }
-    state.request_log.push_back(record);
-    response
+    outcome.response
+}
+
+/// The answer to one ListRegistry request, before the handler logs it.
+struct Outcome {
+    /// The response to send (after hanging, when `hang`).
+    response: Response,
+    /// Whether [`Fault::Hang`] holds the response back.
+    hang: bool,
+    /// `Retry-After` seconds to send, if any.
+    retry_after: Option<u32>,
+}
+
+impl From<Response> for Outcome {
+    fn from(response: Response) -> Self {
+        Outcome {
+            response,
+            hang: false,
+            retry_after: None,
+        }
+    }
 }
 
 fn answer_list_registry(
     state: &mut SimState,
     request: &ListRegistryRequest<'_>,
     record: &mut RequestRecord,
-) -> Response {
+) -> Outcome {
     let request_id = request.request_id;
-    if let Some(credentials) = &state.config.credentials {
-        let received = ReceivedRequest {
-            method: request.method.as_str(),
-            path: request.uri.path(),
-            query: request.uri.query(),
-            headers: request.headers,
-            body: request.body,
-        };
-        match verify::verify_request(
-            &received,
-            credentials,
-            Utc::now(),
-            state.config.max_clock_skew,
-        ) {
-            Ok(_) => record.had_valid_signature = true,
-            Err(error) => {
-                // The error never contains the secret key or the signature, so it is safe to log.
-                tracing::warn!(project_id = %request.project_id, %error, "simulated hss rejected signature: {error}");
-                return huawei_error(
-                    StatusCode::UNAUTHORIZED,
-                    "APIG.0301",
-                    &error.apig_error_msg(),
-                    request_id,
-                );
-            }
+    let received = ReceivedRequest {
+        method: request.method.as_str(),
+        path: request.uri.path(),
+        query: request.uri.query(),
+        headers: request.headers,
+        body: request.body,
+    };
+    let authenticated = match iam::authenticate(state, &received, Some(request.project_id)) {
+        Ok(authenticated) => authenticated,
+        Err(failure) => {
+            // Failures never contain the secret key, the signature or the token, so they are safe to log.
+            tracing::warn!(project_id = %request.project_id, ?failure, "simulated hss rejected authentication");
+            return iam::apig_auth_error(&failure, request_id).into();
         }
+    };
+    record.had_valid_signature = authenticated.valid_signature;
+
+    if let Some(throttled) = apply_gateway_faults(state, &authenticated.user_key, request_id) {
+        return throttled;
     }
 
     if let Some(header_project_id) = request.headers.get("x-project-id") {
@@ -288,11 +366,12 @@ fn answer_list_registry(
                 "HSS.0010",
                 "access denied: the X-Project-Id header does not match the project id in the path",
                 request_id,
-            );
+            )
+            .into();
         }
     }
 
-    let Some(project) = state.estate.project(request.project_id) else {
+    if state.estate.project(request.project_id).is_none() {
         return huawei_error(
             StatusCode::FORBIDDEN,
             "HSS.0013",
@@ -301,45 +380,48 @@ fn answer_list_registry(
                 request.project_id
             ),
             request_id,
-        );
-    };
+        )
+        .into();
+    }
+    let forbidden = state.faults.iter().any(
+        |f| matches!(&f.fault, Fault::Forbidden { project_id } if project_id == request.project_id),
+    );
+    if forbidden {
+        return huawei_error(
+            StatusCode::FORBIDDEN,
+            "HSS.0013",
+            "Insufficient permissions",
+            request_id,
+        )
+        .into();
+    }
 
     let query = match ListRegistryQuery::from_pairs(request.query_pairs) {
         Ok(query) => query,
         Err(error_msg) => {
-            return huawei_error(StatusCode::BAD_REQUEST, "HSS.0001", &error_msg, request_id)
+            return huawei_error(StatusCode::BAD_REQUEST, "HSS.0001", &error_msg, request_id).into()
         }
     };
 
-    let mut matching: Vec<&Value> = project
-        .scopes
-        .iter()
-        .filter(|scope| {
-            query.enterprise_project_id == ALL_GRANTED_EPS
-                || scope.enterprise_project_id == query.enterprise_project_id
-        })
-        .flat_map(|scope| &scope.registries)
-        .filter(|registry| query.matches(registry))
-        .collect();
-    let true_total = matching.len();
-
     let mut max_page_items = usize::MAX;
-    let mut reported_total = true_total as i64;
+    let mut reported_total: Option<i64> = None;
     let mut truncate_body = false;
+    let mut hang = false;
     let mut failure = None;
     let mut exhausted = None;
     let targets = |project: &Option<String>, offset: &Option<u32>| {
         selects_project(project, request.project_id) && offset.map_or(true, |o| o == query.offset)
     };
-    for (index, fault) in state.faults.iter_mut().enumerate() {
-        match fault {
+    for (index, active) in state.faults.iter_mut().enumerate() {
+        let undecided = failure.is_none() && !truncate_body && !hang;
+        match &mut active.fault {
             Fault::MaxPageItems(n) => max_page_items = max_page_items.min(*n),
             Fault::WrongTotalNum {
                 project_id,
                 total_num,
             } => {
                 if selects_project(project_id, request.project_id) {
-                    reported_total = *total_num;
+                    reported_total = Some(*total_num);
                 }
             }
             Fault::FailPage {
@@ -349,7 +431,7 @@ fn answer_list_registry(
                 error_code,
                 error_msg,
                 times,
-            } if failure.is_none() && !truncate_body && targets(project_id, offset) => {
+            } if undecided && targets(project_id, offset) => {
                 failure = Some((*status, error_code.clone(), error_msg.clone()));
                 if consume(times) {
                     exhausted = Some(index);
@@ -359,13 +441,37 @@ fn answer_list_registry(
                 project_id,
                 offset,
                 times,
-            } if failure.is_none() && !truncate_body && targets(project_id, offset) => {
+            } if undecided && targets(project_id, offset) => {
                 truncate_body = true;
                 if consume(times) {
                     exhausted = Some(index);
                 }
             }
-            Fault::FailPage { .. } | Fault::MalformedJson { .. } => {}
+            Fault::Hang {
+                project_id,
+                offset,
+                times,
+            } if undecided && targets(project_id, offset) => {
+                hang = true;
+                if consume(times) {
+                    exhausted = Some(index);
+                }
+            }
+            Fault::ServerError { status, every_nth } => {
+                active.n_seen += 1;
+                if undecided && *every_nth > 0 && active.n_seen % u64::from(*every_nth) == 0 {
+                    let (error_code, error_msg) = server_error_body(*status);
+                    failure = Some((*status, error_code.to_string(), error_msg.to_string()));
+                }
+            }
+            Fault::FailPage { .. }
+            | Fault::MalformedJson { .. }
+            | Fault::Hang { .. }
+            | Fault::Latency { .. }
+            | Fault::ThrottleEveryNth { .. }
+            | Fault::Quota { .. }
+            | Fault::Forbidden { .. }
+            | Fault::DriftDuringWalk { .. } => {}
         }
     }
     if let Some(index) = exhausted {
@@ -373,23 +479,200 @@ fn answer_list_registry(
     }
     if let Some((status, error_code, error_msg)) = failure {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        return huawei_error(status, &error_code, &error_msg, request_id);
+        return huawei_error(status, &error_code, &error_msg, request_id).into();
+    }
+    if hang {
+        // What the gateway finally says if the client is still waiting after the hang.
+        return Outcome {
+            response: huawei_error(
+                StatusCode::GATEWAY_TIMEOUT,
+                "APIG.0201",
+                "Backend timeout",
+                request_id,
+            ),
+            hang: true,
+            retry_after: None,
+        };
     }
 
-    let start = (query.offset as usize).min(matching.len());
-    let page_size = (query.limit as usize).min(max_page_items);
-    let end = start.saturating_add(page_size).min(matching.len());
-    let data_list: Vec<Value> = matching.drain(start..end).cloned().collect();
-    let body = json!({"total_num": reported_total, "data_list": data_list});
+    let body = {
+        let project = state
+            .estate
+            .project(request.project_id)
+            .expect("the project was checked above");
+        let mut matching: Vec<&Value> = project
+            .scopes
+            .iter()
+            .filter(|scope| {
+                query.enterprise_project_id == ALL_GRANTED_EPS
+                    || scope.enterprise_project_id == query.enterprise_project_id
+            })
+            .flat_map(|scope| &scope.registries)
+            .filter(|registry| query.matches(registry))
+            .collect();
+        let true_total = matching.len() as i64;
+        let start = (query.offset as usize).min(matching.len());
+        let page_size = (query.limit as usize).min(max_page_items);
+        let end = start.saturating_add(page_size).min(matching.len());
+        let data_list: Vec<Value> = matching.drain(start..end).cloned().collect();
+        json!({"total_num": reported_total.unwrap_or(true_total), "data_list": data_list})
+    };
+    apply_drift_faults(state, request.project_id, &query.enterprise_project_id);
     if truncate_body {
         let text = body.to_string();
         let mut cut = (text.len() / 2).max(1);
         while !text.is_char_boundary(cut) {
             cut -= 1;
         }
-        return raw_json_response(StatusCode::OK, request_id, text[..cut].to_string());
+        return raw_json_response(StatusCode::OK, request_id, text[..cut].to_string()).into();
     }
-    json_response(StatusCode::OK, request_id, &body)
+    json_response(StatusCode::OK, request_id, &body).into()
+}
+
+/// APIG's throttling faults, [`Fault::ThrottleEveryNth`] and [`Fault::Quota`], for an authenticated
+/// request of `user_key`. Returns the 429 answer, or `None` to let the request through; a rejected
+/// request uses up no quota.
+fn apply_gateway_faults(state: &mut SimState, user_key: &str, request_id: &str) -> Option<Outcome> {
+    let now = Instant::now();
+    let mut rejection: Option<(String, Option<u32>)> = None;
+    let mut quota_slots = Vec::new();
+    for (index, active) in state.faults.iter_mut().enumerate() {
+        match &active.fault {
+            Fault::ThrottleEveryNth {
+                n,
+                retry_after_seconds,
+            } => {
+                active.n_seen += 1;
+                if rejection.is_none() && *n > 0 && active.n_seen % u64::from(*n) == 0 {
+                    rejection = Some((
+                        throttling_message(5, Duration::from_secs(60)),
+                        *retry_after_seconds,
+                    ));
+                }
+            }
+            Fault::Quota {
+                max_requests,
+                window,
+                retry_after,
+            } if rejection.is_none() => {
+                let accepted = active.accepted.entry(user_key.to_string()).or_default();
+                while accepted
+                    .front()
+                    .is_some_and(|&at| now.duration_since(at) >= *window)
+                {
+                    accepted.pop_front();
+                }
+                let max = *max_requests as usize;
+                if accepted.len() >= max {
+                    // The slot that frees first is the oldest of the `max` requests still in the window.
+                    let seconds = accepted.get(accepted.len() - max).map_or(1, |&oldest| {
+                        let wait = (oldest + *window).saturating_duration_since(now);
+                        (wait.as_secs_f64().ceil() as u32).max(1)
+                    });
+                    rejection = Some((
+                        throttling_message(*max_requests, *window),
+                        retry_after.then_some(seconds),
+                    ));
+                } else {
+                    quota_slots.push(index);
+                }
+            }
+            _ => {}
+        }
+    }
+    match rejection {
+        Some((error_msg, retry_after)) => Some(Outcome {
+            response: huawei_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "APIG.0308",
+                &error_msg,
+                request_id,
+            ),
+            hang: false,
+            retry_after,
+        }),
+        None => {
+            for index in quota_slots {
+                state.faults[index]
+                    .accepted
+                    .entry(user_key.to_string())
+                    .or_default()
+                    .push_back(now);
+            }
+            None
+        }
+    }
+}
+
+/// Count an answered page for every [`Fault::DriftDuringWalk`] watching `project_id`, and drift the
+/// project's list when one reaches its count.
+fn apply_drift_faults(state: &mut SimState, project_id: &str, enterprise_project_id: &str) {
+    let mut drifts = Vec::new();
+    let mut exhausted = Vec::new();
+    for (index, active) in state.faults.iter_mut().enumerate() {
+        if let Fault::DriftDuringWalk {
+            project_id: watched,
+            after_requests,
+            n_insert,
+            n_delete,
+            times,
+        } = &mut active.fault
+        {
+            if !selects_project(watched, project_id) {
+                continue;
+            }
+            active.n_seen += 1;
+            if active.n_seen >= u64::from(*after_requests) {
+                active.n_seen = 0;
+                drifts.push((*n_insert, *n_delete));
+                if consume(times) {
+                    exhausted.push(index);
+                }
+            }
+        }
+    }
+    for index in exhausted.into_iter().rev() {
+        state.faults.remove(index);
+    }
+    let scope = (enterprise_project_id != ALL_GRANTED_EPS).then_some(enterprise_project_id);
+    for (n_insert, n_delete) in drifts {
+        state.n_drifts += 1;
+        let seed = state.config.seed ^ state.n_drifts.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let summary = state
+            .estate
+            .drift_front(seed, project_id, scope, n_insert, n_delete);
+        tracing::info!(
+            project_id,
+            n_added = summary.added.len(),
+            n_deleted = summary.deleted.len(),
+            "simulated hss project {project_id} drifted during a walk"
+        );
+    }
+}
+
+/// APIG's throttling message for a limit of `max_requests` per `window`.
+fn throttling_message(max_requests: u32, window: Duration) -> String {
+    let time = if window.as_millis() % 60_000 == 0 {
+        format!("{} minute", window.as_secs() / 60)
+    } else if window.as_millis() % 1000 == 0 {
+        format!("{} second", window.as_secs())
+    } else {
+        format!("{} millisecond", window.as_millis())
+    };
+    format!(
+        "The throttling threshold has been reached: policy user over ratelimit,limit:{max_requests},time:{time}"
+    )
+}
+
+/// `error_code` and `error_msg` of a [`Fault::ServerError`] answer: an HSS internal error for 500,
+/// APIG's backend errors otherwise.
+fn server_error_body(status: u16) -> (&'static str, &'static str) {
+    match status {
+        500 => ("HSS.1001", "internal server error, please try again later"),
+        503 => ("APIG.0201", "Backend unavailable"),
+        504 => ("APIG.0201", "Backend timeout"),
+        _ => ("APIG.0201", "Backend unavailable"),
+    }
 }
 
 /// Count one use of a fault; true when it is used up and must be removed.
@@ -438,6 +721,8 @@ async fn admin_estate(State(simulator): State<Simulator>) -> Response {
                 .collect();
             json!({
                 "project_id": project.project_id,
+                "name": project.name,
+                "region": project.region,
                 "registry_count": project.scopes.iter().map(|s| s.registries.len()).sum::<usize>(),
                 "scopes": scopes,
             })
@@ -445,6 +730,8 @@ async fn admin_estate(State(simulator): State<Simulator>) -> Response {
         .collect();
     let body = json!({
         "region": state.config.region,
+        "regions": state.estate.regions,
+        "domain_id": state.account.domain_id,
         "registry_count": state.estate.registry_count(),
         "request_count": state.request_count,
         "n_faults": state.faults.len(),
@@ -459,6 +746,62 @@ async fn admin_mutate(
     Json(mutation): Json<Mutation>,
 ) -> Response {
     Json(simulator.mutate(&mutation)).into_response()
+}
+
+async fn admin_faults(State(simulator): State<Simulator>) -> Response {
+    let faults: Vec<String> = simulator
+        .faults()
+        .iter()
+        .map(|fault| format!("{fault:?}"))
+        .collect();
+    Json(faults).into_response()
+}
+
+async fn admin_add_fault(State(simulator): State<Simulator>, body: Bytes) -> Response {
+    let fault = serde_json::from_slice::<FaultSpec>(&body)
+        .map_err(|error| error.to_string())
+        .and_then(FaultSpec::into_fault);
+    match fault {
+        Ok(fault) => {
+            tracing::info!(?fault, "simulated hss fault added");
+            simulator.add_fault(fault);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(error) => (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": format!("invalid fault: {error}")})),
+        )
+            .into_response(),
+    }
+}
+
+/// Log every `/sim/` request with `api = "Admin"` after it was answered.
+async fn log_admin_request(
+    State(simulator): State<Simulator>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let method = request.method().to_string();
+    let path = request.uri().path().to_string();
+    let query = request.uri().query().unwrap_or("").to_string();
+    let response = next.run(request).await;
+    let record = RequestRecord {
+        api: API_ADMIN.to_string(),
+        auth: "none".to_string(),
+        method,
+        path,
+        query,
+        status: response.status().as_u16(),
+        retry_after: None,
+        project_id: String::new(),
+        offset: None,
+        limit: None,
+        enterprise_project_id: None,
+        had_valid_signature: false,
+        request_id: String::new(),
+    };
+    simulator.lock().log_request(record);
+    response
 }
 
 async fn admin_clear_faults(State(simulator): State<Simulator>) -> Response {
@@ -480,7 +823,8 @@ async fn ensure_request_id_header(mut response: Response) -> Response {
     response
 }
 
-fn json_response(status: StatusCode, request_id: &str, body: &Value) -> Response {
+/// A JSON response with Huawei's content type and the `X-Request-Id` header.
+pub(crate) fn json_response(status: StatusCode, request_id: &str, body: &Value) -> Response {
     raw_json_response(status, request_id, body.to_string())
 }
 
@@ -546,150 +890,8 @@ fn integer(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::{Mutation, RunningSimulator, SimConfig, SimCredentials};
-    use hmac::{Hmac, Mac};
-    use sha2::{Digest, Sha256};
-
-    const ACCESS_KEY: &str = "HPUATESTACCESSKEY000";
-    const SECRET_KEY: &str = "test+secret/key=with&chars";
-
-    struct Harness {
-        simulator: Simulator,
-        running: RunningSimulator,
-        client: reqwest::Client,
-        project_id: String,
-    }
-
-    struct Answer {
-        status: u16,
-        request_id_header: String,
-        text: String,
-    }
-
-    impl Answer {
-        fn json(&self) -> Value {
-            serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("{e}: {}", self.text))
-        }
-
-        fn ids(&self) -> Vec<String> {
-            self.json()["data_list"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|r| r["id"].as_str().unwrap().to_string())
-                .collect()
-        }
-
-        #[track_caller]
-        fn assert_huawei_error(&self, status: u16, error_code: &str, error_msg_contains: &str) {
-            assert_eq!(self.status, status, "{}", self.text);
-            let body = self.json();
-            assert_eq!(body["error_code"], error_code, "{}", self.text);
-            assert!(
-                body["error_msg"]
-                    .as_str()
-                    .unwrap()
-                    .contains(error_msg_contains),
-                "{}",
-                self.text
-            );
-            let request_id = body["request_id"].as_str().unwrap();
-            assert_eq!(request_id.len(), 32);
-            assert!(request_id.bytes().all(|b| b.is_ascii_hexdigit()));
-            assert_eq!(request_id, self.request_id_header);
-        }
-    }
-
-    async fn harness(config: SimConfig) -> Harness {
-        let simulator = Simulator::new(config);
-        let running = simulator.spawn_on_localhost().await.unwrap();
-        let project_id = simulator.project_ids()[0].clone();
-        Harness {
-            simulator,
-            running,
-            client: reqwest::Client::new(),
-            project_id,
-        }
-    }
-
-    impl Harness {
-        async fn get(&self, path_and_query: &str) -> Answer {
-            self.send(
-                self.client
-                    .get(format!("{}{path_and_query}", self.running.base_url())),
-            )
-            .await
-        }
-
-        async fn list(&self, query: &str) -> Answer {
-            self.get(&format!("/v5/{}/image/registries?{query}", self.project_id))
-                .await
-        }
-
-        async fn send(&self, request: reqwest::RequestBuilder) -> Answer {
-            let response = request.send().await.unwrap();
-            let status = response.status().as_u16();
-            let request_id_header = response
-                .headers()
-                .get(REQUEST_ID_HEADER)
-                .map(|v| v.to_str().unwrap().to_string())
-                .unwrap_or_default();
-            Answer {
-                status,
-                request_id_header,
-                text: response.text().await.unwrap(),
-            }
-        }
-
-        /// A ListRegistry request signed the way the Python SDK signs it (host, x-project-id, x-sdk-date),
-        /// with a small signer written for this test only. `query` must already be canonical (sorted,
-        /// encoded), which is also what the Python SDK sends.
-        fn signed_list(
-            &self,
-            query: &str,
-            secret_key: &str,
-            sdk_date: &str,
-        ) -> reqwest::RequestBuilder {
-            let path = format!("/v5/{}/image/registries", self.project_id);
-            let host = self.running.address().to_string();
-            let canonical = format!(
-                "GET\n{path}/\n{query}\nhost:{host}\nx-project-id:{}\nx-sdk-date:{sdk_date}\n\nhost;x-project-id;x-sdk-date\n{}",
-                self.project_id,
-                hex::encode(Sha256::digest(b"")),
-            );
-            let to_sign = format!(
-                "SDK-HMAC-SHA256\n{sdk_date}\n{}",
-                hex::encode(Sha256::digest(canonical.as_bytes()))
-            );
-            let mut mac = Hmac::<Sha256>::new_from_slice(secret_key.as_bytes()).unwrap();
-            mac.update(to_sign.as_bytes());
-            let signature = hex::encode(mac.finalize().into_bytes());
-            self.client
-                .get(format!("{}{path}?{query}", self.running.base_url()))
-                .header("X-Project-Id", &self.project_id)
-                .header("X-Sdk-Date", sdk_date)
-                .header(
-                    "Authorization",
-                    format!("SDK-HMAC-SHA256 Access={ACCESS_KEY}, SignedHeaders=host;x-project-id;x-sdk-date, Signature={signature}"),
-                )
-        }
-    }
-
-    fn now_sdk_date(offset_minutes: i64) -> String {
-        (Utc::now() + chrono::Duration::minutes(offset_minutes))
-            .format("%Y%m%dT%H%M%SZ")
-            .to_string()
-    }
-
-    fn with_credentials() -> SimConfig {
-        SimConfig {
-            credentials: Some(SimCredentials {
-                access_key: ACCESS_KEY.into(),
-                secret_key: SECRET_KEY.into(),
-            }),
-            ..SimConfig::default()
-        }
-    }
+    use crate::sim::testkit::*;
+    use crate::sim::{Mutation, SimConfig};
 
     #[tokio::test]
     async fn walking_offsets_with_limit_200_over_201_items_yields_200_then_1_then_empty() {
@@ -1169,5 +1371,365 @@ mod tests {
         )))
         .is_err());
         assert!(ListRegistryQuery::from_pairs(&pairs("limit=10&offset=0")).is_ok());
+    }
+
+    fn token_config(tokens: &[&str]) -> SimConfig {
+        SimConfig {
+            accepted_tokens: tokens.iter().map(|t| t.to_string()).collect(),
+            ..SimConfig::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn quota_rejects_the_request_over_the_limit_with_retry_after_until_the_window_passes() {
+        // Arrange
+        let h = harness(token_config(&["token-a", "token-b"])).await;
+        h.simulator.add_fault(Fault::Quota {
+            max_requests: 3,
+            window: Duration::from_millis(200),
+            retry_after: true,
+        });
+        let project_id = h.project_id.clone();
+
+        // Act
+        let mut statuses = Vec::new();
+        for _ in 0..3 {
+            statuses.push(h.list_with_token(&project_id, "token-a", "").await.status);
+        }
+        let over = h.list_with_token(&project_id, "token-a", "").await;
+        let other_user = h.list_with_token(&project_id, "token-b", "").await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let after_window = h.list_with_token(&project_id, "token-a", "").await;
+
+        // Assert
+        assert_eq!(statuses, [200, 200, 200]);
+        over.assert_huawei_error(
+            429,
+            "APIG.0308",
+            "The throttling threshold has been reached: policy user over ratelimit,limit:3,time:200 millisecond",
+        );
+        assert_eq!(over.headers["retry-after"], "1");
+        assert_eq!(other_user.status, 200, "the quota is per user");
+        assert_eq!(after_window.status, 200, "{}", after_window.text);
+        assert_eq!(h.simulator.throttled_count(), 1);
+        let log = h.simulator.request_log();
+        assert_eq!(log[3].retry_after, Some(1));
+        assert_eq!((log[3].status, log[3].auth.as_str()), (429, "token"));
+    }
+
+    #[tokio::test]
+    async fn quota_rejected_requests_do_not_use_up_quota() {
+        let h = harness(SimConfig::default()).await;
+        h.simulator.add_fault(Fault::Quota {
+            max_requests: 2,
+            window: Duration::from_millis(300),
+            retry_after: false,
+        });
+        assert_eq!(h.list("").await.status, 200);
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert_eq!(h.list("").await.status, 200);
+        let rejected = h.list("").await;
+        assert_eq!(rejected.status, 429);
+        assert!(rejected.headers.get("retry-after").is_none());
+        // The first request leaves the window; had the rejected one counted, this would still fail.
+        tokio::time::sleep(Duration::from_millis(180)).await;
+        assert_eq!(h.list("").await.status, 200);
+    }
+
+    #[tokio::test]
+    async fn throttle_every_nth_answers_every_third_request_with_429_and_retry_after() {
+        let h = harness(SimConfig::default()).await;
+        h.simulator.add_fault(Fault::ThrottleEveryNth {
+            n: 3,
+            retry_after_seconds: Some(2),
+        });
+        let mut statuses = Vec::new();
+        for _ in 0..6 {
+            let answer = h.list("").await;
+            if answer.status == 429 {
+                answer.assert_huawei_error(429, "APIG.0308", "limit:5,time:1 minute");
+                assert_eq!(answer.headers["retry-after"], "2");
+            }
+            statuses.push(answer.status);
+        }
+        assert_eq!(statuses, [200, 200, 429, 200, 200, 429]);
+        assert_eq!(h.simulator.throttled_count(), 2);
+        assert_eq!(h.simulator.request_count(), 6);
+    }
+
+    #[tokio::test]
+    async fn hang_never_answers_so_the_client_timeout_fires_and_shutdown_still_completes() {
+        let h = harness(SimConfig::default()).await;
+        h.simulator.add_fault(Fault::Hang {
+            project_id: Some(h.project_id.clone()),
+            offset: Some(10),
+            times: Some(1),
+        });
+        let url = format!(
+            "{}/v5/{}/image/registries?offset=10",
+            h.running.base_url(),
+            h.project_id
+        );
+        let hung = h
+            .client
+            .get(&url)
+            .timeout(Duration::from_millis(300))
+            .send()
+            .await;
+        assert!(hung.unwrap_err().is_timeout());
+        assert_eq!(h.list("offset=0").await.status, 200, "other offsets answer");
+        assert_eq!(
+            h.list("offset=10").await.status,
+            200,
+            "the fault was used up"
+        );
+        let log = h.simulator.request_log();
+        assert_eq!(
+            log[0].status, 0,
+            "a hung request is logged without a status"
+        );
+
+        // A second hung request must not hold graceful shutdown for an hour.
+        h.simulator.add_fault(Fault::Hang {
+            project_id: None,
+            offset: None,
+            times: None,
+        });
+        let client = h.client.clone();
+        let pending = tokio::spawn(async move { client.get(url).send().await });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::timeout(Duration::from_secs(5), h.running.shutdown())
+            .await
+            .expect("shutdown releases hung requests");
+        let released = pending.await.unwrap().unwrap();
+        assert_eq!(released.status().as_u16(), 504);
+    }
+
+    #[tokio::test]
+    async fn forbidden_project_gets_hss_0013_until_faults_are_cleared() {
+        let h = harness(SimConfig::default()).await;
+        h.simulator.add_fault(Fault::Forbidden {
+            project_id: h.project_id.clone(),
+        });
+        h.list("")
+            .await
+            .assert_huawei_error(403, "HSS.0013", "Insufficient permissions");
+        h.list("offset=10")
+            .await
+            .assert_huawei_error(403, "HSS.0013", "Insufficient permissions");
+        let other = &h.simulator.project_ids()[1];
+        assert_eq!(
+            h.get(&format!("/v5/{other}/image/registries")).await.status,
+            200
+        );
+        h.simulator.clear_faults();
+        assert_eq!(h.list("").await.status, 200);
+    }
+
+    #[tokio::test]
+    async fn drift_during_walk_makes_the_next_page_repeat_items_and_a_rewalk_is_consistent() {
+        // Arrange: 25 registries in EP 0, pages of 10.
+        let h = harness(SimConfig::default()).await;
+        let before = h.simulator.registries(&h.project_id, Some("0"));
+        h.simulator.add_fault(Fault::DriftDuringWalk {
+            project_id: Some(h.project_id.clone()),
+            after_requests: 1,
+            n_insert: 3,
+            n_delete: 1,
+            times: Some(1),
+        });
+
+        // Act
+        let first = h.list("offset=0&limit=10").await.ids();
+        let second = h.list("offset=10&limit=10").await.ids();
+
+        // Assert: the list shifted by 3 - 1 = 2 after the first page, so the second page starts with
+        // items 8 and 9 of the first page again.
+        let id = |r: &Value| r["id"].as_str().unwrap().to_string();
+        let first_expected: Vec<String> = before[..10].iter().map(id).collect();
+        assert_eq!(first, first_expected);
+        assert_eq!(second[..2], first[8..10]);
+        let after = h.simulator.registries(&h.project_id, Some("0"));
+        assert_eq!(after.len(), 25 + 3 - 1);
+        assert_eq!(
+            after[3..],
+            before[1..],
+            "new items first, the first old one gone"
+        );
+
+        let mut rewalk = Vec::new();
+        for offset in [0, 10, 20, 30] {
+            rewalk.extend(h.list(&format!("offset={offset}&limit=10")).await.ids());
+        }
+        assert_eq!(rewalk, after.iter().map(id).collect::<Vec<_>>());
+        assert!(
+            h.simulator.faults().is_empty(),
+            "the drift fault is used up"
+        );
+    }
+
+    #[tokio::test]
+    async fn server_error_fault_fails_every_nth_request_with_a_transient_status() {
+        let h = harness(SimConfig::default()).await;
+        h.simulator.add_fault(Fault::ServerError {
+            status: 503,
+            every_nth: 2,
+        });
+        let mut statuses = Vec::new();
+        for _ in 0..4 {
+            let answer = h.list("").await;
+            if answer.status != 200 {
+                answer.assert_huawei_error(503, "APIG.0201", "Backend unavailable");
+            }
+            statuses.push(answer.status);
+        }
+        assert_eq!(statuses, [200, 503, 200, 503]);
+    }
+
+    #[tokio::test]
+    async fn truncated_body_is_the_first_half_of_the_real_page() {
+        let h = harness(SimConfig::default()).await;
+        let full = h.list("limit=50").await.text;
+        h.simulator
+            .add_fault(Fault::truncated_body(None, Some(0), Some(1)));
+        let truncated = h.list("limit=50").await;
+        assert_eq!(truncated.status, 200);
+        assert!(full.starts_with(&truncated.text));
+        assert!(truncated.text.len() < full.len());
+        assert!(serde_json::from_str::<Value>(&truncated.text).is_err());
+    }
+
+    #[tokio::test]
+    async fn latency_fault_delays_each_request_by_at_least_min() {
+        let h = harness(SimConfig::default()).await;
+        h.simulator.add_fault(Fault::Latency {
+            min: Duration::from_millis(120),
+            max: Duration::from_millis(150),
+        });
+        let started = Instant::now();
+        assert_eq!(h.list("").await.status, 200);
+        assert_eq!(h.get("/v1.0/enterprise-projects").await.status, 200);
+        assert!(started.elapsed() >= Duration::from_millis(240));
+    }
+
+    #[tokio::test]
+    async fn faults_posted_as_json_to_the_admin_route_take_effect_and_are_logged_as_admin() {
+        let h = harness(SimConfig::default()).await;
+        let url = format!("{}/sim/faults", h.running.base_url());
+        let added = h
+            .send(h.client.post(&url).body(
+                r#"{"kind":"quota","max_requests":1,"window_seconds":60,"retry_after":true}"#,
+            ))
+            .await;
+        assert_eq!(added.status, 204, "{}", added.text);
+        assert_eq!(h.list("").await.status, 200);
+        let throttled = h.list("").await;
+        throttled.assert_huawei_error(429, "APIG.0308", "limit:1,time:1 minute");
+        let retry_after: u32 = throttled.headers["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((59..=60).contains(&retry_after), "{retry_after}");
+
+        let listed = h.get("/sim/faults").await.json();
+        assert!(listed[0].as_str().unwrap().starts_with("Quota"));
+        for bad in [
+            r#"{"kind":"no_such_fault"}"#,
+            r#"{"kind":"quota","max_requests":1,"window_seconds":0}"#,
+            r#"{"kind":"server_error","status":1000,"every_nth":1}"#,
+        ] {
+            let answer = h.send(h.client.post(&url).body(bad)).await;
+            assert_eq!(answer.status, 400, "{bad}");
+        }
+        let drift = h
+            .send(
+                h.client.post(&url).body(
+                    r#"{"kind":"drift_during_walk","after_requests":2,"n_insert":1,"times":1}"#,
+                ),
+            )
+            .await;
+        assert_eq!(drift.status, 204);
+
+        let log = h.simulator.request_log();
+        let apis: Vec<&str> = log.iter().map(|r| r.api.as_str()).collect();
+        assert_eq!(
+            apis,
+            [
+                "Admin",
+                "ListRegistry",
+                "ListRegistry",
+                "Admin",
+                "Admin",
+                "Admin",
+                "Admin",
+                "Admin"
+            ]
+        );
+        assert_eq!(h.simulator.request_count(), 2);
+    }
+
+    #[test]
+    fn every_fault_spec_kind_converts_to_the_fault_it_names() {
+        let parse = |text: &str| {
+            serde_json::from_str::<FaultSpec>(text)
+                .unwrap()
+                .into_fault()
+                .unwrap()
+        };
+        assert!(matches!(
+            parse(r#"{"kind":"truncated_body","times":2}"#),
+            Fault::MalformedJson {
+                times: Some(2),
+                project_id: None,
+                offset: None
+            }
+        ));
+        assert!(matches!(
+            parse(r#"{"kind":"rate_limited"}"#),
+            Fault::FailPage {
+                status: 429,
+                times: None,
+                ..
+            }
+        ));
+        assert!(matches!(
+            parse(r#"{"kind":"latency","min_ms":5,"max_ms":9}"#),
+            Fault::Latency { min, max } if min == Duration::from_millis(5) && max == Duration::from_millis(9)
+        ));
+        assert!(matches!(
+            parse(r#"{"kind":"quota","max_requests":5,"window_seconds":0.5}"#),
+            Fault::Quota { max_requests: 5, window, retry_after: false } if window == Duration::from_millis(500)
+        ));
+        assert!(matches!(
+            parse(r#"{"kind":"hang","offset":200}"#),
+            Fault::Hang {
+                offset: Some(200),
+                ..
+            }
+        ));
+        assert!(matches!(
+            parse(r#"{"kind":"forbidden","project_id":"p"}"#),
+            Fault::Forbidden { project_id } if project_id == "p"
+        ));
+        assert!(matches!(
+            parse(r#"{"kind":"throttle_every_nth","n":4}"#),
+            Fault::ThrottleEveryNth {
+                n: 4,
+                retry_after_seconds: None
+            }
+        ));
+        assert!(matches!(
+            parse(r#"{"kind":"max_page_items","max_items":3}"#),
+            Fault::MaxPageItems(3)
+        ));
+    }
+
+    #[test]
+    fn throttling_message_names_the_window_in_apig_units() {
+        assert!(throttling_message(5, Duration::from_secs(60)).ends_with("limit:5,time:1 minute"));
+        assert!(throttling_message(2, Duration::from_secs(1)).ends_with("limit:2,time:1 second"));
+        assert!(throttling_message(3, Duration::from_millis(200))
+            .ends_with("limit:3,time:200 millisecond"));
     }
 }
