@@ -23,6 +23,10 @@ pub const DEFAULT_BASE_DELAY: Duration = Duration::from_secs(2);
 /// The longest backoff delay, as in Huawei's SDK retry strategies (`MaxDelay = 60 s`).
 pub const DEFAULT_MAX_DELAY: Duration = Duration::from_secs(60);
 
+/// The longest `Retry-After` honoured: a server asking for more is asking for a pause
+/// longer than a run should sit idle, and the request is retried after this instead.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+
 /// How failed requests are retried.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RetryPolicy {
@@ -30,7 +34,7 @@ pub struct RetryPolicy {
     pub max_retries: u32,
     /// The first delay.
     pub base_delay: Duration,
-    /// The cap on any delay, `Retry-After` included.
+    /// The cap on a backoff delay (a server's `Retry-After` may ask for longer).
     pub max_delay: Duration,
 }
 
@@ -64,10 +68,10 @@ impl RetryPolicy {
     }
 
     /// The delay before retrying after `error`, given the backoff's own next delay:
-    /// `Retry-After` when the server sent one (capped), else the backoff's.
+    /// `Retry-After` when the server sent one (up to [`MAX_RETRY_AFTER`]), else the backoff's.
     pub fn delay_for(&self, error: &ApiError, backoff: Duration) -> Duration {
         match error.retry_after() {
-            Some(after) => after.min(self.max_delay),
+            Some(after) => after.min(MAX_RETRY_AFTER),
             None => backoff,
         }
     }
@@ -168,7 +172,10 @@ mod tests {
 
     #[test]
     fn retry_after_wins_over_the_backoff_but_is_capped() {
-        let policy = RetryPolicy::default();
+        let policy = RetryPolicy {
+            max_delay: Duration::from_secs(1),
+            ..RetryPolicy::default()
+        };
         let mut error = status(429, Some("APIG.0308"));
         if let ApiError::Status { retry_after, .. } = &mut error {
             *retry_after = Some(Duration::from_secs(7));
@@ -182,7 +189,7 @@ mod tests {
         }
         assert_eq!(
             policy.delay_for(&error, Duration::from_secs(1)),
-            DEFAULT_MAX_DELAY
+            MAX_RETRY_AFTER
         );
         assert_eq!(
             policy.delay_for(&status(503, None), Duration::from_secs(1)),

@@ -16,6 +16,12 @@ pub trait Backend: sqlx::Database {
         + Sync
         + 'static;
 
+    /// The statement that opens a writing transaction. SQLite's `BEGIN IMMEDIATE` takes the
+    /// write lock up front (waiting for it under the busy timeout); a plain `BEGIN` that
+    /// reads first and writes later fails with `SQLITE_BUSY_SNAPSHOT` when another
+    /// connection wrote in between.
+    const BEGIN_WRITE: &'static str;
+
     /// Converts a time into the bound form.
     fn timestamp(time: DateTime<Utc>) -> Self::Timestamp;
 
@@ -29,6 +35,8 @@ pub trait Backend: sqlx::Database {
 
 impl Backend for Sqlite {
     type Timestamp = String;
+
+    const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
 
     fn timestamp(time: DateTime<Utc>) -> String {
         time.to_rfc3339_opts(SecondsFormat::Millis, true)
@@ -47,6 +55,8 @@ impl Backend for Sqlite {
 
 impl Backend for Postgres {
     type Timestamp = DateTime<Utc>;
+
+    const BEGIN_WRITE: &'static str = "BEGIN";
 
     fn timestamp(time: DateTime<Utc>) -> DateTime<Utc> {
         time

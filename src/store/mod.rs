@@ -373,7 +373,11 @@ impl Store {
     /// # Errors
     ///
     /// [`StoreError`] when the database fails.
-    pub async fn renew_lease(&self, now: DateTime<Utc>, lease: Duration) -> Result<bool, StoreError> {
+    pub async fn renew_lease(
+        &self,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<bool, StoreError> {
         let expires_at = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
         dispatch!(self, pool => Queries::<Db>::renew_lease(pool, holder_id(), expires_at).await)
     }
@@ -411,7 +415,10 @@ impl Store {
     /// # Errors
     ///
     /// [`StoreError`] when the database fails.
-    pub async fn last_finished(&self, statuses: &[&str]) -> Result<Option<DateTime<Utc>>, StoreError> {
+    pub async fn last_finished(
+        &self,
+        statuses: &[&str],
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
         dispatch!(self, pool => Queries::<Db>::last_finished(pool, statuses).await)
     }
 
@@ -460,7 +467,10 @@ impl Store {
     /// [`StoreError`] when the database fails; then nothing of the scope is written.
     pub async fn apply_scope(&self, result: &ScopeResult<'_>) -> Result<ScopeCounts, StoreError> {
         dispatch!(self, pool => {
-            let mut tx = pool.begin().await.map_err(query_error("starting a scope transaction"))?;
+            let mut tx = pool
+                .begin_with(<Db as Backend>::BEGIN_WRITE)
+                .await
+                .map_err(query_error("starting a scope transaction"))?;
             let stored = Queries::<Db>::load_for_scope(&mut *tx, result.scope, result.registries).await?;
             let plan = plan::plan_scope(&stored, result.registries, result.scope, result.complete, result.seen_in_run);
             Queries::<Db>::write_plan(&mut *tx, &plan, result.run_id, result.now).await?;
@@ -552,8 +562,16 @@ pub fn holder_id() -> &'static str {
     static HOLDER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     HOLDER.get_or_init(|| {
         let host = hostname();
-        let host = if host.is_empty() { "unknown-host".to_owned() } else { host };
-        format!("{host}:{}:{:08x}", std::process::id(), rand::random::<u32>())
+        let host = if host.is_empty() {
+            "unknown-host".to_owned()
+        } else {
+            host
+        };
+        format!(
+            "{host}:{}:{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        )
     })
 }
 

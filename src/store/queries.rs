@@ -15,8 +15,8 @@ use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool,
 
 use crate::registry::{Registry, INTEGER_FIELDS, STRING_FIELDS};
 use crate::store::{
-    query_error, Backend, HistoryFilter, LeaseOutcome, HistoryRecord, RegistryRecord, RunRecord, RunTotals,
-    ScopeRecord, ScopeResult, StoreError,
+    query_error, Backend, HistoryFilter, HistoryRecord, LeaseOutcome, RegistryRecord, RunRecord,
+    RunTotals, ScopeRecord, ScopeResult, StoreError,
 };
 use crate::sync::plan::{ChangeKind, Location, ScopeCounts, ScopePlan, StoredRegistry};
 use crate::sync::{Scope, ALL_GRANTED_EPS};
@@ -562,13 +562,17 @@ where
         if taken.is_some() {
             return Ok(LeaseOutcome::Acquired);
         }
-        let row = sqlx::query::<DB>("SELECT holder, expires_at, last_tick_at FROM sync_lease WHERE name = 'sync'")
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(query_error(CONTEXT))?;
+        let row = sqlx::query::<DB>(
+            "SELECT holder, expires_at, last_tick_at FROM sync_lease WHERE name = 'sync'",
+        )
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(query_error(CONTEXT))?;
         let current: Option<String> = row.try_get("holder").map_err(query_error(CONTEXT))?;
-        let until: Option<DB::Timestamp> = row.try_get("expires_at").map_err(query_error(CONTEXT))?;
-        let last_tick: Option<DB::Timestamp> = row.try_get("last_tick_at").map_err(query_error(CONTEXT))?;
+        let until: Option<DB::Timestamp> =
+            row.try_get("expires_at").map_err(query_error(CONTEXT))?;
+        let last_tick: Option<DB::Timestamp> =
+            row.try_get("last_tick_at").map_err(query_error(CONTEXT))?;
         let last_tick = last_tick.map(DB::read_timestamp).transpose()?;
         if let (Some(tick), Some(last_tick)) = (tick, last_tick) {
             if last_tick >= tick {
@@ -653,7 +657,10 @@ where
 
     /// Whether the database answers.
     pub(crate) async fn ping(pool: &Pool<DB>) -> Result<(), StoreError> {
-        let mut conn = pool.acquire().await.map_err(query_error("checking the database"))?;
+        let mut conn = pool
+            .acquire()
+            .await
+            .map_err(query_error("checking the database"))?;
         sqlx::query::<DB>("SELECT 1")
             .execute(&mut *conn)
             .await
@@ -676,10 +683,14 @@ where
         for status in statuses {
             query = query.bind((*status).to_owned());
         }
-        let row = query.fetch_optional(&mut *conn).await.map_err(query_error(CONTEXT))?;
+        let row = query
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(query_error(CONTEXT))?;
         match row {
             Some(row) => {
-                let finished: DB::Timestamp = row.try_get("finished_at").map_err(query_error(CONTEXT))?;
+                let finished: DB::Timestamp =
+                    row.try_get("finished_at").map_err(query_error(CONTEXT))?;
                 Ok(Some(DB::read_timestamp(finished)?))
             }
             None => Ok(None),
@@ -687,7 +698,9 @@ where
     }
 
     /// Live registries counted by status and type.
-    pub(crate) async fn registry_counts(pool: &Pool<DB>) -> Result<Vec<(String, String, i64)>, StoreError> {
+    pub(crate) async fn registry_counts(
+        pool: &Pool<DB>,
+    ) -> Result<Vec<(String, String, i64)>, StoreError> {
         const CONTEXT: &str = "counting registries";
         let mut conn = pool.acquire().await.map_err(query_error(CONTEXT))?;
         let rows = sqlx::query::<DB>(

@@ -7,5 +7,6 @@
 mod helpers;
 
 mod cli;
+mod client;
 mod pages;
 mod sync;
