@@ -18,7 +18,7 @@ use crate::api::RegistryFilters;
 use crate::config::{
     AuthMode, ConfigError, Overrides, RawConfig, SyncConfig, DEFAULT_DATABASE_URL,
 };
-use crate::sim::{SimConfig, SimCredentials, Simulator};
+use crate::sim::{SimConfig, SimCredentials, SimIamUser, Simulator};
 use crate::store::{redact_url, Store};
 use crate::sync::{self, scopes, RunReport, SyncError, SyncOptions};
 use crate::telemetry::LogFormat;
@@ -254,6 +254,35 @@ pub struct SimulateArgs {
     /// Secret key the simulator checks signatures with (environment only, never shown).
     #[arg(long, env = "HSS_SIM_SECRET_KEY", hide_env_values = true, hide = true)]
     pub secret_key: Option<String>,
+    /// More regions to spread the projects over (repeatable); each region's first project is named after it.
+    #[arg(long = "extra-region", value_name = "REGION")]
+    pub extra_regions: Vec<String>,
+    /// IAM account (domain) name for password logins at POST /v3/auth/tokens.
+    #[arg(long, env = "HSS_SIM_IAM_DOMAIN", requires = "iam_user")]
+    pub iam_domain: Option<String>,
+    /// IAM user name for password logins.
+    #[arg(long, env = "HSS_SIM_IAM_USER", requires = "iam_domain")]
+    pub iam_user: Option<String>,
+    /// IAM password (environment only, never shown).
+    #[arg(
+        long,
+        env = "HSS_SIM_IAM_PASSWORD",
+        hide_env_values = true,
+        hide = true
+    )]
+    pub iam_password: Option<String>,
+    /// Static tokens accepted as X-Auth-Token for every project (environment only, comma-separated).
+    #[arg(
+        long,
+        env = "HSS_SIM_ACCEPTED_TOKENS",
+        value_delimiter = ',',
+        hide_env_values = true,
+        hide = true
+    )]
+    pub accepted_tokens: Vec<String>,
+    /// Answer enterprise-project listing with 403, as for an account without enterprise projects.
+    #[arg(long)]
+    pub no_enterprise_projects: bool,
 }
 
 /// Flags of `demo`.
@@ -466,13 +495,32 @@ async fn simulate_command(args: SimulateArgs, out: &mut (dyn Write + Send)) -> a
         }
     };
     let checks_signatures = credentials.is_some();
+    let iam_user = match (args.iam_domain, args.iam_user, args.iam_password) {
+        (Some(domain), Some(user), Some(password)) => Some(SimIamUser {
+            domain,
+            user,
+            password,
+        }),
+        (None, None, _) => None,
+        _ => {
+            return Err(ConfigError::one(
+                "simulate: an IAM user needs --iam-domain, --iam-user and HSS_SIM_IAM_PASSWORD"
+                    .to_owned(),
+            )
+            .into())
+        }
+    };
     let simulator = Simulator::new(SimConfig {
         seed: args.seed,
         region: args.region.clone(),
+        regions: args.extra_regions.clone(),
         n_projects: args.projects,
         n_enterprise_projects: args.enterprise_projects,
         registries_per_scope: args.registries_per_scope,
         credentials,
+        iam_user,
+        accepted_tokens: args.accepted_tokens.clone(),
+        eps_enabled: !args.no_enterprise_projects,
         ..SimConfig::default()
     });
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -500,6 +548,14 @@ async fn simulate_command(args: SimulateArgs, out: &mut (dyn Write + Send)) -> a
         }
     )?;
     writeln!(out, "  estate: curl http://{address}/sim/estate ; change it: curl -X POST -H 'content-type: application/json' -d '{{\"seed\":1,\"n_update\":5,\"n_delete\":2,\"n_add\":3}}' http://{address}/sim/mutate")?;
+    writeln!(
+        out,
+        "  IAM (/v3/auth/tokens, /v3/projects) and EPS (/v1.0/enterprise-projects) answer here too: --iam-endpoint http://{address} --eps-endpoint http://{address}"
+    )?;
+    writeln!(
+        out,
+        "  faults: curl -X POST -H 'content-type: application/json' -d '{{\"kind\":\"quota\",\"max_requests\":5,\"window_seconds\":60,\"retry_after\":true}}' http://{address}/sim/faults"
+    )?;
     let keys = if checks_signatures {
         "CLOUD_SDK_AK=<the --access-key> CLOUD_SDK_SK=\"$HSS_SIM_SECRET_KEY\""
     } else {
