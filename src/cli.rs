@@ -51,7 +51,7 @@ pub enum Command {
     /// Show the most recent sync runs and their scopes.
     Runs(RunsArgs),
     /// Serve the simulated HSS API, for trying hss-sync without a cloud account.
-    Simulate(SimulateArgs),
+    Simulate(Box<SimulateArgs>),
     /// Run a self-contained demo: simulated API, two syncs with changes between them, SQLite.
     Demo(DemoArgs),
 }
@@ -318,7 +318,7 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> anyhow::Result<u8> {
             store.close().await;
             Ok(0)
         }
-        Command::Simulate(args) => simulate_command(args, out).await,
+        Command::Simulate(args) => simulate_command(*args, out).await,
         Command::Demo(args) => crate::demo::run(args, out).await,
     }
 }
