@@ -16,8 +16,9 @@ use tracing::info;
 
 use crate::api::RegistryFilters;
 use crate::config::{
-    AuthMode, ConfigError, Overrides, RawConfig, SyncConfig, DEFAULT_DATABASE_URL,
+    AuthMode, ConfigError, CredentialConfig, Overrides, RawConfig, SyncConfig, DEFAULT_DATABASE_URL,
 };
+use crate::service::{self, Leased, ServiceConfig, ServiceOverrides};
 use crate::sim::{SimConfig, SimCredentials, SimIamUser, Simulator};
 use crate::store::{redact_url, Store};
 use crate::sync::{self, scopes, RunReport, SyncError, SyncOptions};
@@ -44,8 +45,13 @@ pub struct Cli {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run one sync of every scope, then exit (0 all scopes succeeded, 3 partial, 1 failed, 2 usage).
+    /// Run one sync of every scope, then exit (0 all scopes succeeded, 3 partial, 1 failed, 2 usage, 4 another sync holds the lease).
     Sync(Box<SyncArgs>),
+    /// Run as a service: sync on a cron schedule, serve /healthz, /readyz and /metrics.
+    Run(Box<RunArgs>),
+    /// Configuration tools.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Apply database migrations, then exit (sync does this too).
     Migrate(DatabaseArgs),
     /// Show the most recent sync runs and their scopes.
@@ -217,6 +223,67 @@ impl SyncArgs {
     }
 }
 
+/// Configuration tools.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the effective configuration (secrets redacted) or every problem, named by key.
+    Check(Box<RunArgs>),
+}
+
+/// Flags of `run` (and of `config check`): every flag of `sync`, plus the service's.
+#[derive(Debug, Args, Clone)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub sync: SyncArgs,
+    #[command(flatten)]
+    pub service: ServiceArgs,
+}
+
+/// The service's own flags.
+#[derive(Debug, Args, Clone)]
+pub struct ServiceArgs {
+    /// Cron schedule with seconds, as tokio-cron-scheduler takes it ("0 */15 * * * *": every 15 minutes); five fields also work ("*/15 * * * *") [default: 0 */15 * * * *].
+    #[arg(long, env = "HSS_SYNC_SCHEDULE", value_name = "CRON")]
+    pub schedule: Option<String>,
+
+    /// Also sync once right after start.
+    #[arg(long, env = "HSS_SYNC_RUN_AT_START", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub run_at_start: Option<bool>,
+
+    /// Address of the /healthz, /readyz and /metrics endpoint [default: 127.0.0.1:9464].
+    #[arg(long, env = "HSS_SYNC_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
+
+    /// Seconds a running sync may take to finish after SIGTERM before it is stopped at a page boundary [default: 20].
+    #[arg(
+        long,
+        env = "HSS_SYNC_SHUTDOWN_DEADLINE_SECONDS",
+        value_name = "SECONDS"
+    )]
+    pub shutdown_deadline_seconds: Option<u64>,
+
+    /// /readyz fails when the last completed run finished longer ago than this [default: 3 schedule intervals, at least 3600].
+    #[arg(long, env = "HSS_SYNC_MAX_RUN_AGE_SECONDS", value_name = "SECONDS")]
+    pub max_run_age_seconds: Option<u64>,
+
+    /// Length of the sync lease: the longest a replica that died mid-run blocks the others [default: 120].
+    #[arg(long, env = "HSS_SYNC_LEASE_SECONDS", value_name = "SECONDS")]
+    pub lease_seconds: Option<u64>,
+}
+
+impl ServiceArgs {
+    fn overrides(&self) -> ServiceOverrides {
+        ServiceOverrides {
+            schedule: self.schedule.clone(),
+            run_at_start: self.run_at_start,
+            listen: self.listen.clone(),
+            shutdown_deadline_seconds: self.shutdown_deadline_seconds,
+            max_run_age_seconds: self.max_run_age_seconds,
+            lease_seconds: self.lease_seconds,
+        }
+    }
+}
+
 /// Flags of `runs`.
 #[derive(Debug, Args, Clone)]
 pub struct RunsArgs {
@@ -304,6 +371,8 @@ pub struct DemoArgs {
 pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> anyhow::Result<u8> {
     match cli.command {
         Command::Sync(args) => sync_command(cli.config, *args, out).await,
+        Command::Run(args) => run_command(cli.config, *args).await,
+        Command::Config(ConfigCommand::Check(args)) => config_check(cli.config, *args, out),
         Command::Migrate(args) => {
             let url = database_url(cli.config.as_deref(), &args)?;
             let store = open_store(&url).await?;
@@ -353,9 +422,7 @@ pub fn cancel_on_signal() -> CancellationToken {
     let child = token.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
-        tracing::warn!(
-            "signal received: stopping at the next page boundary (send it again to exit now)"
-        );
+        tracing::warn!("signal received: shutting down gracefully (send it again to exit at once)");
         child.cancel();
         wait_for_signal().await;
         std::process::exit(130);
@@ -407,12 +474,20 @@ async fn sync_command(
     out: &mut (dyn Write + Send),
 ) -> anyhow::Result<u8> {
     let file = load_file(config_path.as_deref())?;
+    let lease = ServiceConfig::build(ServiceOverrides::default(), file.service.clone())?.lease;
     let config = SyncConfig::build(args.overrides(), file, |name| std::env::var(name).ok())?;
     let store = open_store(&config.database_url).await?;
     let cancel = cancel_on_signal();
-    let result = sync_with_config(&config, &store, "cli", progress_bar(), cancel).await;
+    let result =
+        service::run_leased(&config, &store, None, lease, "cli", progress_bar(), cancel).await;
     store.close().await;
-    let report = result?;
+    let report = match result? {
+        Leased::Ran(report) => report,
+        Leased::Skipped(reason) => {
+            writeln!(out, "not syncing: {reason}; try again when it has finished")?;
+            return Ok(EXIT_LEASE_HELD);
+        }
+    };
     writeln!(out, "{}", report.summary_line())?;
     for scope in report.scopes.iter().filter(|s| s.error.is_some()) {
         writeln!(
@@ -424,6 +499,176 @@ async fn sync_command(
         )?;
     }
     Ok(report.status.exit_code())
+}
+
+/// The exit code of `sync` when another process holds the sync lease.
+pub const EXIT_LEASE_HELD: u8 = 4;
+
+async fn run_command(config_path: Option<PathBuf>, args: RunArgs) -> anyhow::Result<u8> {
+    let file = load_file(config_path.as_deref())?;
+    let (config, service) = build_run_config(&args, file)?;
+    let store = open_store(&config.database_url).await?;
+    let shutdown = cancel_on_signal();
+    let result = service::run_daemon(config, service, store.clone(), shutdown).await;
+    store.close().await;
+    result?;
+    Ok(0)
+}
+
+fn build_run_config(
+    args: &RunArgs,
+    file: RawConfig,
+) -> Result<(SyncConfig, ServiceConfig), ConfigError> {
+    let service = ServiceConfig::build(args.service.overrides(), file.service.clone());
+    let sync = SyncConfig::build(args.sync.overrides(), file, |name| std::env::var(name).ok());
+    match (sync, service) {
+        (Ok(sync), Ok(service)) => Ok((sync, service)),
+        (sync, service) => {
+            let mut problems = Vec::new();
+            problems.extend(sync.err().map(|e| e.problems).unwrap_or_default());
+            problems.extend(service.err().map(|e| e.problems).unwrap_or_default());
+            Err(ConfigError { problems })
+        }
+    }
+}
+
+fn config_check(
+    config_path: Option<PathBuf>,
+    args: RunArgs,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<u8> {
+    let file = load_file(config_path.as_deref())?;
+    let (config, service) = build_run_config(&args, file)?;
+    let secret = |set: bool| if set { "\"[redacted]\"" } else { "(not set)" };
+    let list = |v: &[String]| {
+        format!(
+            "[{}]",
+            v.iter()
+                .map(|s| format!("{s:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    let opt = |v: &Option<String>| {
+        v.as_ref()
+            .map_or("(not set)".to_owned(), |v| format!("{v:?}"))
+    };
+    writeln!(
+        out,
+        "# effective configuration: flags > environment > config file > defaults"
+    )?;
+    writeln!(out, "region = {}", opt(&config.region))?;
+    writeln!(out, "project_ids = {}", list(&config.project_ids))?;
+    writeln!(
+        out,
+        "enterprise_project_ids = {}",
+        list(&config.enterprise_project_ids)
+    )?;
+    writeln!(out, "discover = {}", config.discover)?;
+    writeln!(
+        out,
+        "endpoint = {}",
+        opt(&config.explicit_endpoint.as_ref().map(|u| u.to_string()))
+    )?;
+    writeln!(out, "iam_endpoint = {:?}", config.iam_endpoint.as_str())?;
+    writeln!(out, "eps_endpoint = {:?}", config.eps_endpoint.as_str())?;
+    writeln!(out, "domain_id = {}", opt(&config.domain_id))?;
+    writeln!(out, "database_url = {:?}", config.database_url_redacted())?;
+    writeln!(out, "page_limit = {}", config.page_limit)?;
+    writeln!(
+        out,
+        "request_timeout_seconds = {}",
+        config.client.request_timeout.as_secs()
+    )?;
+    writeln!(out, "max_retries = {}", config.client.retry.max_retries)?;
+    writeln!(
+        out,
+        "retry_base_delay_ms = {}",
+        config.client.retry.base_delay.as_millis()
+    )?;
+    writeln!(
+        out,
+        "retry_max_delay_seconds = {}",
+        config.client.retry.max_delay.as_secs()
+    )?;
+    writeln!(
+        out,
+        "max_requests_per_minute = {}",
+        config.client.max_requests_per_minute
+    )?;
+    writeln!(out, "concurrency = {}", config.concurrency)?;
+    writeln!(out, "max_rewalks = {}", config.max_rewalks)?;
+    writeln!(
+        out,
+        "ca_file = {}",
+        opt(&config
+            .client
+            .ca_file
+            .as_ref()
+            .map(|p| p.display().to_string()))
+    )?;
+    writeln!(
+        out,
+        "insecure_skip_tls_verify = {}",
+        config.client.insecure_skip_tls_verify
+    )?;
+    writeln!(
+        out,
+        "auth_mode = {:?}  # {}",
+        format!("{:?}", config.auth_mode).to_lowercase(),
+        config.auth_description()
+    )?;
+    writeln!(out, "\n[credentials]")?;
+    match &config.credentials {
+        CredentialConfig::AkSk(c) => {
+            writeln!(out, "access_key = {:?}", c.access_key)?;
+            writeln!(out, "secret_key = {}", secret(true))?;
+            writeln!(
+                out,
+                "security_token = {}",
+                secret(c.security_token.is_some())
+            )?;
+        }
+        CredentialConfig::Token(_) => writeln!(out, "auth_token = {}", secret(true))?,
+        CredentialConfig::IamPassword(p) => {
+            writeln!(out, "iam_domain = {:?}", p.domain)?;
+            writeln!(out, "iam_user = {:?}", p.user)?;
+            writeln!(out, "iam_password = {}", secret(true))?;
+        }
+    }
+    writeln!(out, "\n[filters]")?;
+    writeln!(
+        out,
+        "registry_name = {}",
+        opt(&config.filters.registry_name)
+    )?;
+    writeln!(
+        out,
+        "registry_type = {}",
+        opt(&config.filters.registry_type)
+    )?;
+    writeln!(
+        out,
+        "registry_addr = {}",
+        opt(&config.filters.registry_addr)
+    )?;
+    writeln!(out, "status = {}", opt(&config.filters.status))?;
+    writeln!(out, "\n[service]")?;
+    writeln!(out, "schedule = {:?}", service.schedule.expression())?;
+    writeln!(out, "run_at_start = {}", service.run_at_start)?;
+    writeln!(out, "listen = \"{}\"", service.listen)?;
+    writeln!(
+        out,
+        "shutdown_deadline_seconds = {}",
+        service.shutdown_deadline.as_secs()
+    )?;
+    writeln!(
+        out,
+        "max_run_age_seconds = {}",
+        service.max_run_age.as_secs()
+    )?;
+    writeln!(out, "lease_seconds = {}", service.lease.as_secs())?;
+    Ok(0)
 }
 
 /// One sync run with a validated configuration: set up clients and scopes (discovering

@@ -22,6 +22,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod registry;
+pub mod service;
 pub mod signer;
 pub mod sim;
 pub mod store;

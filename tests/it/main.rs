@@ -9,4 +9,5 @@ mod helpers;
 mod cli;
 mod client;
 mod pages;
+mod service;
 mod sync;

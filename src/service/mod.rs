@@ -1,0 +1,382 @@
+//! `hss-sync run`: the long-running service.
+//!
+//! A tokio-cron-scheduler job turns each firing of the schedule into a [`runner::Tick`];
+//! [`runner::run_ticks`] runs one sync at a time and skips ticks that overlap; each sync
+//! first takes the database's sync lease ([`run_leased`]), so that of several replicas on
+//! one database exactly one syncs per tick, and a replica that dies blocks the others for
+//! at most the lease. [`http`] serves health, readiness and Prometheus metrics.
+
+pub mod http;
+pub mod metrics;
+pub mod runner;
+pub mod schedule;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::{DateTime, SubsecRound, Utc};
+use indicatif::ProgressBar;
+use tokio::sync::mpsc;
+use tokio_cron_scheduler::{Job, JobScheduler};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::config::{ConfigError, RawService, SyncConfig};
+use crate::store::{LeaseOutcome, Store};
+use crate::sync::RunReport;
+
+pub use runner::{RunnerStats, Tick};
+pub use schedule::{Schedule, DEFAULT_SCHEDULE};
+
+/// Where the HTTP endpoint listens by default: loopback, port 9464 (the port Prometheus
+/// exporters conventionally take from the exporter registry's range).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9464";
+
+/// How long a running sync may take to finish after SIGTERM before it is stopped.
+/// Kubernetes waits 30 s (terminationGracePeriodSeconds) before SIGKILL; stay inside it.
+pub const DEFAULT_SHUTDOWN_DEADLINE: Duration = Duration::from_secs(20);
+
+/// How long the sync lease lasts without renewal: the longest a replica that died mid-run
+/// blocks the others. Renewed every third of it while a sync runs.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(120);
+
+/// The shortest `max_run_age` by default, for schedules that fire often.
+const MIN_DEFAULT_MAX_RUN_AGE: Duration = Duration::from_secs(3600);
+
+/// What the service overrides from flags and environment; `None` defers to the file.
+#[derive(Clone, Debug, Default)]
+pub struct ServiceOverrides {
+    /// `--schedule`.
+    pub schedule: Option<String>,
+    /// `--run-at-start`.
+    pub run_at_start: Option<bool>,
+    /// `--listen`.
+    pub listen: Option<String>,
+    /// `--shutdown-deadline-seconds`.
+    pub shutdown_deadline_seconds: Option<u64>,
+    /// `--max-run-age-seconds`.
+    pub max_run_age_seconds: Option<u64>,
+    /// `--lease-seconds`.
+    pub lease_seconds: Option<u64>,
+}
+
+/// The validated service settings.
+#[derive(Clone, Debug)]
+pub struct ServiceConfig {
+    /// When to sync.
+    pub schedule: Schedule,
+    /// Whether to sync once at start, before the first tick.
+    pub run_at_start: bool,
+    /// The HTTP endpoint's address.
+    pub listen: SocketAddr,
+    /// How long a running sync may finish after SIGTERM.
+    pub shutdown_deadline: Duration,
+    /// `/readyz` fails when the last completed run is older than this.
+    pub max_run_age: Duration,
+    /// The sync lease's length.
+    pub lease: Duration,
+}
+
+impl ServiceConfig {
+    /// Merges flags and environment over the file's `[service]`, then validates.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] listing every problem, each naming its key.
+    pub fn build(
+        overrides: ServiceOverrides,
+        file: RawService,
+    ) -> Result<ServiceConfig, ConfigError> {
+        let mut problems = Vec::new();
+        let text = overrides
+            .schedule
+            .or(file.schedule)
+            .unwrap_or_else(|| DEFAULT_SCHEDULE.to_owned());
+        let schedule = Schedule::parse(&text)
+            .map_err(|e| problems.push(format!("schedule: {e}")))
+            .ok();
+        let listen_text = overrides
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        let listen = listen_text
+            .parse::<SocketAddr>()
+            .map_err(|_| {
+                problems.push(format!(
+                    "listen: {listen_text:?} is not an address such as 127.0.0.1:9464"
+                ))
+            })
+            .ok();
+        let lease = overrides
+            .lease_seconds
+            .or(file.lease_seconds)
+            .map_or(DEFAULT_LEASE, Duration::from_secs);
+        if lease < Duration::from_secs(3) {
+            problems.push("lease_seconds: must be at least 3".to_owned());
+        }
+        let shutdown_deadline = overrides
+            .shutdown_deadline_seconds
+            .or(file.shutdown_deadline_seconds)
+            .map_or(DEFAULT_SHUTDOWN_DEADLINE, Duration::from_secs);
+        let (Some(schedule), Some(listen)) = (schedule, listen) else {
+            return Err(ConfigError { problems });
+        };
+        if !problems.is_empty() {
+            return Err(ConfigError { problems });
+        }
+        let max_run_age = overrides
+            .max_run_age_seconds
+            .or(file.max_run_age_seconds)
+            .map_or_else(
+                || (schedule.typical_interval() * 3).max(MIN_DEFAULT_MAX_RUN_AGE),
+                Duration::from_secs,
+            );
+        Ok(ServiceConfig {
+            schedule,
+            run_at_start: overrides
+                .run_at_start
+                .or(file.run_at_start)
+                .unwrap_or(false),
+            listen,
+            shutdown_deadline,
+            max_run_age,
+            lease,
+        })
+    }
+}
+
+/// What [`run_leased`] did.
+#[derive(Debug)]
+pub enum Leased {
+    /// This process ran the sync.
+    Ran(RunReport),
+    /// It did not: why.
+    Skipped(String),
+}
+
+/// Takes the sync lease (for `tick`, when a schedule tick asks), marks runs that dead
+/// processes left `running` as `interrupted`, runs one sync while renewing the lease, and
+/// gives the lease back. When another process holds the lease, or already ran this tick,
+/// nothing runs.
+///
+/// # Errors
+///
+/// When the database fails or the sync cannot be set up.
+pub async fn run_leased(
+    config: &SyncConfig,
+    store: &Store,
+    tick: Option<DateTime<Utc>>,
+    lease: Duration,
+    trigger: &str,
+    progress: ProgressBar,
+    cancel: CancellationToken,
+) -> anyhow::Result<Leased> {
+    match store.acquire_lease(tick, now(), lease).await? {
+        LeaseOutcome::Acquired => {}
+        LeaseOutcome::Held { holder, until } => {
+            return Ok(Leased::Skipped(format!(
+                "another hss-sync process ({holder}) holds the sync lease{}",
+                until.map(|u| format!(" until {u}")).unwrap_or_default()
+            )))
+        }
+        LeaseOutcome::TickTaken => {
+            return Ok(Leased::Skipped(
+                "another replica already ran this tick".to_owned(),
+            ));
+        }
+    }
+    let result = async {
+        for run_id in store.recover_stale_runs(now()).await? {
+            warn!(
+                run.id = run_id,
+                "run {run_id} was left running by a process that stopped; marked interrupted"
+            );
+        }
+        let renewal = tokio::spawn(renew_lease(store.clone(), lease, cancel.clone()));
+        let report = crate::cli::sync_with_config(config, store, trigger, progress, cancel).await;
+        renewal.abort();
+        report
+    }
+    .await;
+    if let Err(e) = store.release_lease().await {
+        warn!("could not release the sync lease (it lapses on its own): {e}");
+    }
+    let report = result?;
+    metrics::record_run(&report);
+    Ok(Leased::Ran(report))
+}
+
+/// Renews the lease every third of its length; if another process took it (this one
+/// stalled past the lease), stops the sync so two never write at once.
+async fn renew_lease(store: Store, lease: Duration, cancel: CancellationToken) {
+    let mut interval = tokio::time::interval(lease / 3);
+    interval.tick().await;
+    loop {
+        interval.tick().await;
+        match store.renew_lease(now(), lease).await {
+            Ok(true) => {}
+            Ok(false) => {
+                error!("the sync lease was taken by another process; stopping this sync");
+                cancel.cancel();
+                return;
+            }
+            Err(e) => warn!("could not renew the sync lease: {e}"),
+        }
+    }
+}
+
+/// Runs the service until `shutdown` is cancelled: HTTP endpoint, scheduler, ticks.
+///
+/// # Errors
+///
+/// When the HTTP address cannot be bound or the scheduler cannot start.
+pub async fn run_daemon(
+    config: SyncConfig,
+    service: ServiceConfig,
+    store: Store,
+    shutdown: CancellationToken,
+) -> anyhow::Result<RunnerStats> {
+    let prometheus = metrics::prometheus();
+    let listener = tokio::net::TcpListener::bind(service.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", service.listen))?;
+    let address = listener.local_addr()?;
+    let http_stop = CancellationToken::new();
+    let http = {
+        let app = http::router(http::HttpState {
+            store: store.clone(),
+            prometheus,
+            max_run_age: service.max_run_age,
+            started_at: Utc::now(),
+        });
+        let stop = http_stop.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await
+        })
+    };
+    info!(
+        listen = %address,
+        schedule = service.schedule.expression(),
+        lease_s = service.lease.as_secs(),
+        "hss-sync service started: schedule {:?}, health and metrics on http://{address}",
+        service.schedule.expression()
+    );
+    recover_at_start(&store, service.lease).await;
+
+    let (sender, receiver) = mpsc::channel::<Tick>(1);
+    let mut scheduler = JobScheduler::new()
+        .await
+        .context("cannot start the scheduler")?;
+    let schedule = service.schedule.clone();
+    let tick_sender = sender.clone();
+    let job = Job::new_async(service.schedule.expression(), move |_id, _scheduler| {
+        let sender = tick_sender.clone();
+        let scheduled_at = schedule.tick_at_or_before(Utc::now());
+        Box::pin(async move {
+            // A full channel means the runner is busy with a tick it has not looked at yet;
+            // that tick is skipped the same way as one arriving during a run.
+            if sender.try_send(Tick { scheduled_at }).is_err() {
+                ::metrics::counter!("hss_sync_ticks_skipped_total", "reason" => "overlap").increment(1);
+                warn!("skipping the tick of {scheduled_at:?}: the previous one is still being handled");
+            }
+        })
+    })
+    .context("cannot schedule the sync job")?;
+    scheduler
+        .add(job)
+        .await
+        .context("cannot schedule the sync job")?;
+    scheduler
+        .start()
+        .await
+        .context("cannot start the scheduler")?;
+    if service.run_at_start {
+        let _ = sender.try_send(Tick { scheduled_at: None });
+    }
+
+    let config = Arc::new(config);
+    let lease = service.lease;
+    let stats = runner::run_ticks(
+        receiver,
+        shutdown,
+        service.shutdown_deadline,
+        move |tick, cancel| {
+            let config = config.clone();
+            let store = store.clone();
+            async move {
+                let trigger = if tick.scheduled_at.is_some() {
+                    "schedule"
+                } else {
+                    "start"
+                };
+                match run_leased(
+                    &config,
+                    &store,
+                    tick.scheduled_at,
+                    lease,
+                    trigger,
+                    ProgressBar::hidden(),
+                    cancel,
+                )
+                .await
+                {
+                    Ok(Leased::Ran(report)) => {
+                        info!(run.id = report.run_id, "{}", report.summary_line())
+                    }
+                    Ok(Leased::Skipped(reason)) => {
+                        let label = if reason.contains("this tick") {
+                            "tick_taken"
+                        } else {
+                            "lease"
+                        };
+                        ::metrics::counter!("hss_sync_ticks_skipped_total", "reason" => label)
+                            .increment(1);
+                        info!("not syncing at this tick: {reason}");
+                    }
+                    Err(e) => error!("sync failed: {e:#}"),
+                }
+            }
+        },
+    )
+    .await;
+    if let Err(e) = scheduler.shutdown().await {
+        warn!("scheduler shutdown: {e}");
+    }
+    http_stop.cancel();
+    let _ = http.await;
+    info!(
+        n_started = stats.n_started,
+        n_skipped = stats.n_skipped,
+        "hss-sync service stopped"
+    );
+    Ok(stats)
+}
+
+/// Marks runs that a dead process left `running` as `interrupted`, when the lease is free.
+async fn recover_at_start(store: &Store, lease: Duration) {
+    match store.acquire_lease(None, now(), lease).await {
+        Ok(LeaseOutcome::Acquired) => {
+            match store.recover_stale_runs(now()).await {
+                Ok(ids) => {
+                    for run_id in ids {
+                        warn!(run.id = run_id, "run {run_id} was left running by a process that stopped; marked interrupted");
+                    }
+                }
+                Err(e) => warn!("could not recover stale runs: {e}"),
+            }
+            if let Err(e) = store.release_lease().await {
+                warn!("could not release the sync lease: {e}");
+            }
+        }
+        Ok(_) => info!("another process holds the sync lease; it recovers stale runs itself"),
+        Err(e) => warn!("could not check for stale runs: {e}"),
+    }
+}
+
+fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(3)
+}
