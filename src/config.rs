@@ -897,6 +897,15 @@ mod tests {
     }
 
     #[test]
+    fn the_example_config_file_parses_and_validates() {
+        let file: RawConfig = toml::from_str(include_str!("../config/example.toml")).unwrap();
+        assert_eq!(file.service.schedule.as_deref(), Some("0 */15 * * * *"));
+        let config = SyncConfig::build(Overrides::default(), file, env_of(KEYS)).unwrap();
+        assert_eq!(config.client.max_requests_per_minute, 5);
+        assert_eq!(config.explicit_scopes().len(), 1);
+    }
+
+    #[test]
     fn unknown_config_keys_are_rejected() {
         assert!(toml::from_str::<RawConfig>("regoin = \"x\"").is_err());
     }

@@ -171,3 +171,105 @@ fn the_demo_syncs_twice_and_leaves_a_queryable_database() {
     let listing = String::from_utf8_lossy(&runs.stdout);
     assert_eq!(listing.matches("[demo] succeeded").count(), 2, "{listing}");
 }
+
+async fn sync_exits_4_while_another_process_holds_the_sync_lease(backend: Backend) {
+    let app = TestApp::spawn(backend, estate(1, 0, 5)).await;
+    let lease = app
+        .store
+        .acquire_lease(None, chrono::Utc::now(), std::time::Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(lease, hss_sync::store::LeaseOutcome::Acquired);
+    let endpoint = app.endpoint();
+    let projects = app.sim.project_ids().join(",");
+    let args = [
+        "sync",
+        "--region",
+        "cn-north-4",
+        "--endpoint",
+        &endpoint,
+        "--project-id",
+        &projects,
+        "--database-url",
+        &app.db.url,
+        "--max-requests-per-minute",
+        "0",
+    ];
+    let keys = [("CLOUD_SDK_AK", ACCESS_KEY), ("CLOUD_SDK_SK", SECRET_KEY)];
+
+    let refused = hss_sync(&args, &keys);
+
+    assert_eq!(refused.status.code(), Some(4), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("holds the sync lease"),
+        "{}",
+        text(&refused)
+    );
+    assert!(
+        app.store.recent_runs(10).await.unwrap().is_empty(),
+        "no run was started"
+    );
+    app.store.release_lease().await.unwrap();
+    let ok = hss_sync(&args, &keys);
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok));
+}
+crate::on_both_backends!(sync_exits_4_while_another_process_holds_the_sync_lease);
+
+#[test]
+fn config_check_prints_the_effective_configuration_without_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hss-sync.toml");
+    std::fs::write(
+        &file,
+        "region = \"eu-west-101\"\nproject_ids = [\"p1\"]\n[service]\nschedule = \"*/5 * * * *\"\n",
+    )
+    .unwrap();
+    let output = hss_sync(
+        &[
+            "--config",
+            file.to_str().unwrap(),
+            "config",
+            "check",
+            "--page-limit",
+            "50",
+        ],
+        &[
+            ("CLOUD_SDK_AK", "AKCHECK"),
+            ("CLOUD_SDK_SK", "sk-value-never-printed"),
+            ("HSS_SYNC_LEASE_SECONDS", "90"),
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    for expected in [
+        "region = \"eu-west-101\"",
+        "page_limit = 50",
+        "schedule = \"0 */5 * * * *\"",
+        "lease_seconds = 90",
+        "secret_key = \"[redacted]\"",
+        "iam_endpoint = \"https://iam.eu-west-101.myhuaweicloud.eu/\"",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "{expected} missing from:\n{stdout}"
+        );
+    }
+    assert!(!text(&output).contains("sk-value-never-printed"));
+
+    let bad = hss_sync(
+        &[
+            "config",
+            "check",
+            "--schedule",
+            "every minute",
+            "--listen",
+            "nowhere",
+        ],
+        &[],
+    );
+    assert_eq!(bad.status.code(), Some(2));
+    let message = text(&bad);
+    for key in ["region:", "schedule:", "listen:", "credentials:"] {
+        assert!(message.contains(key), "{key} missing from {message}");
+    }
+}
