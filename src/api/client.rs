@@ -373,6 +373,73 @@ impl Transport {
             tokio::time::sleep(delay).await;
         }
     }
+    /// `GET base + path?query` for `target`, authenticated by `auth`, with retries; the
+    /// answer's JSON body and its `X-Request-Id`.
+    ///
+    /// # Errors
+    ///
+    /// [`ApiError`] after retries, as [`Transport::execute`] gives it up.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        auth: &Auth,
+        base: &Url,
+        path: &str,
+        query: &[(String, String)],
+        target: &Target,
+        call: Call<'_>,
+        attempts: &mut Attempts,
+    ) -> Result<(T, Option<String>), ApiError> {
+        let operation = call.operation;
+        let path = format!("{}{path}", base.path().trim_end_matches('/'));
+        let host = host_of(base);
+        self.execute(
+            call,
+            attempts,
+            |force_refresh| {
+                let headers = vec![
+                    ("Content-Type".to_owned(), "application/json".to_owned()),
+                    ("User-Agent".to_owned(), USER_AGENT.to_owned()),
+                ];
+                let (host, path) = (host.clone(), path.clone());
+                Box::pin(async move {
+                    let request = Unprepared {
+                        host: &host,
+                        method: "GET",
+                        path: &path,
+                        query,
+                        headers,
+                    };
+                    let prepared = auth.prepare(request, target, force_refresh).await?;
+                    build_request(
+                        self,
+                        base,
+                        reqwest::Method::GET,
+                        &prepared.request_uri,
+                        &prepared.headers,
+                    )
+                })
+            },
+            |status, headers, body| {
+                let request_id = header_text(headers, "x-request-id");
+                if !status.is_success() {
+                    return Err(status_error(
+                        operation.to_owned(),
+                        status.as_u16(),
+                        body,
+                        headers,
+                    ));
+                }
+                let parsed = serde_json::from_slice(body).map_err(|e| ApiError::Decode {
+                    operation: operation.to_owned(),
+                    detail: e.to_string(),
+                    request_id: request_id.clone(),
+                })?;
+                Ok((parsed, request_id))
+            },
+        )
+        .await
+    }
 }
 
 fn record_request(api: &'static str, status: &str) {
@@ -464,16 +531,14 @@ impl HssClient {
             query.enterprise_project_id.as_deref().unwrap_or("0"),
             query.offset
         );
-        let path = format!(
-            "{}/v5/{}/image/registries",
-            self.base_url.path().trim_end_matches('/'),
-            project_id
-        );
-        let pairs = query.pairs();
-        let target = Target::Project(project_id.to_owned());
-        let host = host_of(&self.base_url);
-        self.transport
-            .execute(
+        let (parsed, request_id): (ListRegistryResponse, _) = self
+            .transport
+            .get_json(
+                &self.auth,
+                &self.base_url,
+                &format!("/v5/{project_id}/image/registries"),
+                &query.pairs(),
+                &Target::Project(project_id.to_owned()),
                 Call {
                     operation: &operation,
                     api: "ListRegistry",
@@ -481,74 +546,13 @@ impl HssClient {
                     can_refresh_token: self.auth.can_refresh(),
                 },
                 attempts,
-                |force_refresh| {
-                    let headers = vec![
-                        ("Content-Type".to_owned(), "application/json".to_owned()),
-                        ("User-Agent".to_owned(), USER_AGENT.to_owned()),
-                    ];
-                    let (host, path, pairs, target) =
-                        (host.clone(), path.clone(), pairs.clone(), target.clone());
-                    Box::pin(async move {
-                        let prepared = self
-                            .auth
-                            .prepare(
-                                Unprepared {
-                                    host: &host,
-                                    method: "GET",
-                                    path: &path,
-                                    query: &pairs,
-                                    headers,
-                                },
-                                &target,
-                                force_refresh,
-                            )
-                            .await?;
-                        self.request(
-                            reqwest::Method::GET,
-                            &prepared.request_uri,
-                            &prepared.headers,
-                        )
-                    })
-                },
-                |status, headers, body| {
-                    let request_id = header_text(headers, "x-request-id");
-                    if !status.is_success() {
-                        return Err(status_error(
-                            operation.clone(),
-                            status.as_u16(),
-                            body,
-                            headers,
-                        ));
-                    }
-                    let parsed: ListRegistryResponse =
-                        serde_json::from_slice(body).map_err(|e| ApiError::Decode {
-                            operation: operation.clone(),
-                            detail: e.to_string(),
-                            request_id: request_id.clone(),
-                        })?;
-                    Ok(RegistryPage {
-                        total_num: parsed.total_num,
-                        items: parsed.data_list.unwrap_or_default(),
-                        request_id,
-                    })
-                },
             )
-            .await
-    }
-
-    fn request(
-        &self,
-        method: reqwest::Method,
-        request_uri: &str,
-        headers: &[(String, String)],
-    ) -> Result<reqwest::RequestBuilder, ApiError> {
-        build_request(
-            &self.transport,
-            &self.base_url,
-            method,
-            request_uri,
-            headers,
-        )
+            .await?;
+        Ok(RegistryPage {
+            total_num: parsed.total_num,
+            items: parsed.data_list.unwrap_or_default(),
+            request_id,
+        })
     }
 }
 

@@ -5,10 +5,8 @@
 use serde::de::DeserializeOwned;
 use url::Url;
 
-use crate::api::auth::{Auth, Target, Unprepared};
-use crate::api::client::{
-    build_request, header_text, host_of, status_error, Attempts, Call, Transport, USER_AGENT,
-};
+use crate::api::auth::{Auth, Target};
+use crate::api::client::{Attempts, Call, Transport};
 use crate::api::dto::{
     EnterpriseProjectInfo, ListEnterpriseProjectsResponse, ListProjectsResponse, ProjectInfo,
 };
@@ -144,65 +142,17 @@ impl DiscoveryClient {
         attempts: &mut Attempts,
     ) -> Result<T, ApiError> {
         let operation = format!("{api} at {}", base.origin().ascii_serialization());
-        let path = format!("{}{path}", base.path().trim_end_matches('/'));
-        let host = host_of(base);
+        let call = Call {
+            operation: &operation,
+            api,
+            limiter: None,
+            can_refresh_token: self.auth.can_refresh(),
+        };
         let target = Target::Domain(self.domain_id.clone());
-        self.transport
-            .execute(
-                Call {
-                    operation: &operation,
-                    api,
-                    limiter: None,
-                    can_refresh_token: self.auth.can_refresh(),
-                },
-                attempts,
-                |force_refresh| {
-                    let headers = vec![
-                        ("Content-Type".to_owned(), "application/json".to_owned()),
-                        ("User-Agent".to_owned(), USER_AGENT.to_owned()),
-                    ];
-                    let (host, path, query, target) =
-                        (host.clone(), path.clone(), query.to_vec(), target.clone());
-                    Box::pin(async move {
-                        let prepared = self
-                            .auth
-                            .prepare(
-                                Unprepared {
-                                    host: &host,
-                                    method: "GET",
-                                    path: &path,
-                                    query: &query,
-                                    headers,
-                                },
-                                &target,
-                                force_refresh,
-                            )
-                            .await?;
-                        build_request(
-                            &self.transport,
-                            base,
-                            reqwest::Method::GET,
-                            &prepared.request_uri,
-                            &prepared.headers,
-                        )
-                    })
-                },
-                |status, headers, body| {
-                    if !status.is_success() {
-                        return Err(status_error(
-                            operation.clone(),
-                            status.as_u16(),
-                            body,
-                            headers,
-                        ));
-                    }
-                    serde_json::from_slice(body).map_err(|e| ApiError::Decode {
-                        operation: operation.clone(),
-                        detail: e.to_string(),
-                        request_id: header_text(headers, "x-request-id"),
-                    })
-                },
-            )
-            .await
+        let (body, _request_id) = self
+            .transport
+            .get_json(&self.auth, base, path, query, &target, call, attempts)
+            .await?;
+        Ok(body)
     }
 }
