@@ -315,17 +315,20 @@ impl Transport {
             let result = match request.send().await {
                 Ok(response) => {
                     let status = response.status();
+                    record_request(api, status.as_str());
                     let headers = response.headers().clone();
                     match response.bytes().await {
                         Ok(bytes) => parse(status, &headers, &bytes),
                         Err(e) => Err(transport_error(operation, &e)),
                     }
                 }
-                Err(e) => Err(transport_error(operation, &e)),
+                Err(e) => {
+                    record_request(api, "error");
+                    Err(transport_error(operation, &e))
+                }
             };
             let error = match result {
                 Ok(value) => {
-                    record_request(api, "200");
                     if let Some(limiter) = limiter {
                         limiter.on_success().await;
                     }
@@ -333,10 +336,6 @@ impl Transport {
                 }
                 Err(error) => error,
             };
-            record_request(
-                api,
-                &error.status().map_or("error".to_owned(), |s| s.to_string()),
-            );
             let throttled = retry::is_throttled(&error);
             if throttled {
                 attempts.n_throttled += 1;
@@ -442,6 +441,7 @@ impl Transport {
     }
 }
 
+/// Counts one answered (HTTP status) or unanswered (`error`) request.
 fn record_request(api: &'static str, status: &str) {
     metrics::counter!("hss_sync_http_requests_total", "api" => api, "status" => status.to_owned())
         .increment(1);
