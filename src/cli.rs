@@ -682,6 +682,7 @@ pub async fn sync_with_config(
     config: &SyncConfig,
     store: &Store,
     trigger: &str,
+    scheduled_at: Option<chrono::DateTime<chrono::Utc>>,
     progress: ProgressBar,
     cancel: CancellationToken,
 ) -> anyhow::Result<RunReport> {
@@ -701,6 +702,7 @@ pub async fn sync_with_config(
         cancel,
         concurrency: config.concurrency,
         max_rewalks: config.max_rewalks,
+        scheduled_at,
     };
     let report = sync::run_once(&prepared.clients, store, &prepared.scopes, &options)
         .await

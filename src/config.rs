@@ -17,7 +17,10 @@ use crate::api::{
 };
 use crate::signer::Credentials;
 use crate::store::{redact_url, BackendKind};
-use crate::sync::{Scope, ALL_GRANTED_EPS, DEFAULT_PAGE_LIMIT, PAGE_LIMIT_RANGE};
+use crate::sync::{
+    Scope, ALL_GRANTED_EPS, DEFAULT_CONCURRENCY, DEFAULT_MAX_REWALKS, DEFAULT_PAGE_LIMIT,
+    PAGE_LIMIT_RANGE,
+};
 
 /// The database used when none is given: a file in the working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://hss-sync.db";
@@ -25,13 +28,6 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://hss-sync.db";
 /// ListRegistry requests a minute by default: HSS documents five calls a minute per user
 /// per API (HSS API reference, "Limitations and Constraints").
 pub const DEFAULT_MAX_REQUESTS_PER_MINUTE: u32 = 5;
-
-/// Scopes walked at once by default: enough to hide latency, few enough that one
-/// credential's quota is shared by a handful of walks.
-pub const DEFAULT_CONCURRENCY: usize = 4;
-
-/// How often a scope whose pages did not add up is walked again before it fails.
-pub const DEFAULT_MAX_REWALKS: u32 = 2;
 
 /// IAM's global endpoint; it issues tokens and lists projects for every region.
 pub const DEFAULT_IAM_ENDPOINT: &str = "https://iam.myhuaweicloud.com";

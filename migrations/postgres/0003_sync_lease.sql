@@ -10,5 +10,7 @@ CREATE TABLE sync_lease (
 );
 INSERT INTO sync_lease (name) VALUES ('sync');
 
--- Which process ran a run, so that one left running by a dead process can be told apart.
+-- Which process ran a run, so that one left running by a dead process can be told apart,
+-- and which schedule tick it ran for (NULL outside the schedule).
 ALTER TABLE sync_runs ADD COLUMN holder TEXT;
+ALTER TABLE sync_runs ADD COLUMN scheduled_at TIMESTAMPTZ;

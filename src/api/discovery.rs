@@ -8,7 +8,8 @@ use url::Url;
 use crate::api::auth::{Auth, Target};
 use crate::api::client::{Attempts, Call, Transport};
 use crate::api::dto::{
-    EnterpriseProjectInfo, ListEnterpriseProjectsResponse, ListProjectsResponse, ProjectInfo,
+    EnterpriseProjectInfo, ListAuthDomainsResponse, ListEnterpriseProjectsResponse,
+    ListProjectsResponse, ProjectInfo,
 };
 use crate::api::ApiError;
 
@@ -33,8 +34,9 @@ pub struct DiscoveryClient {
     iam_endpoint: Url,
     /// EPS, for example `https://eps.myhuaweicloud.com`.
     eps_endpoint: Url,
-    /// The account id, sent as `X-Domain-Id` with AK/SK when known.
-    domain_id: Option<String>,
+    /// The account id, sent as `X-Domain-Id` with AK/SK: the configured one, or the one
+    /// IAM names on first use.
+    domain_id: tokio::sync::OnceCell<Option<String>>,
 }
 
 impl DiscoveryClient {
@@ -51,8 +53,61 @@ impl DiscoveryClient {
             auth,
             iam_endpoint,
             eps_endpoint,
-            domain_id,
+            domain_id: match domain_id {
+                Some(id) => tokio::sync::OnceCell::new_with(Some(Some(id))),
+                None => tokio::sync::OnceCell::new(),
+            },
         }
+    }
+
+    /// The account id for `X-Domain-Id`. With AK/SK and none configured, it is asked of IAM
+    /// (`GET /v3/auth/domains`), as Huawei's SDKs do for global services; tokens carry their
+    /// account, so they need none.
+    ///
+    /// # Errors
+    ///
+    /// [`ApiError`] when IAM cannot name the account.
+    pub async fn domain_id(&self, attempts: &mut Attempts) -> Result<Option<String>, ApiError> {
+        if let Some(known) = self.domain_id.get() {
+            return Ok(known.clone());
+        }
+        if !matches!(self.auth, Auth::AkSk(_)) {
+            return Ok(None);
+        }
+        let operation = format!(
+            "ListAuthDomains at {}",
+            self.iam_endpoint.origin().ascii_serialization()
+        );
+        let call = Call {
+            operation: &operation,
+            api: "ListAuthDomains",
+            limiter: None,
+            can_refresh_token: false,
+        };
+        let (body, _): (ListAuthDomainsResponse, _) = self
+            .transport
+            .get_json(
+                &self.auth,
+                &self.iam_endpoint,
+                "/v3/auth/domains",
+                &[],
+                &Target::Domain(None),
+                call,
+                attempts,
+            )
+            .await?;
+        let id = body
+            .domains
+            .into_iter()
+            .next()
+            .map(|d| d.id)
+            .ok_or_else(|| ApiError::Decode {
+                operation,
+                detail: "no domain in the answer".to_owned(),
+                request_id: None,
+            })?;
+        let _ = self.domain_id.set(Some(id.clone()));
+        Ok(Some(id))
     }
 
     /// Every project of the account, all pages.
@@ -148,7 +203,7 @@ impl DiscoveryClient {
             limiter: None,
             can_refresh_token: self.auth.can_refresh(),
         };
-        let target = Target::Domain(self.domain_id.clone());
+        let target = Target::Domain(self.domain_id(attempts).await?);
         let (body, _request_id) = self
             .transport
             .get_json(&self.auth, base, path, query, &target, call, attempts)

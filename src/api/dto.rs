@@ -80,6 +80,24 @@ pub struct ProjectInfo {
     pub enabled: Option<bool>,
 }
 
+/// The body of IAM `KeystoneListAuthDomains` (`GET /v3/auth/domains`).
+#[derive(Debug, Deserialize)]
+pub struct ListAuthDomainsResponse {
+    /// The caller's account(s); the first is used.
+    #[serde(default)]
+    pub domains: Vec<DomainInfo>,
+}
+
+/// One account (domain).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct DomainInfo {
+    /// The account id.
+    pub id: String,
+    /// The account name.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
 /// The body of EPS `ListEnterpriseProject` (`GET /v1.0/enterprise-projects`).
 #[derive(Debug, Deserialize)]
 pub struct ListEnterpriseProjectsResponse {

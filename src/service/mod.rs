@@ -195,7 +195,8 @@ pub async fn run_leased(
             );
         }
         let renewal = tokio::spawn(renew_lease(store.clone(), lease, cancel.clone()));
-        let report = crate::cli::sync_with_config(config, store, trigger, progress, cancel).await;
+        let report =
+            crate::cli::sync_with_config(config, store, trigger, tick, progress, cancel).await;
         renewal.abort();
         report
     }

@@ -32,6 +32,10 @@ pub const CREATE_TOKEN_ROUTE: &str = "/v3/auth/tokens";
 /// Path of IAM KeystoneListProjects.
 pub const LIST_PROJECTS_ROUTE: &str = "/v3/projects";
 
+/// IAM `KeystoneListAuthDomains`: the account the caller belongs to. Huawei's SDKs call it to
+/// learn the domain id that global services want in `X-Domain-Id` when only AK/SK is given.
+pub const LIST_AUTH_DOMAINS_ROUTE: &str = "/v3/auth/domains";
+
 /// Path of EPS ListEnterpriseProject.
 pub const LIST_ENTERPRISE_PROJECTS_ROUTE: &str = "/v1.0/enterprise-projects";
 
@@ -399,7 +403,10 @@ pub(crate) async fn list_projects(
                 &request_id,
             )
         }
-        Ok(_) => answer_list_projects(&state, &uri, &headers, &request_id),
+        Ok(_) => match domain_header_problem(&state, &headers, &request_id) {
+            Some(refusal) => refusal,
+            None => answer_list_projects(&state, &uri, &headers, &request_id),
+        },
     };
     let mut record = base_record(
         API_LIST_PROJECTS,
@@ -409,6 +416,86 @@ pub(crate) async fn list_projects(
         &request_id,
         &response,
     );
+    record.had_valid_signature = authenticated.is_ok_and(|a| a.valid_signature);
+    state.log_request(record);
+    response
+}
+
+/// Global services (IAM, EPS) called with AK/SK act for the account named in `X-Domain-Id`, as
+/// Huawei's SDKs always send it (`GlobalCredentials`); a signed request without it, or for
+/// another account, is refused. Token requests carry their account in the token.
+fn domain_header_problem(
+    state: &SimState,
+    headers: &HeaderMap,
+    request_id: &str,
+) -> Option<Response> {
+    if auth_kind(headers) != "aksk" {
+        return None;
+    }
+    let given = headers.get("x-domain-id").and_then(|v| v.to_str().ok());
+    if given == Some(state.account.domain_id.as_str()) {
+        return None;
+    }
+    let message = match given {
+        None => "X-Domain-Id is required with AK/SK for a global service",
+        Some(_) => "You are not authorized to perform the requested action: X-Domain-Id is not your account",
+    };
+    Some(iam_error(StatusCode::FORBIDDEN, message, request_id))
+}
+
+/// `GET /v3/auth/domains`: KeystoneListAuthDomains, the caller's own account.
+pub(crate) async fn list_auth_domains(
+    State(simulator): State<Simulator>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    simulator.apply_latency().await;
+    let request_id = new_request_id();
+    let mut state = simulator.lock();
+    let received = ReceivedRequest {
+        method: method.as_str(),
+        path: uri.path(),
+        query: uri.query(),
+        headers: &headers,
+        body: &body,
+    };
+    let authenticated = authenticate(&state, &received, None);
+    let response = match &authenticated {
+        Err(_) => iam_error(
+            StatusCode::UNAUTHORIZED,
+            "The request you have made requires authentication.",
+            &request_id,
+        ),
+        Ok(_) => {
+            let account = &state.account;
+            let host = headers
+                .get("host")
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("iam.myhuaweicloud.com");
+            let body = json!({
+                "domains": [{
+                    "id": account.domain_id,
+                    "name": account.domain_name,
+                    "enabled": true,
+                    "description": "",
+                    "links": {"self": format!("http://{host}/v3/domains/{}", account.domain_id)},
+                }],
+                "links": {"self": format!("http://{host}{LIST_AUTH_DOMAINS_ROUTE}")},
+            });
+            json_response(StatusCode::OK, &request_id, &body)
+        }
+    };
+    let mut record = base_record(
+        API_LIST_PROJECTS,
+        &method,
+        &uri,
+        &headers,
+        &request_id,
+        &response,
+    );
+    record.api = "ListAuthDomains".to_owned();
     record.had_valid_signature = authenticated.is_ok_and(|a| a.valid_signature);
     state.log_request(record);
     response
@@ -435,6 +522,9 @@ pub(crate) async fn list_enterprise_projects(
     let authenticated = authenticate(&state, &received, None);
     let response = match &authenticated {
         Err(failure) => apig_auth_error(failure, &request_id),
+        Ok(_) if domain_header_problem(&state, &headers, &request_id).is_some() => {
+            domain_header_problem(&state, &headers, &request_id).expect("checked")
+        }
         Ok(_) if !state.config.eps_enabled => huawei_error(
             StatusCode::FORBIDDEN,
             "EPS.0004",

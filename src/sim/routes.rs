@@ -85,6 +85,10 @@ pub fn router(simulator: Simulator) -> Router {
             get(iam::list_projects).fallback(api_not_found),
         )
         .route(
+            iam::LIST_AUTH_DOMAINS_ROUTE,
+            get(iam::list_auth_domains).fallback(api_not_found),
+        )
+        .route(
             iam::LIST_ENTERPRISE_PROJECTS_ROUTE,
             get(iam::list_enterprise_projects).fallback(api_not_found),
         )

@@ -178,8 +178,10 @@ pub struct RunRecord {
     pub finished_at: Option<DateTime<Utc>>,
     /// Its status.
     pub status: String,
-    /// What started it: `cli`, `demo`, `schedule`.
+    /// What started it: `cli`, `demo`, `schedule`, `start`.
     pub trigger: String,
+    /// The schedule tick it ran for, when the schedule started it.
+    pub scheduled_at: Option<DateTime<Utc>>,
     /// Its totals.
     pub totals: RunTotals,
 }
@@ -345,10 +347,17 @@ impl Store {
         trigger: &str,
         n_scopes: i64,
         started_at: DateTime<Utc>,
+        scheduled_at: Option<DateTime<Utc>>,
     ) -> Result<i64, StoreError> {
-        let host = hostname();
-        let holder = holder_id();
-        dispatch!(self, pool => Queries::<Db>::begin_run(pool, trigger, n_scopes, started_at, &host, holder).await)
+        let run = NewRun {
+            trigger,
+            n_scopes,
+            started_at,
+            scheduled_at,
+            hostname: &hostname(),
+            holder: holder_id(),
+        };
+        dispatch!(self, pool => Queries::<Db>::begin_run(pool, &run).await)
     }
 
     /// Takes the sync lease for this process until `now + lease`: when it is free, lapsed
@@ -538,6 +547,17 @@ impl Store {
     pub async fn close(&self) {
         dispatch!(self, pool => pool.close().await)
     }
+}
+
+/// A run about to start, as [`Store::begin_run`] records it.
+#[derive(Debug)]
+pub(crate) struct NewRun<'a> {
+    pub(crate) trigger: &'a str,
+    pub(crate) n_scopes: i64,
+    pub(crate) started_at: DateTime<Utc>,
+    pub(crate) scheduled_at: Option<DateTime<Utc>>,
+    pub(crate) hostname: &'a str,
+    pub(crate) holder: &'a str,
 }
 
 /// What [`Store::acquire_lease`] found.

@@ -15,8 +15,8 @@ use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool,
 
 use crate::registry::{Registry, INTEGER_FIELDS, STRING_FIELDS};
 use crate::store::{
-    query_error, Backend, HistoryFilter, HistoryRecord, LeaseOutcome, RegistryRecord, RunRecord,
-    RunTotals, ScopeRecord, ScopeResult, StoreError,
+    query_error, Backend, HistoryFilter, HistoryRecord, LeaseOutcome, NewRun, RegistryRecord,
+    RunRecord, RunTotals, ScopeRecord, ScopeResult, StoreError,
 };
 use crate::sync::plan::{ChangeKind, Location, ScopeCounts, ScopePlan, StoredRegistry};
 use crate::sync::{Scope, ALL_GRANTED_EPS};
@@ -80,7 +80,8 @@ const SELECT_STORED: &str = "SELECT id, project_id, enterprise_project_id, regio
 
 const RUN_COLUMNS: &str =
     "id, started_at, finished_at, status, trigger, n_scopes, n_scopes_failed, n_pages, \
-     n_requests, n_throttled, n_retries, n_fetched, n_inserted, n_updated, n_unchanged, n_deleted, n_restored, error";
+     n_requests, n_throttled, n_retries, n_fetched, n_inserted, n_updated, n_unchanged, n_deleted, n_restored, error, \
+     scheduled_at";
 
 const COUNT_COLUMNS: [&str; 6] = [
     "n_fetched",
@@ -123,33 +124,24 @@ where
     for<'q> Option<<DB as Backend>::Timestamp>: Encode<'q, DB>,
     for<'a> &'a str: ColumnIndex<DB::Row>,
 {
-    pub(crate) async fn begin_run(
-        pool: &Pool<DB>,
-        trigger: &str,
-        n_scopes: i64,
-        started_at: DateTime<Utc>,
-        hostname: &str,
-        holder: &str,
-    ) -> Result<i64, StoreError> {
-        let mut conn = pool
-            .acquire()
-            .await
-            .map_err(query_error("recording a new run"))?;
+    pub(crate) async fn begin_run(pool: &Pool<DB>, run: &NewRun<'_>) -> Result<i64, StoreError> {
+        const CONTEXT: &str = "recording a new run";
+        let mut conn = pool.acquire().await.map_err(query_error(CONTEXT))?;
         let row = sqlx::query::<DB>(
-            "INSERT INTO sync_runs (started_at, status, trigger, n_scopes, hostname, version, holder) \
-             VALUES ($1, 'running', $2, $3, $4, $5, $6) RETURNING id",
+            "INSERT INTO sync_runs (started_at, status, trigger, n_scopes, hostname, version, holder, scheduled_at) \
+             VALUES ($1, 'running', $2, $3, $4, $5, $6, $7) RETURNING id",
         )
-        .bind(DB::timestamp(started_at))
-        .bind(trigger.to_owned())
-        .bind(n_scopes)
-        .bind(hostname.to_owned())
+        .bind(DB::timestamp(run.started_at))
+        .bind(run.trigger.to_owned())
+        .bind(run.n_scopes)
+        .bind(run.hostname.to_owned())
         .bind(env!("CARGO_PKG_VERSION").to_owned())
-        .bind(holder.to_owned())
+        .bind(run.holder.to_owned())
+        .bind(run.scheduled_at.map(DB::timestamp))
         .fetch_one(&mut *conn)
         .await
-        .map_err(query_error("recording a new run"))?;
-        row.try_get("id")
-            .map_err(query_error("recording a new run"))
+        .map_err(query_error(CONTEXT))?;
+        row.try_get("id").map_err(query_error(CONTEXT))
     }
 
     pub(crate) async fn finish_run(
@@ -404,11 +396,14 @@ where
                     row.try_get("started_at").map_err(query_error(CONTEXT))?;
                 let finished_at: Option<DB::Timestamp> =
                     row.try_get("finished_at").map_err(query_error(CONTEXT))?;
+                let scheduled_at: Option<DB::Timestamp> =
+                    row.try_get("scheduled_at").map_err(query_error(CONTEXT))?;
                 Ok(RunRecord {
                     id: get("id")?,
                     started_at: DB::read_timestamp(started_at)?,
                     finished_at: finished_at.map(DB::read_timestamp).transpose()?,
                     trigger: row.try_get("trigger").map_err(query_error(CONTEXT))?,
+                    scheduled_at: scheduled_at.map(DB::read_timestamp).transpose()?,
                     totals: RunTotals {
                         status: status.clone(),
                         n_scopes: get("n_scopes")?,

@@ -27,6 +27,13 @@ pub const DEFAULT_PAGE_LIMIT: u32 = 200;
 /// The smallest and largest `limit` the API accepts.
 pub const PAGE_LIMIT_RANGE: std::ops::RangeInclusive<u32> = 10..=200;
 
+/// Scopes walked at once by default: enough to hide latency, few enough that one
+/// credential's quota is shared by a handful of walks.
+pub const DEFAULT_CONCURRENCY: usize = 4;
+
+/// How often a scope whose pages did not add up is walked again before it fails, by default.
+pub const DEFAULT_MAX_REWALKS: u32 = 2;
+
 /// How a run is carried out.
 #[derive(Clone, Debug)]
 pub struct SyncOptions {
@@ -46,6 +53,8 @@ pub struct SyncOptions {
     pub concurrency: usize,
     /// How often a scope whose pages did not add up is walked again before it fails.
     pub max_rewalks: u32,
+    /// The schedule tick this run is for, recorded in `sync_runs.scheduled_at`.
+    pub scheduled_at: Option<DateTime<Utc>>,
 }
 
 impl Default for SyncOptions {
@@ -56,8 +65,9 @@ impl Default for SyncOptions {
             trigger: "cli".to_owned(),
             progress: ProgressBar::hidden(),
             cancel: CancellationToken::new(),
-            concurrency: 4,
-            max_rewalks: 2,
+            concurrency: DEFAULT_CONCURRENCY,
+            max_rewalks: DEFAULT_MAX_REWALKS,
+            scheduled_at: None,
         }
     }
 }
@@ -103,7 +113,12 @@ pub async fn run_once(
     }
     let started = Instant::now();
     let run_id = store
-        .begin_run(&options.trigger, scopes.len() as i64, now())
+        .begin_run(
+            &options.trigger,
+            scopes.len() as i64,
+            now(),
+            options.scheduled_at,
+        )
         .await
         .map_err(|source| SyncError::Store { run_id: 0, source })?;
     info!(

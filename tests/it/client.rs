@@ -208,6 +208,16 @@ async fn discovery_covers_every_region_project_and_enterprise_project(backend: B
     .unwrap();
 
     // Assert: one scope per (project, enterprise project), each in its project's region.
+    let domain_lookups = app
+        .sim
+        .request_log()
+        .iter()
+        .filter(|r| r.api == "ListAuthDomains")
+        .count();
+    assert_eq!(
+        domain_lookups, 1,
+        "the account id is asked of IAM once, for X-Domain-Id"
+    );
     assert_eq!(prepared.scopes.len(), 3 * 3);
     for scope in &prepared.scopes {
         assert_eq!(
@@ -571,4 +581,27 @@ async fn a_slow_scope_does_not_hold_back_the_others() {
         "{:?}",
         started.elapsed()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_with_another_accounts_domain_id_is_refused_with_iams_message() {
+    let app = TestApp::spawn(Backend::Sqlite, estate(1, 0, 3)).await;
+    let config = discovery_config(
+        &app,
+        Overrides {
+            domain_id: Some("0000000000000000000000000000dead".to_owned()),
+            ..Overrides::default()
+        },
+    );
+
+    let error = scopes::prepare(&config, |_| None)
+        .await
+        .unwrap_err()
+        .to_string();
+
+    assert!(
+        error.contains("project discovery failed") && error.contains("HTTP 403"),
+        "{error}"
+    );
+    assert!(error.contains("not your account"), "{error}");
 }

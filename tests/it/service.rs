@@ -120,11 +120,15 @@ async fn two_replicas_on_one_database_run_one_sync_per_tick_and_never_overlap() 
     for pair in spans.windows(2) {
         assert!(pair[0].1 <= pair[1].0, "runs overlap: {pair:?}");
     }
-    let mut seconds: Vec<i64> = runs.iter().map(|r| r.started_at.timestamp()).collect();
-    seconds.sort();
-    let n = seconds.len();
-    seconds.dedup();
-    assert_eq!(seconds.len(), n, "at most one run per tick");
+    let mut ticks: Vec<DateTime<Utc>> = runs
+        .iter()
+        .map(|r| r.scheduled_at.expect("a scheduled run"))
+        .collect();
+    ticks.sort();
+    let n = ticks.len();
+    ticks.dedup();
+    assert_eq!(ticks.len(), n, "at most one run per tick: {runs:?}");
+    assert!(runs.iter().all(|r| r.trigger == "schedule"));
     assert!(runs.iter().all(|r| r.status == "succeeded"), "{runs:?}");
 }
 
@@ -203,7 +207,11 @@ crate::on_both_backends!(sigterm_mid_sync_leaves_an_interrupted_run_and_whole_sc
 async fn a_run_left_running_by_a_dead_process_is_marked_interrupted_at_start(backend: Backend) {
     // Arrange: a run row as a killed process leaves it.
     let app = TestApp::spawn(backend, estate(1, 0, 5)).await;
-    let stale = app.store.begin_run("cli", 1, Utc::now()).await.unwrap();
+    let stale = app
+        .store
+        .begin_run("cli", 1, Utc::now(), None)
+        .await
+        .unwrap();
     let port = free_port().to_string();
 
     // Act: a service starts on the database.
