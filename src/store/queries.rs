@@ -18,7 +18,7 @@ use crate::store::{
     query_error, Backend, HistoryFilter, HistoryRecord, LeaseOutcome, NewRun, RegistryRecord,
     RunRecord, RunTotals, ScopeRecord, ScopeResult, StoreError,
 };
-use crate::sync::plan::{ChangeKind, Location, ScopeCounts, ScopePlan, StoredRegistry};
+use crate::sync::plan::{Change, ChangeKind, Location, ScopeCounts, ScopePlan, StoredRegistry};
 use crate::sync::{Scope, ALL_GRANTED_EPS};
 
 /// How many ids go into one `IN (..)` list: far below SQLite's and PostgreSQL's
@@ -32,21 +32,6 @@ static CONTENT_COLUMNS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
     columns.extend(INTEGER_FIELDS);
     columns.extend(["raw", "content_hash"]);
     columns
-});
-
-static INSERT_REGISTRY: LazyLock<String> = LazyLock::new(|| {
-    let n = CONTENT_COLUMNS.len();
-    format!(
-        "INSERT INTO registries (id, {}, version, first_seen_at, last_seen_at, last_changed_at, last_sync_run_id) \
-         VALUES ($1, {}, ${}, ${}, ${}, ${}, ${})",
-        CONTENT_COLUMNS.join(", "),
-        placeholders(2, n),
-        n + 2,
-        n + 3,
-        n + 3,
-        n + 3,
-        n + 4
-    )
 });
 
 static UPDATE_REGISTRY: LazyLock<String> = LazyLock::new(|| {
@@ -67,15 +52,6 @@ static UPDATE_REGISTRY: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-static INSERT_HISTORY: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "INSERT INTO registry_history (registry_id, version, change_kind, changed_fields, valid_from, sync_run_id, {}) \
-         VALUES ($1, $2, $3, $4, $5, $6, {})",
-        CONTENT_COLUMNS.join(", "),
-        placeholders(7, CONTENT_COLUMNS.len())
-    )
-});
-
 const SELECT_STORED: &str = "SELECT id, project_id, enterprise_project_id, region, raw, version, deleted_at FROM registries";
 
 const RUN_COLUMNS: &str =
@@ -91,6 +67,14 @@ const COUNT_COLUMNS: [&str; 6] = [
     "n_deleted",
     "n_restored",
 ];
+
+/// `($1, .., $cols), ($cols+1, ..), ..` for `rows` rows.
+fn row_placeholders(rows: usize, cols: usize) -> String {
+    (0..rows)
+        .map(|row| format!("({})", placeholders(1 + row * cols, cols)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 fn placeholders(first: usize, count: usize) -> String {
     (first..first + count)
@@ -296,66 +280,111 @@ where
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         const CONTEXT: &str = "writing the changes of a scope";
-        for change in &plan.changes {
+        // 1. Close the current history version of every id that gets a new one.
+        let superseded: Vec<&str> = plan
+            .changes
+            .iter()
+            .filter(|c| c.kind != ChangeKind::Created)
+            .map(|c| c.registry.id.as_str())
+            .collect();
+        for chunk in superseded.chunks(IDS_PER_STATEMENT) {
+            let sql = format!(
+                "UPDATE registry_history SET valid_to = $1 WHERE valid_to IS NULL AND registry_id IN ({})",
+                placeholders(2, chunk.len())
+            );
+            let mut query = sqlx::query::<DB>(&sql).bind(DB::timestamp(now));
+            for id in chunk {
+                query = query.bind((*id).to_owned());
+            }
+            query
+                .execute(&mut *conn)
+                .await
+                .map_err(query_error(CONTEXT))?;
+        }
+        // 2. New registries, many rows per statement.
+        let created: Vec<&Change> = plan
+            .changes
+            .iter()
+            .filter(|c| c.kind == ChangeKind::Created)
+            .collect();
+        for chunk in created.chunks(DB::ROWS_PER_INSERT) {
+            let sql = format!(
+                "INSERT INTO registries (id, {}, version, first_seen_at, last_seen_at, last_changed_at, last_sync_run_id) VALUES {}",
+                CONTENT_COLUMNS.join(", "),
+                row_placeholders(chunk.len(), CONTENT_COLUMNS.len() + 6)
+            );
+            let mut query = sqlx::query::<DB>(&sql);
+            for change in chunk {
+                query = bind_content(
+                    query.bind(change.registry.id.clone()),
+                    &change.registry,
+                    &change.location,
+                )
+                .bind(change.version)
+                .bind(DB::timestamp(now))
+                .bind(DB::timestamp(now))
+                .bind(DB::timestamp(now))
+                .bind(run_id);
+            }
+            query
+                .execute(&mut *conn)
+                .await
+                .map_err(query_error(CONTEXT))?;
+        }
+        // 3. Changed, restored and retired registries, one row each.
+        for change in plan
+            .changes
+            .iter()
+            .filter(|c| c.kind != ChangeKind::Created)
+        {
             let id = change.registry.id.clone();
-            match change.kind {
-                ChangeKind::Created => {
-                    let query = sqlx::query::<DB>(&INSERT_REGISTRY).bind(id.clone());
-                    bind_content(query, &change.registry, &change.location)
-                        .bind(change.version)
-                        .bind(DB::timestamp(now))
-                        .bind(run_id)
-                        .execute(&mut *conn)
-                        .await
-                        .map_err(query_error(CONTEXT))?;
-                }
-                ChangeKind::Updated | ChangeKind::Restored => {
-                    let query = sqlx::query::<DB>(&UPDATE_REGISTRY).bind(id.clone());
-                    bind_content(query, &change.registry, &change.location)
-                        .bind(change.version)
-                        .bind(DB::timestamp(now))
-                        .bind(run_id)
-                        .execute(&mut *conn)
-                        .await
-                        .map_err(query_error(CONTEXT))?;
-                }
-                ChangeKind::Deleted => {
-                    sqlx::query::<DB>(
-                        "UPDATE registries SET version = $2, deleted_at = $3, last_changed_at = $3, \
-                         last_sync_run_id = $4 WHERE id = $1",
-                    )
-                    .bind(id.clone())
+            if change.kind == ChangeKind::Deleted {
+                sqlx::query::<DB>(
+                    "UPDATE registries SET version = $2, deleted_at = $3, last_changed_at = $3, \
+                     last_sync_run_id = $4 WHERE id = $1",
+                )
+                .bind(id)
+                .bind(change.version)
+                .bind(DB::timestamp(now))
+                .bind(run_id)
+                .execute(&mut *conn)
+                .await
+                .map_err(query_error(CONTEXT))?;
+            } else {
+                let query = sqlx::query::<DB>(&UPDATE_REGISTRY).bind(id);
+                bind_content(query, &change.registry, &change.location)
                     .bind(change.version)
                     .bind(DB::timestamp(now))
                     .bind(run_id)
                     .execute(&mut *conn)
                     .await
                     .map_err(query_error(CONTEXT))?;
-                }
             }
-            if change.kind != ChangeKind::Created {
-                sqlx::query::<DB>(
-                    "UPDATE registry_history SET valid_to = $2 WHERE registry_id = $1 AND valid_to IS NULL",
-                )
-                .bind(id.clone())
-                .bind(DB::timestamp(now))
-                .execute(&mut *conn)
-                .await
-                .map_err(query_error(CONTEXT))?;
+        }
+        // 4. One history row per change, many rows per statement.
+        for chunk in plan.changes.chunks(DB::ROWS_PER_INSERT) {
+            let sql = format!(
+                "INSERT INTO registry_history (registry_id, version, change_kind, changed_fields, valid_from, sync_run_id, {}) VALUES {}",
+                CONTENT_COLUMNS.join(", "),
+                row_placeholders(chunk.len(), CONTENT_COLUMNS.len() + 6)
+            );
+            let mut query = sqlx::query::<DB>(&sql);
+            for change in chunk {
+                let query_with_keys = query
+                    .bind(change.registry.id.clone())
+                    .bind(change.version)
+                    .bind(change.kind.as_str().to_owned())
+                    .bind(Json(Value::from(change.changed_fields.clone())))
+                    .bind(DB::timestamp(now))
+                    .bind(run_id);
+                query = bind_content(query_with_keys, &change.registry, &change.location);
             }
-            let changed_fields = Json(Value::from(change.changed_fields.clone()));
-            let query = sqlx::query::<DB>(&INSERT_HISTORY)
-                .bind(id)
-                .bind(change.version)
-                .bind(change.kind.as_str().to_owned())
-                .bind(changed_fields)
-                .bind(DB::timestamp(now))
-                .bind(run_id);
-            bind_content(query, &change.registry, &change.location)
+            query
                 .execute(&mut *conn)
                 .await
                 .map_err(query_error(CONTEXT))?;
         }
+        // 5. Registries seen again unchanged: only last_seen_at moves.
         for chunk in plan.unchanged.chunks(IDS_PER_STATEMENT) {
             let sql = format!(
                 "UPDATE registries SET last_seen_at = $1, last_sync_run_id = $2 WHERE id IN ({})",
