@@ -242,7 +242,7 @@ pub struct RunArgs {
 /// The service's own flags.
 #[derive(Debug, Args, Clone)]
 pub struct ServiceArgs {
-    /// Cron schedule with seconds, as tokio-cron-scheduler takes it ("0 */15 * * * *": every 15 minutes); five fields also work ("*/15 * * * *") [default: 0 */15 * * * *].
+    /// Cron schedule in UTC with seconds, as tokio-cron-scheduler takes it ("0 */15 * * * *": every 15 minutes); five fields also work ("*/15 * * * *") [default: 0 */15 * * * *].
     #[arg(long, env = "HSS_SYNC_SCHEDULE", value_name = "CRON")]
     pub schedule: Option<String>,
 
@@ -693,7 +693,15 @@ pub async fn sync_with_config(
         "starting a sync with {}",
         config.auth_description()
     );
-    let prepared = scopes::prepare(config, |name| std::env::var(name).ok()).await?;
+    let prepared = match scopes::prepare(config, |name| std::env::var(name).ok()).await {
+        Ok(prepared) => prepared,
+        Err(e) => {
+            // Discovery talks to IAM and EPS before the first ListRegistry request; a
+            // failure there is a failed run too, and the audit trail says so.
+            sync::record_failed_run(store, trigger, scheduled_at, &e.to_string()).await;
+            return Err(e.into());
+        }
+    };
     let options = SyncOptions {
         page_limit: config.page_limit,
         filters: config.filters.clone(),

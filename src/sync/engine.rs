@@ -206,6 +206,35 @@ pub async fn run_once(
     Ok(report)
 }
 
+/// Records a run that failed before it could start walking (for example when discovery
+/// could not list the account's projects), so the audit trail shows it. A database that
+/// fails here too is logged, not reported: the first error is the one that matters.
+pub async fn record_failed_run(
+    store: &Store,
+    trigger: &str,
+    scheduled_at: Option<DateTime<Utc>>,
+    error: &str,
+) {
+    let result = async {
+        let run_id = store.begin_run(trigger, 0, now(), scheduled_at).await?;
+        let totals = RunTotals {
+            status: RunStatus::Failed.as_str().to_owned(),
+            error: Some(error.to_owned()),
+            ..RunTotals::default()
+        };
+        store.finish_run(run_id, &totals, now()).await?;
+        warn!(
+            run.id = run_id,
+            "sync run {run_id} failed before its first scope: {error}"
+        );
+        Ok::<_, StoreError>(())
+    }
+    .await;
+    if let Err(e) = result {
+        warn!("could not record the failed run: {e}");
+    }
+}
+
 /// Walks every scope (at most `concurrency` at once) and applies them project by project.
 /// All scopes of a project are walked before any is applied, so a registry that moved
 /// between two enterprise projects of the project is seen in its new scope before its old

@@ -13,8 +13,8 @@ use std::fmt;
 use std::time::Duration;
 
 pub use engine::{
-    run_once, SyncError, SyncOptions, DEFAULT_CONCURRENCY, DEFAULT_MAX_REWALKS, DEFAULT_PAGE_LIMIT,
-    MAX_OFFSET, PAGE_LIMIT_RANGE,
+    record_failed_run, run_once, SyncError, SyncOptions, DEFAULT_CONCURRENCY, DEFAULT_MAX_REWALKS,
+    DEFAULT_PAGE_LIMIT, MAX_OFFSET, PAGE_LIMIT_RANGE,
 };
 pub use plan::ScopeCounts;
 

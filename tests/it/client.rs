@@ -594,14 +594,30 @@ async fn discovery_with_another_accounts_domain_id_is_refused_with_iams_message(
         },
     );
 
-    let error = scopes::prepare(&config, |_| None)
-        .await
-        .unwrap_err()
-        .to_string();
+    let error = hss_sync::cli::sync_with_config(
+        &config,
+        &app.store,
+        "cli",
+        None,
+        indicatif::ProgressBar::hidden(),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
 
     assert!(
         error.contains("project discovery failed") && error.contains("HTTP 403"),
         "{error}"
     );
     assert!(error.contains("not your account"), "{error}");
+    let runs = app.runs().await;
+    assert_eq!(runs.len(), 1, "the failed run is in the audit trail");
+    assert_eq!(runs[0].status, "failed");
+    assert!(runs[0]
+        .totals
+        .error
+        .as_deref()
+        .unwrap()
+        .contains("HTTP 403"));
 }
