@@ -23,7 +23,7 @@ use super::routes::{decode_query_pairs, huawei_error, json_response, new_request
 use super::verify::{self, ReceivedRequest, VerifyError};
 use super::{
     RequestRecord, SimConfig, Simulator, State as SimState, API_CREATE_TOKEN,
-    API_LIST_ENTERPRISE_PROJECTS, API_LIST_PROJECTS,
+    API_LIST_AUTH_DOMAINS, API_LIST_ENTERPRISE_PROJECTS, API_LIST_PROJECTS,
 };
 
 /// Path of IAM KeystoneCreateUserTokenByPassword.
@@ -383,42 +383,159 @@ pub(crate) async fn list_projects(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let request = GlobalRequest {
+        method,
+        uri,
+        headers,
+        body,
+    };
+    serve_global(
+        &simulator,
+        API_LIST_PROJECTS,
+        request,
+        iam_unauthorized,
+        |state, request, request_id| {
+            answer_list_projects(state, &request.uri, &request.headers, request_id)
+        },
+    )
+    .await
+}
+
+/// `GET /v3/auth/domains`: KeystoneListAuthDomains, the caller's own account.
+pub(crate) async fn list_auth_domains(
+    State(simulator): State<Simulator>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let request = GlobalRequest {
+        method,
+        uri,
+        headers,
+        body,
+    };
+    serve_global(
+        &simulator,
+        API_LIST_AUTH_DOMAINS,
+        request,
+        iam_unauthorized,
+        |state, request, request_id| {
+            let account = &state.account;
+            let host = request
+                .headers
+                .get("host")
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("iam.myhuaweicloud.com");
+            let body = json!({
+                "domains": [{
+                    "id": account.domain_id,
+                    "name": account.domain_name,
+                    "enabled": true,
+                    "description": "",
+                    "links": {"self": format!("http://{host}/v3/domains/{}", account.domain_id)},
+                }],
+                "links": {"self": format!("http://{host}{LIST_AUTH_DOMAINS_ROUTE}")},
+            });
+            json_response(StatusCode::OK, request_id, &body)
+        },
+    )
+    .await
+}
+
+/// `GET /v1.0/enterprise-projects`: EPS ListEnterpriseProject.
+pub(crate) async fn list_enterprise_projects(
+    State(simulator): State<Simulator>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let request = GlobalRequest {
+        method,
+        uri,
+        headers,
+        body,
+    };
+    serve_global(
+        &simulator,
+        API_LIST_ENTERPRISE_PROJECTS,
+        request,
+        apig_auth_error,
+        |state, request, request_id| {
+            if !state.config.eps_enabled {
+                return huawei_error(
+                    StatusCode::FORBIDDEN,
+                    "EPS.0004",
+                    "Enterprise project not enabled or permission denied",
+                    request_id,
+                );
+            }
+            answer_list_enterprise_projects(state, &request.uri, request_id)
+        },
+    )
+    .await
+}
+
+/// A request to a global service (IAM, EPS), as the handlers receive it.
+struct GlobalRequest {
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+/// What every global-service listing does around its answer: latency, authentication (the
+/// service's own refusal from `refuse`), the `X-Domain-Id` check (but for `ListAuthDomains`,
+/// which is how a caller learns its domain id), and the request log.
+async fn serve_global(
+    simulator: &Simulator,
+    api: &str,
+    request: GlobalRequest,
+    refuse: fn(&AuthFailure, &str) -> Response,
+    answer: impl FnOnce(&SimState, &GlobalRequest, &str) -> Response,
+) -> Response {
     simulator.apply_latency().await;
     let request_id = new_request_id();
     let mut state = simulator.lock();
     let received = ReceivedRequest {
-        method: method.as_str(),
-        path: uri.path(),
-        query: uri.query(),
-        headers: &headers,
-        body: &body,
+        method: request.method.as_str(),
+        path: request.uri.path(),
+        query: request.uri.query(),
+        headers: &request.headers,
+        body: &request.body,
     };
     let authenticated = authenticate(&state, &received, None);
     let response = match &authenticated {
         Err(failure) => {
-            tracing::warn!(?failure, "simulated iam rejected a project listing");
-            iam_error(
-                StatusCode::UNAUTHORIZED,
-                "The request you have made requires authentication.",
-                &request_id,
-            )
+            tracing::warn!(?failure, api, "simulated {api} rejected a request");
+            refuse(failure, &request_id)
         }
-        Ok(_) => match domain_header_problem(&state, &headers, &request_id) {
-            Some(refusal) => refusal,
-            None => answer_list_projects(&state, &uri, &headers, &request_id),
+        Ok(_) => match domain_header_problem(&state, &request.headers, &request_id) {
+            Some(refusal) if api != API_LIST_AUTH_DOMAINS => refusal,
+            _ => answer(&state, &request, &request_id),
         },
     };
     let mut record = base_record(
-        API_LIST_PROJECTS,
-        &method,
-        &uri,
-        &headers,
+        api,
+        &request.method,
+        &request.uri,
+        &request.headers,
         &request_id,
         &response,
     );
     record.had_valid_signature = authenticated.is_ok_and(|a| a.valid_signature);
     state.log_request(record);
     response
+}
+
+/// IAM's answer to a request it cannot authenticate.
+fn iam_unauthorized(_failure: &AuthFailure, request_id: &str) -> Response {
+    iam_error(
+        StatusCode::UNAUTHORIZED,
+        "The request you have made requires authentication.",
+        request_id,
+    )
 }
 
 /// Global services (IAM, EPS) called with AK/SK act for the account named in `X-Domain-Id`, as
@@ -441,109 +558,6 @@ fn domain_header_problem(
         Some(_) => "You are not authorized to perform the requested action: X-Domain-Id is not your account",
     };
     Some(iam_error(StatusCode::FORBIDDEN, message, request_id))
-}
-
-/// `GET /v3/auth/domains`: KeystoneListAuthDomains, the caller's own account.
-pub(crate) async fn list_auth_domains(
-    State(simulator): State<Simulator>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    simulator.apply_latency().await;
-    let request_id = new_request_id();
-    let mut state = simulator.lock();
-    let received = ReceivedRequest {
-        method: method.as_str(),
-        path: uri.path(),
-        query: uri.query(),
-        headers: &headers,
-        body: &body,
-    };
-    let authenticated = authenticate(&state, &received, None);
-    let response = match &authenticated {
-        Err(_) => iam_error(
-            StatusCode::UNAUTHORIZED,
-            "The request you have made requires authentication.",
-            &request_id,
-        ),
-        Ok(_) => {
-            let account = &state.account;
-            let host = headers
-                .get("host")
-                .and_then(|h| h.to_str().ok())
-                .unwrap_or("iam.myhuaweicloud.com");
-            let body = json!({
-                "domains": [{
-                    "id": account.domain_id,
-                    "name": account.domain_name,
-                    "enabled": true,
-                    "description": "",
-                    "links": {"self": format!("http://{host}/v3/domains/{}", account.domain_id)},
-                }],
-                "links": {"self": format!("http://{host}{LIST_AUTH_DOMAINS_ROUTE}")},
-            });
-            json_response(StatusCode::OK, &request_id, &body)
-        }
-    };
-    let mut record = base_record(
-        API_LIST_PROJECTS,
-        &method,
-        &uri,
-        &headers,
-        &request_id,
-        &response,
-    );
-    record.api = "ListAuthDomains".to_owned();
-    record.had_valid_signature = authenticated.is_ok_and(|a| a.valid_signature);
-    state.log_request(record);
-    response
-}
-
-/// `GET /v1.0/enterprise-projects`: EPS ListEnterpriseProject.
-pub(crate) async fn list_enterprise_projects(
-    State(simulator): State<Simulator>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    simulator.apply_latency().await;
-    let request_id = new_request_id();
-    let mut state = simulator.lock();
-    let received = ReceivedRequest {
-        method: method.as_str(),
-        path: uri.path(),
-        query: uri.query(),
-        headers: &headers,
-        body: &body,
-    };
-    let authenticated = authenticate(&state, &received, None);
-    let response = match &authenticated {
-        Err(failure) => apig_auth_error(failure, &request_id),
-        Ok(_) if domain_header_problem(&state, &headers, &request_id).is_some() => {
-            domain_header_problem(&state, &headers, &request_id).expect("checked")
-        }
-        Ok(_) if !state.config.eps_enabled => huawei_error(
-            StatusCode::FORBIDDEN,
-            "EPS.0004",
-            "Enterprise project not enabled or permission denied",
-            &request_id,
-        ),
-        Ok(_) => answer_list_enterprise_projects(&state, &uri, &request_id),
-    };
-    let mut record = base_record(
-        API_LIST_ENTERPRISE_PROJECTS,
-        &method,
-        &uri,
-        &headers,
-        &request_id,
-        &response,
-    );
-    record.had_valid_signature = authenticated.is_ok_and(|a| a.valid_signature);
-    state.log_request(record);
-    response
 }
 
 fn answer_create_token(state: &mut SimState, uri: &Uri, body: &[u8], request_id: &str) -> Response {

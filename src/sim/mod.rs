@@ -132,6 +132,9 @@ pub const API_LIST_REGISTRY: &str = "ListRegistry";
 pub const API_CREATE_TOKEN: &str = "CreateToken";
 /// `RequestRecord::api` of an IAM project listing (`GET /v3/projects`).
 pub const API_LIST_PROJECTS: &str = "ListProjects";
+
+/// [`RequestRecord::api`] of IAM `KeystoneListAuthDomains` requests.
+pub const API_LIST_AUTH_DOMAINS: &str = "ListAuthDomains";
 /// `RequestRecord::api` of an EPS listing (`GET /v1.0/enterprise-projects`).
 pub const API_LIST_ENTERPRISE_PROJECTS: &str = "ListEnterpriseProjects";
 /// `RequestRecord::api` of a `/sim/` admin request.
