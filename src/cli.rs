@@ -160,6 +160,10 @@ pub struct SyncArgs {
     #[arg(long, env = "HSS_SYNC_MAX_REWALKS", value_name = "N")]
     pub max_rewalks: Option<u32>,
 
+    /// Walk a scope a second time before marking deleted the registries it missed (offset paging can skip an item unnoticed while the list changes) [default: true].
+    #[arg(long, env = "HSS_SYNC_CONFIRM_DELETIONS", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub confirm_deletions: Option<bool>,
+
     /// Per-request timeout in seconds [default: 60].
     #[arg(long, env = "HSS_SYNC_REQUEST_TIMEOUT_SECONDS", value_name = "SECONDS")]
     pub request_timeout_seconds: Option<u64>,
@@ -210,6 +214,7 @@ impl SyncArgs {
             max_requests_per_minute: self.max_requests_per_minute,
             concurrency: self.concurrency,
             max_rewalks: self.max_rewalks,
+            confirm_deletions: self.confirm_deletions,
             ca_file: self.ca_file.clone(),
             insecure_skip_tls_verify: self.insecure_skip_tls_verify,
             auth_mode: self.auth_mode,
@@ -598,6 +603,7 @@ fn config_check(
     )?;
     writeln!(out, "concurrency = {}", config.concurrency)?;
     writeln!(out, "max_rewalks = {}", config.max_rewalks)?;
+    writeln!(out, "confirm_deletions = {}", config.confirm_deletions)?;
     writeln!(
         out,
         "ca_file = {}",
@@ -711,6 +717,7 @@ pub async fn sync_with_config(
         concurrency: config.concurrency,
         max_rewalks: config.max_rewalks,
         scheduled_at,
+        confirm_deletions: config.confirm_deletions,
     };
     let report = sync::run_once(&prepared.clients, store, &prepared.scopes, &options)
         .await

@@ -125,6 +125,8 @@ pub struct RawConfig {
     pub concurrency: Option<usize>,
     /// `max_rewalks`.
     pub max_rewalks: Option<u32>,
+    /// `confirm_deletions`.
+    pub confirm_deletions: Option<bool>,
     /// `ca_file`.
     pub ca_file: Option<PathBuf>,
     /// `insecure_skip_tls_verify`.
@@ -262,6 +264,8 @@ pub struct Overrides {
     pub concurrency: Option<usize>,
     /// `--max-rewalks`.
     pub max_rewalks: Option<u32>,
+    /// `--confirm-deletions`.
+    pub confirm_deletions: Option<bool>,
     /// `--ca-file`.
     pub ca_file: Option<PathBuf>,
     /// `--insecure-skip-tls-verify`.
@@ -310,6 +314,8 @@ pub struct SyncConfig {
     pub concurrency: usize,
     /// Re-walks of a scope whose pages did not add up.
     pub max_rewalks: u32,
+    /// Walk a scope again before retiring registries it missed.
+    pub confirm_deletions: bool,
     /// HTTP client settings: timeouts, TLS, retries, rate.
     pub client: ClientSettings,
     /// Filters.
@@ -554,6 +560,10 @@ impl SyncConfig {
             page_limit,
             concurrency,
             max_rewalks,
+            confirm_deletions: overrides
+                .confirm_deletions
+                .or(file.confirm_deletions)
+                .unwrap_or(true),
             client,
             filters,
             credentials,

@@ -489,6 +489,15 @@ impl Store {
         })
     }
 
+    /// The ids of the live registries a scope covers: what a complete walk must see again.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the database fails.
+    pub async fn live_ids_in_scope(&self, scope: &Scope) -> Result<Vec<String>, StoreError> {
+        dispatch!(self, pool => Queries::<Db>::live_ids_in_scope(pool, scope).await)
+    }
+
     /// Marks a scope row `failed` or `interrupted` without touching registries.
     ///
     /// # Errors

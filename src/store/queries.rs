@@ -225,6 +225,27 @@ where
         Ok(())
     }
 
+    /// The ids of the live (not retired) registries the scope covers.
+    pub(crate) async fn live_ids_in_scope(
+        pool: &Pool<DB>,
+        scope: &Scope,
+    ) -> Result<Vec<String>, StoreError> {
+        const CONTEXT: &str = "reading the live registries of a scope";
+        let mut conn = pool.acquire().await.map_err(query_error(CONTEXT))?;
+        let rows = sqlx::query::<DB>(&format!(
+            "SELECT id FROM registries WHERE deleted_at IS NULL AND project_id = $1 \
+             AND ($2 = '{ALL_GRANTED_EPS}' OR enterprise_project_id = $2)"
+        ))
+        .bind(scope.project_id.clone())
+        .bind(scope.enterprise_project_id.clone())
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(query_error(CONTEXT))?;
+        rows.iter()
+            .map(|row| row.try_get::<String, _>("id").map_err(query_error(CONTEXT)))
+            .collect()
+    }
+
     /// The rows the scope covers, plus the rows of every fetched id wherever they live.
     pub(crate) async fn load_for_scope(
         conn: &mut DB::Connection,

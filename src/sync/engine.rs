@@ -55,6 +55,8 @@ pub struct SyncOptions {
     pub max_rewalks: u32,
     /// The schedule tick this run is for, recorded in `sync_runs.scheduled_at`.
     pub scheduled_at: Option<DateTime<Utc>>,
+    /// Walk a scope a second time before retiring what it misses.
+    pub confirm_deletions: bool,
 }
 
 impl Default for SyncOptions {
@@ -68,6 +70,7 @@ impl Default for SyncOptions {
             concurrency: DEFAULT_CONCURRENCY,
             max_rewalks: DEFAULT_MAX_REWALKS,
             scheduled_at: None,
+            confirm_deletions: true,
         }
     }
 }
@@ -281,10 +284,23 @@ async fn run_scopes(
             .await
             .into_iter()
             .collect::<Result<Vec<_>, StoreError>>()?;
-            let seen_in_group: HashSet<String> = walked
-                .iter()
-                .flat_map(|(_, _, _, walk)| walk.registries.iter().map(|r| r.id.clone()))
-                .collect();
+            let seen_in_group = ids_of(&walked);
+            let mut confirmed = Vec::with_capacity(walked.len());
+            for (index, scope, scope_row_id, walk) in walked {
+                let walk = confirm_deletions(
+                    store,
+                    clients,
+                    scope,
+                    walk,
+                    &seen_in_group,
+                    walk_slots,
+                    options,
+                )
+                .await?;
+                confirmed.push((index, scope, scope_row_id, walk));
+            }
+            let walked = confirmed;
+            let seen_in_group = ids_of(&walked);
             let _writer = writer.lock().await;
             let mut reports = Vec::new();
             for (index, scope, scope_row_id, walk) in walked {
@@ -303,6 +319,80 @@ async fn run_scopes(
     }
     reports.sort_by_key(|(index, _)| *index);
     Ok(reports.into_iter().map(|(_, report)| report).collect())
+}
+
+type Walked<'a> = (usize, &'a Scope, i64, Walk);
+
+fn ids_of(walked: &[Walked<'_>]) -> HashSet<String> {
+    walked
+        .iter()
+        .flat_map(|(_, _, _, walk)| walk.registries.iter().map(|r| r.id.clone()))
+        .collect()
+}
+
+/// Before a complete walk retires anything, a second walk confirms it. Offset paging over a
+/// list that changes during the walk can skip an item without any count showing it (one
+/// registry deleted before the walk's position and one added after it); a registry missing
+/// from two walks in a row is really gone. Costs requests only when something is missing.
+async fn confirm_deletions(
+    store: &Store,
+    clients: &HssClients,
+    scope: &Scope,
+    first: Walk,
+    seen_in_group: &HashSet<String>,
+    walk_slots: &Semaphore,
+    options: &SyncOptions,
+) -> Result<Walk, StoreError> {
+    if first.outcome != WalkOutcome::Complete || !options.confirm_deletions {
+        return Ok(first);
+    }
+    let live = store.live_ids_in_scope(scope).await?;
+    let n_missing = live
+        .iter()
+        .filter(|id| !seen_in_group.contains(*id))
+        .count();
+    let Some(client) = clients.for_region(&scope.region).filter(|_| n_missing > 0) else {
+        return Ok(first);
+    };
+    info!(scope = %scope, n_missing, "scope {scope}: {n_missing} registries missing; walking it again to confirm");
+    let _slot = walk_slots
+        .acquire()
+        .await
+        .expect("semaphore is never closed");
+    let second = walk_with_rewalks(client, scope, options).await;
+    let mut merged = Walk {
+        n_pages: first.n_pages + second.n_pages,
+        n_walks: first.n_walks + second.n_walks,
+        attempts: {
+            let mut attempts = first.attempts;
+            attempts.add(&second.attempts);
+            attempts
+        },
+        ..first
+    };
+    match second.outcome {
+        WalkOutcome::Complete => {
+            // What either walk saw is present; the second walk's content is the newer.
+            let second_ids: HashSet<&str> =
+                second.registries.iter().map(|r| r.id.as_str()).collect();
+            let first_only: Vec<Registry> = merged
+                .registries
+                .into_iter()
+                .filter(|r| !second_ids.contains(r.id.as_str()))
+                .collect();
+            merged.registries = second.registries;
+            merged.registries.extend(first_only);
+            merged.api_total = second.api_total;
+        }
+        WalkOutcome::Interrupted => merged.outcome = WalkOutcome::Interrupted,
+        WalkOutcome::Failed(e) | WalkOutcome::Inconsistent(e) => {
+            merged.outcome =
+                WalkOutcome::Failed(format!("the walk that confirms deletions failed: {e}"));
+        }
+        // Not reached (the first walk had no filters, nor has the second), but never retire on it.
+        WalkOutcome::Filtered => merged.outcome = WalkOutcome::Filtered,
+    }
+    Ok(merged)
 }
 
 async fn apply_walk(

@@ -491,7 +491,10 @@ async fn drift_during_a_walk_is_detected_and_the_scope_walked_again(backend: Bac
     let report = app.sync_with(&scopes, options()).await;
 
     assert_eq!(report.status, RunStatus::Succeeded, "{report:?}");
-    assert_eq!(report.scopes[0].n_walks, 2);
+    assert_eq!(
+        report.scopes[0].n_walks, 3,
+        "the drifting walk, the re-walk, and the walk that confirms the two deletions"
+    );
     assert_eq!(app.live_ids().await, app.sim_ids());
     assert_eq!((report.counts.n_inserted, report.counts.n_deleted), (3, 2));
 
@@ -621,3 +624,58 @@ async fn discovery_with_another_accounts_domain_id_is_refused_with_iams_message(
         .unwrap()
         .contains("HTTP 403"));
 }
+
+async fn a_deletion_is_confirmed_by_a_second_walk_before_it_is_recorded(backend: Backend) {
+    let mut app = TestApp::spawn(backend, estate(1, 0, 30)).await;
+    let scopes = app.all_granted_scopes();
+    app.sync(&scopes).await;
+    app.sim.mutate(&Mutation {
+        seed: 6,
+        n_delete: 1,
+        ..Default::default()
+    });
+
+    let confirmed = app.sync(&scopes).await;
+    let unchanged = app.sync(&scopes).await;
+
+    assert_eq!(
+        (confirmed.counts.n_deleted, confirmed.scopes[0].n_walks),
+        (1, 2)
+    );
+    assert_eq!(
+        unchanged.scopes[0].n_walks, 1,
+        "nothing missing, no second walk"
+    );
+    assert_eq!(app.live_ids().await, app.sim_ids());
+
+    // When the confirming walk fails, nothing is retired and the scope fails.
+    app.sim.mutate(&Mutation {
+        seed: 7,
+        n_delete: 1,
+        ..Default::default()
+    });
+    app.sim.add_fault(Fault::ThrottleEveryNth {
+        n: 2,
+        retry_after_seconds: None,
+    });
+    let no_retries = ClientSettings {
+        retry: RetryPolicy::none(),
+        ..test_settings()
+    };
+    app.client = client_with(
+        app.address,
+        Auth::AkSk(Credentials::new(ACCESS_KEY, SECRET_KEY).unwrap()),
+        &no_retries,
+    );
+    let before = app.live_ids().await;
+    let unconfirmed = app.sync(&scopes).await;
+    assert_eq!(unconfirmed.status, RunStatus::Failed, "{unconfirmed:?}");
+    assert!(unconfirmed.scopes[0]
+        .error
+        .as_deref()
+        .unwrap()
+        .contains("confirms deletions"));
+    assert_eq!(unconfirmed.counts.n_deleted, 0);
+    assert_eq!(app.live_ids().await, before);
+}
+crate::on_both_backends!(a_deletion_is_confirmed_by_a_second_walk_before_it_is_recorded);
