@@ -16,7 +16,7 @@ use hss_sync::api::{Auth, ClientSettings, HssClient, HssClients, RetryPolicy};
 use hss_sync::signer::Credentials;
 use hss_sync::sim::{Fault, SimConfig, SimCredentials, Simulator};
 use hss_sync::store::Store;
-use hss_sync::sync::{self, RunReport, Scope, SyncOptions, ALL_GRANTED_EPS};
+use hss_sync::sync::{self, RunReport, Scope, SyncOptions};
 
 #[derive(Parser, Debug)]
 struct Args {
@@ -113,11 +113,7 @@ async fn run(
     let scopes: Vec<Scope> = simulator
         .project_ids()
         .into_iter()
-        .map(|project_id| Scope {
-            region: simulator.region(),
-            project_id,
-            enterprise_project_id: ALL_GRANTED_EPS.to_owned(),
-        })
+        .map(|project_id| Scope::all_granted(simulator.region(), project_id))
         .collect();
     let options = SyncOptions {
         concurrency: args.concurrency,

@@ -15,7 +15,7 @@ use hss_sync::api::{Auth, ClientSettings, HssClient, HssClients};
 use hss_sync::signer::Credentials;
 use hss_sync::sim::{Mutation, SimConfig, SimCredentials, Simulator};
 use hss_sync::store::Store;
-use hss_sync::sync::{self, Scope, SyncOptions, ALL_GRANTED_EPS};
+use hss_sync::sync::{self, Scope, SyncOptions};
 
 #[derive(Parser, Debug)]
 struct Args {
@@ -70,11 +70,7 @@ async fn main() -> anyhow::Result<()> {
     let scopes: Vec<Scope> = simulator
         .project_ids()
         .into_iter()
-        .map(|project_id| Scope {
-            region: simulator.region(),
-            project_id,
-            enterprise_project_id: ALL_GRANTED_EPS.to_owned(),
-        })
+        .map(|project_id| Scope::all_granted(simulator.region(), project_id))
         .collect();
     let total = args.projects * args.registries_per_project;
     println!(

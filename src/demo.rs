@@ -16,7 +16,7 @@ use crate::cli::{open_store, progress_bar, DemoArgs};
 use crate::signer::Credentials;
 use crate::sim::{Mutation, SimConfig, SimCredentials, Simulator};
 use crate::store::{HistoryFilter, Store};
-use crate::sync::{self, RunReport, RunStatus, Scope, SyncOptions, ALL_GRANTED_EPS};
+use crate::sync::{self, RunReport, RunStatus, Scope, SyncOptions};
 
 /// The simulated account of the demo: enough projects and enterprise projects that every
 /// project needs several pages.
@@ -87,11 +87,7 @@ pub async fn run(args: DemoArgs, out: &mut (dyn Write + Send)) -> anyhow::Result
     let scopes: Vec<Scope> = simulator
         .project_ids()
         .into_iter()
-        .map(|project_id| Scope {
-            region: DEMO_REGION.to_owned(),
-            project_id,
-            enterprise_project_id: ALL_GRANTED_EPS.to_owned(),
-        })
+        .map(|project_id| Scope::all_granted(DEMO_REGION, project_id))
         .collect();
     let options = SyncOptions {
         trigger: "demo".to_owned(),

@@ -37,6 +37,15 @@ pub struct Scope {
 }
 
 impl Scope {
+    /// The scope of every enterprise project of a project: one `all_granted_eps` request walk.
+    pub fn all_granted(region: impl Into<String>, project_id: impl Into<String>) -> Scope {
+        Scope {
+            region: region.into(),
+            project_id: project_id.into(),
+            enterprise_project_id: ALL_GRANTED_EPS.to_owned(),
+        }
+    }
+
     /// The `enterprise_project_id` column value for registries seen through this scope:
     /// `None` for [`ALL_GRANTED_EPS`], which does not say which enterprise project a
     /// registry is in.

@@ -297,11 +297,7 @@ mod tests {
 
     #[test]
     fn explicit_scopes_win_and_no_project_is_covered_twice() {
-        let explicit = vec![Scope {
-            region: "cn-north-4".to_owned(),
-            project_id: "p1".to_owned(),
-            enterprise_project_id: ALL_GRANTED_EPS.to_owned(),
-        }];
+        let explicit = vec![Scope::all_granted("cn-north-4", "p1")];
         let discovered = [
             ("cn-north-4".to_owned(), "p1".to_owned()),
             ("ap-southeast-1".to_owned(), "p2".to_owned()),

@@ -6,7 +6,7 @@ use hss_sync::api::{Auth, ClientSettings, HssClient, HssClients, RetryPolicy};
 use hss_sync::signer::Credentials;
 use hss_sync::sim::{SimConfig, SimCredentials, Simulator};
 use hss_sync::store::{HistoryFilter, HistoryRecord, RegistryRecord, RunRecord, Store};
-use hss_sync::sync::{self, RunReport, Scope, SyncOptions, ALL_GRANTED_EPS};
+use hss_sync::sync::{self, RunReport, Scope, SyncOptions};
 use tokio_util::sync::CancellationToken;
 
 /// The access key every test signs with.
@@ -155,7 +155,7 @@ impl TestApp {
         self.sim
             .project_ids()
             .into_iter()
-            .map(|project_id| scope(&self.sim.region(), &project_id, ALL_GRANTED_EPS))
+            .map(|project_id| Scope::all_granted(self.sim.region(), project_id))
             .collect()
     }
 
