@@ -164,6 +164,18 @@ pub struct SyncArgs {
     #[arg(long, env = "HSS_SYNC_CONFIRM_DELETIONS", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub confirm_deletions: Option<bool>,
 
+    /// Hold a scope's deletions when its walk would retire more than this percentage of its live registries [default: 50].
+    #[arg(long, env = "HSS_SYNC_MAX_DELETE_PERCENT", value_name = "PERCENT")]
+    pub max_delete_percent: Option<u32>,
+
+    /// Never hold fewer deletions than this, however large a share of a scope they are [default: 10].
+    #[arg(long, env = "HSS_SYNC_MAX_DELETE_MIN", value_name = "N")]
+    pub max_delete_min: Option<u32>,
+
+    /// Retire what complete walks missed this run, even past --max-delete-percent (for one run, after checking that the registries are really gone).
+    #[arg(long)]
+    pub accept_deletions: bool,
+
     /// Per-request timeout in seconds [default: 60].
     #[arg(long, env = "HSS_SYNC_REQUEST_TIMEOUT_SECONDS", value_name = "SECONDS")]
     pub request_timeout_seconds: Option<u64>,
@@ -215,6 +227,9 @@ impl SyncArgs {
             concurrency: self.concurrency,
             max_rewalks: self.max_rewalks,
             confirm_deletions: self.confirm_deletions,
+            max_delete_percent: self.max_delete_percent,
+            max_delete_min: self.max_delete_min,
+            accept_deletions: self.accept_deletions,
             ca_file: self.ca_file.clone(),
             insecure_skip_tls_verify: self.insecure_skip_tls_verify,
             auth_mode: self.auth_mode,
@@ -494,7 +509,15 @@ async fn sync_command(
         }
     };
     writeln!(out, "{}", report.summary_line())?;
-    for scope in report.scopes.iter().filter(|s| s.error.is_some()) {
+    if let Some(refused) = &report.credentials_refused {
+        writeln!(out, "  stopped at the first refusal: {refused}")?;
+    }
+    // Scopes stopped by a refusal say nothing the line above does not.
+    for scope in report
+        .scopes
+        .iter()
+        .filter(|s| s.error.as_deref().is_some_and(|e| !e.starts_with("stopped: ")))
+    {
         writeln!(
             out,
             "  scope {} {}: {}",
@@ -604,6 +627,12 @@ fn config_check(
     writeln!(out, "concurrency = {}", config.concurrency)?;
     writeln!(out, "max_rewalks = {}", config.max_rewalks)?;
     writeln!(out, "confirm_deletions = {}", config.confirm_deletions)?;
+    writeln!(
+        out,
+        "max_delete_percent = {}",
+        config.deletion_guard.max_percent
+    )?;
+    writeln!(out, "max_delete_min = {}", config.deletion_guard.min_count)?;
     writeln!(
         out,
         "ca_file = {}",
@@ -718,6 +747,10 @@ pub async fn sync_with_config(
         max_rewalks: config.max_rewalks,
         scheduled_at,
         confirm_deletions: config.confirm_deletions,
+        deletion_guard: config.deletion_guard,
+        projects_with_every_enterprise_project: prepared
+            .projects_with_every_enterprise_project
+            .clone(),
     };
     let report = sync::run_once(&prepared.clients, store, &prepared.scopes, &options)
         .await

@@ -16,6 +16,7 @@ use crate::api::{
     ClientSettings, IamPassword, RegistryFilters, RetryPolicy, DEFAULT_REQUEST_TIMEOUT,
 };
 use crate::signer::Credentials;
+use crate::sync::plan::{DeletionGuard, DEFAULT_MAX_DELETE_MIN, DEFAULT_MAX_DELETE_PERCENT};
 use crate::store::{redact_url, BackendKind};
 use crate::sync::{
     Scope, ALL_GRANTED_EPS, DEFAULT_CONCURRENCY, DEFAULT_MAX_REWALKS, DEFAULT_PAGE_LIMIT,
@@ -127,6 +128,10 @@ pub struct RawConfig {
     pub max_rewalks: Option<u32>,
     /// `confirm_deletions`.
     pub confirm_deletions: Option<bool>,
+    /// `max_delete_percent`.
+    pub max_delete_percent: Option<u32>,
+    /// `max_delete_min`.
+    pub max_delete_min: Option<u32>,
     /// `ca_file`.
     pub ca_file: Option<PathBuf>,
     /// `insecure_skip_tls_verify`.
@@ -266,6 +271,12 @@ pub struct Overrides {
     pub max_rewalks: Option<u32>,
     /// `--confirm-deletions`.
     pub confirm_deletions: Option<bool>,
+    /// `--max-delete-percent`.
+    pub max_delete_percent: Option<u32>,
+    /// `--max-delete-min`.
+    pub max_delete_min: Option<u32>,
+    /// `--accept-deletions`: for one run, never from the file.
+    pub accept_deletions: bool,
     /// `--ca-file`.
     pub ca_file: Option<PathBuf>,
     /// `--insecure-skip-tls-verify`.
@@ -316,6 +327,8 @@ pub struct SyncConfig {
     pub max_rewalks: u32,
     /// Walk a scope again before retiring registries it missed.
     pub confirm_deletions: bool,
+    /// The guard against mass deletion.
+    pub deletion_guard: DeletionGuard,
     /// HTTP client settings: timeouts, TLS, retries, rate.
     pub client: ClientSettings,
     /// Filters.
@@ -361,8 +374,12 @@ impl SyncConfig {
             &mut problems,
         );
         if let (Some(region), None) = (&region, &explicit_endpoint) {
-            if let Err(e) = endpoint::resolve_hss_endpoint(region, None, &lookup_env) {
-                problems.push(format!("endpoint: {e}"));
+            match endpoint::resolve_hss_endpoint(region, None, &lookup_env) {
+                Err(e @ endpoint::EndpointError::UnknownRegion { .. }) => {
+                    problems.push(format!("region: {e}"))
+                }
+                Err(e) => problems.push(format!("endpoint: {e}")),
+                Ok(_) => {}
             }
         }
         let global_suffix_eu = region.as_deref() == Some("eu-west-101");
@@ -489,6 +506,23 @@ impl SyncConfig {
             .max_rewalks
             .or(file.max_rewalks)
             .unwrap_or(DEFAULT_MAX_REWALKS);
+        let max_delete_percent = overrides
+            .max_delete_percent
+            .or(file.max_delete_percent)
+            .unwrap_or(DEFAULT_MAX_DELETE_PERCENT);
+        if max_delete_percent > 100 {
+            problems.push(format!(
+                "max_delete_percent: {max_delete_percent} is more than 100"
+            ));
+        }
+        let deletion_guard = DeletionGuard {
+            max_percent: max_delete_percent,
+            min_count: overrides
+                .max_delete_min
+                .or(file.max_delete_min)
+                .map_or(DEFAULT_MAX_DELETE_MIN, i64::from),
+            accept: overrides.accept_deletions,
+        };
         if max_rewalks > 10 {
             problems.push(format!("max_rewalks: {max_rewalks} is more than 10"));
         }
@@ -564,6 +598,7 @@ impl SyncConfig {
                 .confirm_deletions
                 .or(file.confirm_deletions)
                 .unwrap_or(true),
+            deletion_guard,
             client,
             filters,
             credentials,

@@ -129,6 +129,21 @@ impl Auth {
         })
     }
 
+    /// What to tell the user when the API refuses these credentials: which settings to
+    /// check. Huawei locks an access key for five minutes after five refusals, so a run
+    /// stops at the first.
+    pub fn refusal_hint(&self) -> &'static str {
+        match self {
+            Auth::AkSk(_) => {
+                "the access key was refused: check CLOUD_SDK_AK/CLOUD_SDK_SK and the clock"
+            }
+            Auth::Token(_) => "the token was refused: check HSS_SYNC_AUTH_TOKEN",
+            Auth::Iam(_) => {
+                "IAM refused the credentials: check HSS_SYNC_IAM_DOMAIN, HSS_SYNC_IAM_USER and HSS_SYNC_IAM_PASSWORD"
+            }
+        }
+    }
+
     /// Whether a "token must be updated" answer can be cured by fetching a new token.
     pub(crate) fn can_refresh(&self) -> bool {
         matches!(self, Auth::Iam(_))

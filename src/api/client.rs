@@ -122,6 +122,8 @@ pub enum ApiError {
         detail: String,
         /// Whether it was a timeout.
         timeout: bool,
+        /// Whether the host name did not resolve: no retry will change that within a run.
+        unresolved: bool,
     },
     /// The client could not be built or the request could not be formed.
     #[error("invalid api client setup: {0}")]
@@ -448,14 +450,21 @@ fn record_request(api: &'static str, status: &str) {
 }
 
 fn transport_error(operation: &str, error: &reqwest::Error) -> ApiError {
+    let chain = error_chain(error);
+    // hyper-util's resolver says "dns error"; the system resolver's own words follow it.
+    let unresolved = error.is_connect()
+        && (chain.contains("dns error") || chain.contains("failed to lookup address"));
     ApiError::Transport {
         operation: operation.to_owned(),
         detail: if error.is_timeout() {
-            format!("timed out: {}", error_chain(error))
+            format!("timed out: {chain}")
+        } else if unresolved {
+            format!("the endpoint's host name does not resolve: {chain}")
         } else {
-            error_chain(error)
+            chain
         },
         timeout: error.is_timeout(),
+        unresolved,
     }
 }
 
@@ -513,6 +522,11 @@ impl HssClient {
         &self.base_url
     }
 
+    /// What to tell the user when the API refuses this client's credentials.
+    pub fn refusal_hint(&self) -> &'static str {
+        self.auth.refusal_hint()
+    }
+
     /// Fetches one `ListRegistry` page (`GET /v5/{project_id}/image/registries`), retrying
     /// as the settings allow; `attempts` counts what it cost.
     ///
@@ -548,11 +562,13 @@ impl HssClient {
                 attempts,
             )
             .await?;
-        Ok(RegistryPage {
-            total_num: parsed.total_num,
-            items: parsed.data_list.unwrap_or_default(),
-            request_id,
-        })
+        parsed
+            .into_page(request_id.clone())
+            .map_err(|detail| ApiError::Decode {
+                operation,
+                detail,
+                request_id,
+            })
     }
 }
 
@@ -651,15 +667,18 @@ pub(crate) fn status_error(
     }
 }
 
-/// `Retry-After` as seconds or as an HTTP date.
+/// `Retry-After` as seconds or as an HTTP date, capped at [`retry::MAX_RETRY_AFTER`] here,
+/// where it enters, so that no path (backoff or rate limiter) can wait longer or overflow.
 fn parse_retry_after(value: &str) -> Option<Duration> {
-    if let Ok(seconds) = value.trim().parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let date = chrono::DateTime::parse_from_rfc2822(value.trim()).ok()?;
-    (date.with_timezone(&chrono::Utc) - chrono::Utc::now())
-        .to_std()
-        .ok()
+    let after = if let Ok(seconds) = value.trim().parse::<u64>() {
+        Duration::from_secs(seconds)
+    } else {
+        let date = chrono::DateTime::parse_from_rfc2822(value.trim()).ok()?;
+        (date.with_timezone(&chrono::Utc) - chrono::Utc::now())
+            .to_std()
+            .ok()?
+    };
+    Some(after.min(retry::MAX_RETRY_AFTER))
 }
 
 /// An error and its sources, joined with `: `.
@@ -730,6 +749,21 @@ mod tests {
             "{parsed:?}"
         );
         assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    #[test]
+    fn retry_after_is_capped_however_large_or_far_away() {
+        for value in [
+            "86400".to_owned(),
+            u64::MAX.to_string(),
+            "Fri, 31 Dec 9999 23:59:59 GMT".to_owned(),
+        ] {
+            assert_eq!(
+                parse_retry_after(&value),
+                Some(retry::MAX_RETRY_AFTER),
+                "{value}"
+            );
+        }
     }
 
     #[test]

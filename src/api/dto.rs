@@ -15,14 +15,66 @@ pub struct ListRegistryResponse {
     /// The registries of this page, each as the JSON object received.
     #[serde(default)]
     pub data_list: Option<Vec<Map<String, Value>>>,
+    /// An error code in a body that should have been a page (some gateways answer 200 so).
+    #[serde(default)]
+    pub error_code: Option<Value>,
+    /// The message that goes with `error_code`.
+    #[serde(default)]
+    pub error_msg: Option<Value>,
+}
+
+impl ListRegistryResponse {
+    /// The page, when the body is a whole page: `data_list` an array of objects that each
+    /// carry a string `id`, and `total_num` a number. Anything less is not a page: a walk
+    /// built on it could not tell what is missing from what was never sent.
+    ///
+    /// # Errors
+    ///
+    /// What is missing or wrong, in words for the scope's error.
+    pub fn into_page(self, request_id: Option<String>) -> Result<RegistryPage, String> {
+        let carried_error = match (&self.error_code, &self.error_msg) {
+            (Some(code), msg) => format!(
+                " (it carries error_code {}{})",
+                text_of(code),
+                msg.as_ref().map(|m| format!(": {}", text_of(m))).unwrap_or_default()
+            ),
+            _ => String::new(),
+        };
+        let items = self
+            .data_list
+            .ok_or_else(|| format!("the page has no data_list{carried_error}"))?;
+        let total_num = self
+            .total_num
+            .ok_or_else(|| format!("the page has no total_num{carried_error}"))?;
+        if let Some(position) = items
+            .iter()
+            .position(|item| !matches!(item.get("id"), Some(Value::String(id)) if !id.is_empty()))
+        {
+            return Err(format!(
+                "item {position} of data_list has no string id"
+            ));
+        }
+        Ok(RegistryPage {
+            total_num,
+            items,
+            request_id,
+        })
+    }
+}
+
+fn text_of(value: &Value) -> String {
+    match value {
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    }
 }
 
 /// One page of `ListRegistry`, as the client hands it to the sync engine.
 #[derive(Debug, Clone)]
 pub struct RegistryPage {
-    /// `total_num` of the answer, when present.
-    pub total_num: Option<i64>,
-    /// The items of `data_list` (an absent or null list reads as empty).
+    /// `total_num` of the answer.
+    pub total_num: i64,
+    /// The items of `data_list`, each with a string `id`.
     pub items: Vec<Map<String, Value>>,
     /// Huawei's request id (`X-Request-Id`), for support tickets.
     pub request_id: Option<String>,
@@ -224,10 +276,42 @@ mod tests {
         assert_eq!(ErrorBody::parse(b"{\"total_num\":1}"), None);
     }
 
+    #[track_caller]
+    fn check_not_a_page(body: &str, expected: &str) {
+        let error = serde_json::from_str::<ListRegistryResponse>(body)
+            .map_err(|e| e.to_string())
+            .and_then(|response| response.into_page(None))
+            .unwrap_err();
+        assert!(error.contains(expected), "{body}: {error}");
+    }
+
     #[test]
-    fn response_with_null_list_and_missing_total_reads() {
-        let body: ListRegistryResponse = serde_json::from_str(r#"{"data_list":null}"#).unwrap();
-        assert_eq!(body.total_num, None);
-        assert!(body.data_list.is_none());
+    fn bodies_that_are_not_whole_pages_are_refused_naming_what_is_missing() {
+        check_not_a_page("{}", "no data_list");
+        check_not_a_page(r#"{"data_list":null,"total_num":3}"#, "no data_list");
+        check_not_a_page(
+            r#"{"error_code":"HSS.1001","error_msg":"internal"}"#,
+            "no data_list (it carries error_code HSS.1001: internal)",
+        );
+        check_not_a_page(r#"{"data_list":[]}"#, "no total_num");
+        check_not_a_page(r#"{"data_list":{},"total_num":1}"#, "invalid type");
+        check_not_a_page(
+            r#"{"data_list":[{"id":"a"},{"registry_name":"b"}],"total_num":2}"#,
+            "item 1 of data_list has no string id",
+        );
+        check_not_a_page(r#"{"data_list":[{"id":7}],"total_num":1}"#, "item 0");
+    }
+
+    #[test]
+    fn a_whole_page_reads() {
+        let page = serde_json::from_str::<ListRegistryResponse>(
+            r#"{"data_list":[{"id":"a","x":1}],"total_num":1,"extra":true}"#,
+        )
+        .unwrap()
+        .into_page(Some("r".to_owned()))
+        .unwrap();
+        assert_eq!(page.total_num, 1);
+        assert_eq!(page.items.len(), 1);
+        assert_eq!(page.request_id.as_deref(), Some("r"));
     }
 }

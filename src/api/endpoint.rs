@@ -127,6 +127,12 @@ pub fn resolve_hss_endpoint(
     let variable = sdk_region_override_variable(region);
     match lookup_env(&variable) {
         Some(value) if !value.trim().is_empty() => parse_override(variable, &value),
+        // As Huawei's SDKs refuse a region id their table lacks, so do we: a guessed host
+        // name that does not resolve would only be found out after a run of retries.
+        _ if !is_hss_region(region) => Err(EndpointError::UnknownRegion {
+            region: region.to_owned(),
+            variable,
+        }),
         _ => default_hss_endpoint(region),
     }
 }
@@ -135,6 +141,17 @@ pub fn resolve_hss_endpoint(
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum EndpointError {
+    /// The region id is well formed but not one HSS is known to serve, and no endpoint was given.
+    #[error(
+        "unknown region {region:?}: HSS serves {}; for another region give its endpoint with --endpoint or {variable}",
+        HSS_REGIONS.join(", ")
+    )]
+    UnknownRegion {
+        /// The region id as given.
+        region: String,
+        /// The SDK override variable that would give its endpoint.
+        variable: String,
+    },
     /// The region id is empty or not shaped like a region id.
     #[error("invalid region id {region:?}: expected lower-case letters, digits and '-', like \"cn-north-4\"")]
     InvalidRegion {
@@ -250,6 +267,22 @@ mod tests {
             "https://hss.xx-newland-9.myhuaweicloud.com/"
         );
         assert!(!is_hss_region("xx-newland-9"));
+    }
+
+    #[test]
+    fn unknown_region_without_an_endpoint_is_refused_naming_it_and_the_way_out() {
+        let error = resolve_hss_endpoint("mars-1", None, |_| None).unwrap_err();
+        let text = error.to_string();
+        assert!(matches!(error, EndpointError::UnknownRegion { .. }), "{error:?}");
+        for needle in ["\"mars-1\"", "cn-north-4", "--endpoint", "HUAWEICLOUD_SDK_REGION_HSS_MARS_1"] {
+            assert!(text.contains(needle), "{needle} missing from {text}");
+        }
+        let explicit = Url::parse("http://127.0.0.1:1").unwrap();
+        assert!(resolve_hss_endpoint("mars-1", Some(&explicit), |_| None).is_ok());
+        let env = |name: &str| {
+            (name == "HUAWEICLOUD_SDK_REGION_HSS_MARS_1").then(|| "https://hss.mars.example".to_owned())
+        };
+        assert!(resolve_hss_endpoint("mars-1", None, env).is_ok());
     }
 
     #[test]

@@ -81,7 +81,11 @@ impl RateLimiter {
     pub async fn on_throttled(&self, retry_after: Option<Duration>) {
         let mut state = self.state.lock().await;
         state.spacing = (state.spacing * 2).min(MAX_SPACING.max(self.configured_spacing));
-        let earliest = Instant::now() + retry_after.unwrap_or(state.spacing);
+        // Capped again here, so no caller can stall the endpoint for longer or overflow.
+        let wait = retry_after
+            .unwrap_or(state.spacing)
+            .min(crate::api::retry::MAX_RETRY_AFTER);
+        let earliest = Instant::now() + wait;
         state.next_slot = state.next_slot.max(earliest);
     }
 
@@ -155,6 +159,15 @@ mod tests {
         for (i, time) in times.iter().enumerate() {
             assert_eq!(*time, spacing * i as u32);
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_huge_retry_after_waits_at_most_the_cap_and_never_panics() {
+        let limiter = RateLimiter::per_minute(60).unwrap();
+        limiter.on_throttled(Some(Duration::MAX)).await;
+        let start = Instant::now();
+        limiter.acquire().await;
+        assert_eq!(start.elapsed(), crate::api::retry::MAX_RETRY_AFTER);
     }
 
     #[test]

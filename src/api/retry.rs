@@ -89,7 +89,8 @@ pub fn is_retryable(error: &ApiError) -> bool {
             }
             *status == 429 || code.ends_with(".0308") || (*status >= 500 && *status != 501)
         }
-        ApiError::Decode { .. } | ApiError::Transport { .. } => true,
+        ApiError::Decode { .. } => true,
+        ApiError::Transport { unresolved, .. } => !unresolved,
         _ => false,
     }
 }
@@ -97,6 +98,20 @@ pub fn is_retryable(error: &ApiError) -> bool {
 /// Whether Huawei's code says the credentials were refused (`APIG.0301`, `APIGW.0301`).
 pub fn is_authentication_failure(error_code: &str) -> bool {
     matches!(error_code, "APIG.0301" | "APIGW.0301")
+}
+
+/// Whether an answer refused the credentials themselves: APIG's `*.0301`, or IAM's 401
+/// for a wrong password (a token that must merely be refreshed, `*.0307`, is not).
+pub fn is_credential_refusal(error: &ApiError) -> bool {
+    match error {
+        ApiError::Status {
+            status, error_code, ..
+        } => {
+            let code = error_code.as_deref().unwrap_or_default();
+            is_authentication_failure(code) || (*status == 401 && !code.ends_with(".0307"))
+        }
+        _ => false,
+    }
 }
 
 /// Whether Huawei's code says an IAM token must be fetched again (`APIG.0307`, `APIGW.0307`).
@@ -139,7 +154,14 @@ mod tests {
         assert!(is_retryable(&ApiError::Transport {
             operation: "op".to_owned(),
             detail: "reset".to_owned(),
-            timeout: false
+            timeout: false,
+            unresolved: false,
+        }));
+        assert!(!is_retryable(&ApiError::Transport {
+            operation: "op".to_owned(),
+            detail: "dns error".to_owned(),
+            timeout: false,
+            unresolved: true,
         }));
     }
 
@@ -150,6 +172,17 @@ mod tests {
         assert!(!is_retryable(&status(403, Some("HSS.0013"))));
         assert!(!is_retryable(&status(400, Some("HSS.0001"))));
         assert!(!is_retryable(&status(501, None)));
+    }
+
+    #[test]
+    fn refused_keys_and_passwords_are_credential_refusals_and_nothing_else_is() {
+        assert!(is_credential_refusal(&status(401, Some("APIG.0301"))));
+        assert!(is_credential_refusal(&status(400, Some("APIGW.0301"))));
+        assert!(is_credential_refusal(&status(401, Some("401"))));
+        assert!(is_credential_refusal(&status(401, None)));
+        assert!(!is_credential_refusal(&status(401, Some("APIG.0307"))));
+        assert!(!is_credential_refusal(&status(403, Some("HSS.0013"))));
+        assert!(!is_credential_refusal(&status(429, Some("APIG.0308"))));
     }
 
     #[test]

@@ -30,6 +30,9 @@ pub struct HttpState {
     pub max_run_age: Duration,
     /// When the daemon started: it is ready before its first run for `max_run_age`.
     pub started_at: DateTime<Utc>,
+    /// Why the last run's credentials were refused, when they were; cleared by a run whose
+    /// credentials were accepted. The service is not ready until then.
+    pub credentials_refused: std::sync::Arc<std::sync::Mutex<Option<String>>>,
 }
 
 /// The routes.
@@ -56,6 +59,17 @@ async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
                 "not ready: database did not answer in time\n".to_owned(),
             )
         }
+    }
+    let refused = state
+        .credentials_refused
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    if let Some(refused) = refused {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: the last run stopped because {refused}; the next tick tries again\n"),
+        );
     }
     let max_age = chrono::Duration::from_std(state.max_run_age).unwrap_or(chrono::Duration::MAX);
     let now = Utc::now();

@@ -120,6 +120,11 @@ fn describe() {
 /// Records a finished run.
 pub fn record_run(report: &RunReport) {
     counter!("hss_sync_runs_total", "status" => report.status.as_str()).increment(1);
+    gauge!("hss_sync_credentials_refused").set(if report.credentials_refused.is_some() {
+        1.0
+    } else {
+        0.0
+    });
     histogram!("hss_sync_run_duration_seconds").record(report.duration.as_secs_f64());
     let c = &report.counts;
     for (kind, n) in [

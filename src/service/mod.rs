@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::config::{ConfigError, RawService, SyncConfig};
-use crate::store::{LeaseOutcome, Store};
+use crate::store::{Lease, LeaseOutcome, Store};
 use crate::sync::RunReport;
 
 pub use runner::{RunnerStats, Tick};
@@ -173,8 +173,8 @@ pub async fn run_leased(
     progress: ProgressBar,
     cancel: CancellationToken,
 ) -> anyhow::Result<Leased> {
-    match store.acquire_lease(tick, now(), lease).await? {
-        LeaseOutcome::Acquired => {}
+    let held = match store.acquire_lease(tick, lease).await? {
+        LeaseOutcome::Acquired(held) => held,
         LeaseOutcome::Held { holder, until } => {
             return Ok(Leased::Skipped(format!(
                 "another hss-sync process ({holder}) holds the sync lease{}",
@@ -186,7 +186,9 @@ pub async fn run_leased(
                 "another replica already ran this tick".to_owned(),
             ));
         }
-    }
+    };
+    let held = Arc::new(tokio::sync::Mutex::new(held));
+    let renewal = tokio::spawn(renew_lease(held.clone(), lease, cancel.clone()));
     let result = async {
         for run_id in store.recover_stale_runs(now()).await? {
             warn!(
@@ -194,29 +196,34 @@ pub async fn run_leased(
                 "run {run_id} was left running by a process that stopped; marked interrupted"
             );
         }
-        let renewal = tokio::spawn(renew_lease(store.clone(), lease, cancel.clone()));
-        let report =
-            crate::cli::sync_with_config(config, store, trigger, tick, progress, cancel).await;
-        renewal.abort();
-        report
+        crate::cli::sync_with_config(config, store, trigger, tick, progress, cancel).await
     }
     .await;
-    if let Err(e) = store.release_lease().await {
-        warn!("could not release the sync lease (it lapses on its own): {e}");
+    renewal.abort();
+    let _ = renewal.await;
+    match Arc::try_unwrap(held) {
+        Ok(held) => {
+            if let Err(e) = held.into_inner().release().await {
+                warn!("could not release the sync lease (it lapses on its own): {e}");
+            }
+        }
+        Err(_) => warn!("could not release the sync lease (it lapses on its own)"),
     }
     let report = result?;
     metrics::record_run(&report);
     Ok(Leased::Ran(report))
 }
 
-/// Renews the lease every third of its length; if another process took it (this one
-/// stalled past the lease), stops the sync so two never write at once.
-async fn renew_lease(store: Store, lease: Duration, cancel: CancellationToken) {
+/// Renews the lease every third of its length; if it was lost (another process took it
+/// after this one stalled past the lease, or the connection holding the lock broke), stops
+/// the sync so two never write at once.
+async fn renew_lease(held: Arc<tokio::sync::Mutex<Lease>>, lease: Duration, cancel: CancellationToken) {
     let mut interval = tokio::time::interval(lease / 3);
     interval.tick().await;
     loop {
         interval.tick().await;
-        match store.renew_lease(now(), lease).await {
+        let renewed = held.lock().await.renew().await;
+        match renewed {
             Ok(true) => {}
             Ok(false) => {
                 error!("the sync lease was taken by another process; stopping this sync");
@@ -245,12 +252,14 @@ pub async fn run_daemon(
         .with_context(|| format!("cannot listen on {}", service.listen))?;
     let address = listener.local_addr()?;
     let http_stop = CancellationToken::new();
+    let credentials_refused = Arc::new(std::sync::Mutex::new(None));
     let http = {
         let app = http::router(http::HttpState {
             store: store.clone(),
             prometheus,
             max_run_age: service.max_run_age,
             started_at: Utc::now(),
+            credentials_refused: credentials_refused.clone(),
         });
         let stop = http_stop.clone();
         tokio::spawn(async move {
@@ -276,7 +285,7 @@ pub async fn run_daemon(
     let tick_sender = sender.clone();
     let job = Job::new_async(service.schedule.expression(), move |_id, _scheduler| {
         let sender = tick_sender.clone();
-        let scheduled_at = schedule.tick_at_or_before(Utc::now());
+        let scheduled_at = schedule.tick_for_firing(Utc::now());
         Box::pin(async move {
             // A full channel means the runner is busy with a tick it has not looked at yet;
             // that tick is skipped the same way as one arriving during a run.
@@ -308,6 +317,7 @@ pub async fn run_daemon(
         move |tick, cancel| {
             let config = config.clone();
             let store = store.clone();
+            let credentials_refused = credentials_refused.clone();
             async move {
                 let trigger = if tick.scheduled_at.is_some() {
                     "schedule"
@@ -326,7 +336,13 @@ pub async fn run_daemon(
                 .await
                 {
                     Ok(Leased::Ran(report)) => {
-                        info!(run.id = report.run_id, "{}", report.summary_line())
+                        info!(run.id = report.run_id, "{}", report.summary_line());
+                        if let Some(refused) = &report.credentials_refused {
+                            // Huawei locks a key after five refusals: wait for the next tick.
+                            error!(run.id = report.run_id, "credentials refused; no request before the next tick: {refused}");
+                        }
+                        *credentials_refused.lock().unwrap_or_else(|e| e.into_inner()) =
+                            report.credentials_refused.clone();
                     }
                     Ok(Leased::Skipped(reason)) => {
                         let label = if reason.contains("this tick") {
@@ -359,8 +375,8 @@ pub async fn run_daemon(
 
 /// Marks runs that a dead process left `running` as `interrupted`, when the lease is free.
 async fn recover_at_start(store: &Store, lease: Duration) {
-    match store.acquire_lease(None, now(), lease).await {
-        Ok(LeaseOutcome::Acquired) => {
+    match store.acquire_lease(None, lease).await {
+        Ok(LeaseOutcome::Acquired(held)) => {
             match store.recover_stale_runs(now()).await {
                 Ok(ids) => {
                     for run_id in ids {
@@ -369,7 +385,7 @@ async fn recover_at_start(store: &Store, lease: Duration) {
                 }
                 Err(e) => warn!("could not recover stale runs: {e}"),
             }
-            if let Err(e) = store.release_lease().await {
+            if let Err(e) = held.release().await {
                 warn!("could not release the sync lease: {e}");
             }
         }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use croner::parser::{CronParser, Seconds};
 use croner::Cron;
 
@@ -60,6 +60,9 @@ impl Schedule {
     /// The newest scheduled time at or before `time`: the identity of the tick that fires
     /// at `time`. Replicas whose clocks agree within the interval compute the same tick.
     pub fn tick_at_or_before(&self, time: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        // Scheduled times are whole seconds; a fraction of the clock must not leak into a
+        // tick's identity, or replicas name one tick differently.
+        let time = time.trunc_subsecs(0);
         let lookback = chrono::Duration::from_std(self.typical_interval() * 2)
             .unwrap_or(chrono::Duration::days(1))
             .max(chrono::Duration::seconds(2));
@@ -73,6 +76,20 @@ impl Schedule {
             cursor = next;
         }
         tick
+    }
+
+    /// The identity of the tick whose firing the scheduler reported at `fired_at`: the
+    /// scheduled time nearest to it, in whole seconds. A replica whose scheduler fires a few
+    /// milliseconds early or late names the same tick as every other replica.
+    pub fn tick_for_firing(&self, fired_at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let before = self.tick_at_or_before(fired_at);
+        let after = self.next_after(fired_at.trunc_subsecs(0));
+        match (before, after) {
+            (Some(before), Some(after)) => {
+                Some(if fired_at - before <= after - fired_at { before } else { after })
+            }
+            (before, after) => before.or(after),
+        }
     }
 
     /// The time between the next two occurrences: how often the schedule fires.
@@ -130,6 +147,36 @@ mod tests {
         let every_second = Schedule::parse("* * * * * *").unwrap();
         assert_eq!(
             every_second.tick_at_or_before(at(5, 0, 7)),
+            Some(at(5, 0, 7))
+        );
+    }
+
+    #[test]
+    fn firings_with_fractions_of_a_second_name_the_same_whole_second_tick() {
+        let every_ten = Schedule::parse("*/10 * * * * *").unwrap();
+        let tick = at(13, 36, 20);
+        let ms = chrono::Duration::microseconds;
+        // Two replicas' schedulers fire the same tick at different fractions, one even early.
+        for fired_at in [
+            tick + ms(125_835),
+            tick + ms(167_910),
+            tick - ms(3_000),
+            tick + ms(999_999),
+        ] {
+            assert_eq!(every_ten.tick_for_firing(fired_at), Some(tick), "{fired_at}");
+        }
+        assert_eq!(
+            every_ten.tick_at_or_before(tick + ms(125_835)),
+            Some(tick),
+            "no fraction leaks into the tick"
+        );
+        let every_second = Schedule::parse("* * * * * *").unwrap();
+        assert_eq!(
+            every_second.tick_for_firing(at(5, 0, 7) + ms(400_000)),
+            Some(at(5, 0, 7))
+        );
+        assert_eq!(
+            every_second.tick_for_firing(at(5, 0, 7) - ms(100_000)),
             Some(at(5, 0, 7))
         );
     }

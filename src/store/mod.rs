@@ -10,9 +10,10 @@
 //! rows, history and the scope's audit row in one transaction.
 
 mod backend;
+mod lease;
 mod queries;
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -22,10 +23,12 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool};
 
 pub use backend::Backend;
+pub use lease::Lease;
+use lease::LeaseKind;
 use queries::Queries;
 
 use crate::registry::Registry;
-use crate::sync::plan::{self, ScopeCounts};
+use crate::sync::plan::{self, Location, Retirement, ScopeCounts};
 use crate::sync::Scope;
 
 /// How long a connection attempt may take before the store reports the database unreachable.
@@ -134,7 +137,7 @@ pub struct RunTotals {
 }
 
 /// What a scope's walk produced, handed to [`Store::apply_scope`].
-#[derive(Debug)]
+#[derive(Clone, Copy, Debug)]
 pub struct ScopeResult<'a> {
     /// The `sync_run_scopes` row to complete.
     pub scope_row_id: i64,
@@ -144,12 +147,11 @@ pub struct ScopeResult<'a> {
     pub scope: &'a Scope,
     /// Every distinct registry fetched, in order.
     pub registries: &'a [Registry],
-    /// Whether the walk completed; only then may missing registries be retired.
-    pub complete: bool,
-    /// Ids seen anywhere in this run so far, so a registry that moved to another scope
-    /// is not retired.
-    pub seen_in_run: &'a HashSet<String>,
-    /// `succeeded`, `failed` or `interrupted`.
+    /// What the scope may retire: nothing unless its walk and every walk that could hold
+    /// one of its registries completed.
+    pub retirement: Retirement<'a>,
+    /// `succeeded`, `failed` or `interrupted`; `held` is set by the store when the guard
+    /// holds the scope's deletions.
     pub status: &'a str,
     /// Pages read.
     pub n_pages: i64,
@@ -360,9 +362,13 @@ impl Store {
         dispatch!(self, pool => Queries::<Db>::begin_run(pool, &run).await)
     }
 
-    /// Takes the sync lease for this process until `now + lease`: when it is free, lapsed
-    /// or already ours, and, for a schedule `tick`, when no process has started a run for
-    /// that tick yet. One lease row serves SQLite and PostgreSQL alike.
+    /// Takes the sync lease for this process, when no other process holds it and, for a
+    /// schedule `tick`, when no process has claimed that tick yet (ticks are whole seconds).
+    ///
+    /// On PostgreSQL it is a session advisory lock on a connection of its own, which the
+    /// server releases when the connection ends; `length` does not apply. On SQLite it is
+    /// the `sync_lease` row until `length` after the last renewal, taken over at once from
+    /// a holder on this host whose process is gone.
     ///
     /// # Errors
     ///
@@ -370,33 +376,45 @@ impl Store {
     pub async fn acquire_lease(
         &self,
         tick: Option<DateTime<Utc>>,
-        now: DateTime<Utc>,
-        lease: Duration,
+        length: Duration,
     ) -> Result<LeaseOutcome, StoreError> {
-        let expires_at = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
-        dispatch!(self, pool => Queries::<Db>::acquire_lease(pool, holder_id(), tick, now, expires_at).await)
+        use chrono::SubsecRound;
+        let tick = tick.map(|t| t.trunc_subsecs(0));
+        match self {
+            Store::Postgres(pool) => lease::acquire_advisory(pool, holder_id(), tick).await,
+            Store::Sqlite(pool) => {
+                let now = Utc::now().trunc_subsecs(3);
+                let expires_at = expiry(now, length);
+                let outcome = Queries::<sqlx::Sqlite>::acquire_lease(pool, holder_id(), tick, now, expires_at).await?;
+                let outcome = match outcome {
+                    RowLease::Held { holder, .. } if lease::holder_is_gone(&holder, &hostname_or_unknown()) => {
+                        tracing::warn!(lease.holder = %holder, "the sync lease is held by process {holder}, which no longer exists; taking it over");
+                        Queries::<sqlx::Sqlite>::take_over_lease(pool, holder_id(), &holder, tick, now, expires_at).await?
+                    }
+                    other => other,
+                };
+                Ok(match outcome {
+                    RowLease::Acquired => LeaseOutcome::Acquired(Lease {
+                        kind: LeaseKind::Row {
+                            store: self.clone(),
+                            length,
+                        },
+                    }),
+                    RowLease::Held { holder, until } => LeaseOutcome::Held { holder, until },
+                    RowLease::TickTaken => LeaseOutcome::TickTaken,
+                })
+            }
+        }
     }
 
-    /// Extends this process's lease to `now + lease`; `false` when another process has it.
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError`] when the database fails.
-    pub async fn renew_lease(
-        &self,
-        now: DateTime<Utc>,
-        lease: Duration,
-    ) -> Result<bool, StoreError> {
-        let expires_at = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
+    /// Extends this process's row lease by `length`; `false` when another process has it.
+    async fn renew_row_lease(&self, length: Duration) -> Result<bool, StoreError> {
+        let expires_at = expiry(Utc::now(), length);
         dispatch!(self, pool => Queries::<Db>::renew_lease(pool, holder_id(), expires_at).await)
     }
 
-    /// Gives this process's lease back.
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError`] when the database fails.
-    pub async fn release_lease(&self) -> Result<(), StoreError> {
+    /// Gives this process's row lease back.
+    async fn release_row_lease(&self) -> Result<(), StoreError> {
         dispatch!(self, pool => Queries::<Db>::release_lease(pool, holder_id()).await)
     }
 
@@ -469,23 +487,35 @@ impl Store {
     }
 
     /// Applies one scope in one transaction: upserts what was fetched, retires what is
-    /// missing when the walk completed, writes history, and completes the scope's audit row.
+    /// missing when retiring is allowed, writes history, and completes the scope's audit row.
+    /// Returns the counts, and the message of deletions held by the guard, when they were
+    /// (the scope is then recorded `held`).
     ///
     /// # Errors
     ///
     /// [`StoreError`] when the database fails; then nothing of the scope is written.
-    pub async fn apply_scope(&self, result: &ScopeResult<'_>) -> Result<ScopeCounts, StoreError> {
+    pub async fn apply_scope(
+        &self,
+        result: &ScopeResult<'_>,
+    ) -> Result<(ScopeCounts, Option<String>), StoreError> {
         dispatch!(self, pool => {
             let mut tx = pool
                 .begin_with(<Db as Backend>::BEGIN_WRITE)
                 .await
                 .map_err(query_error("starting a scope transaction"))?;
-            let stored = Queries::<Db>::load_for_scope(&mut *tx, result.scope, result.registries).await?;
-            let plan = plan::plan_scope(&stored, result.registries, result.scope, result.complete, result.seen_in_run);
+            let stored = Queries::<Db>::load_for_scope(&mut *tx, result.scope, result.retirement.unattributed, result.registries).await?;
+            let plan = plan::plan_scope_with(&stored, result.registries, result.scope, &result.retirement);
             Queries::<Db>::write_plan(&mut *tx, &plan, result.run_id, result.now).await?;
-            Queries::<Db>::finish_scope(&mut *tx, result, &plan.counts).await?;
+            let held = (plan.counts.n_held > 0)
+                .then(|| result.retirement.guard.held_message(plan.counts.n_held, plan.n_live));
+            let mut closing = *result;
+            if let Some(held) = &held {
+                closing.status = "held";
+                closing.error = Some(held);
+            }
+            Queries::<Db>::finish_scope(&mut *tx, &closing, &plan.counts).await?;
             tx.commit().await.map_err(query_error("committing a scope"))?;
-            Ok(plan.counts)
+            Ok((plan.counts, held))
         })
     }
 
@@ -494,8 +524,25 @@ impl Store {
     /// # Errors
     ///
     /// [`StoreError`] when the database fails.
-    pub async fn live_ids_in_scope(&self, scope: &Scope) -> Result<Vec<String>, StoreError> {
-        dispatch!(self, pool => Queries::<Db>::live_ids_in_scope(pool, scope).await)
+    pub async fn live_ids_in_scope(
+        &self,
+        scope: &Scope,
+        unattributed: bool,
+    ) -> Result<Vec<String>, StoreError> {
+        dispatch!(self, pool => Queries::<Db>::live_ids_in_scope(pool, scope, unattributed).await)
+    }
+
+    /// Where the stored rows of `ids` live, and whether they are retired; ids not stored
+    /// are absent from the map.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the database fails.
+    pub async fn locations_of(
+        &self,
+        ids: &[&str],
+    ) -> Result<HashMap<String, (Location, bool)>, StoreError> {
+        dispatch!(self, pool => Queries::<Db>::locations_of(pool, ids).await)
     }
 
     /// Marks a scope row `failed` or `interrupted` without touching registries.
@@ -570,10 +617,10 @@ pub(crate) struct NewRun<'a> {
 }
 
 /// What [`Store::acquire_lease`] found.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum LeaseOutcome {
-    /// This process has the lease.
-    Acquired,
+    /// This process has the lease, until it releases it.
+    Acquired(Lease),
     /// Another process has it.
     Held {
         /// Who: `host:pid:nonce`.
@@ -585,17 +632,41 @@ pub enum LeaseOutcome {
     TickTaken,
 }
 
+/// What the lease row said, before it became a [`LeaseOutcome`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum RowLease {
+    /// This process has the row.
+    Acquired,
+    /// Another process has it.
+    Held {
+        /// Who.
+        holder: String,
+        /// Until when, unless renewed.
+        until: Option<DateTime<Utc>>,
+    },
+    /// The tick was claimed already.
+    TickTaken,
+}
+
+fn expiry(now: DateTime<Utc>, length: Duration) -> DateTime<Utc> {
+    now + chrono::Duration::from_std(length).unwrap_or(chrono::Duration::MAX)
+}
+
+fn hostname_or_unknown() -> String {
+    let host = hostname();
+    if host.is_empty() {
+        "unknown-host".to_owned()
+    } else {
+        host
+    }
+}
+
 /// This process's identity in the lease and in `sync_runs.holder`: host, pid and a random
 /// nonce, so a restarted process with a reused pid is a different holder.
 pub fn holder_id() -> &'static str {
     static HOLDER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     HOLDER.get_or_init(|| {
-        let host = hostname();
-        let host = if host.is_empty() {
-            "unknown-host".to_owned()
-        } else {
-            host
-        };
+        let host = hostname_or_unknown();
         format!(
             "{host}:{}:{:08x}",
             std::process::id(),

@@ -15,7 +15,7 @@ use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool,
 
 use crate::registry::{Registry, INTEGER_FIELDS, STRING_FIELDS};
 use crate::store::{
-    query_error, Backend, HistoryFilter, HistoryRecord, LeaseOutcome, NewRun, RegistryRecord,
+    query_error, Backend, HistoryFilter, HistoryRecord, RowLease, NewRun, RegistryRecord,
     RunRecord, RunTotals, ScopeRecord, ScopeResult, StoreError,
 };
 use crate::sync::plan::{Change, ChangeKind, Location, ScopeCounts, ScopePlan, StoredRegistry};
@@ -57,16 +57,26 @@ const SELECT_STORED: &str = "SELECT id, project_id, enterprise_project_id, regio
 const RUN_COLUMNS: &str =
     "id, started_at, finished_at, status, trigger, n_scopes, n_scopes_failed, n_pages, \
      n_requests, n_throttled, n_retries, n_fetched, n_inserted, n_updated, n_unchanged, n_deleted, n_restored, error, \
-     scheduled_at";
+     scheduled_at, n_held";
 
-const COUNT_COLUMNS: [&str; 6] = [
+const COUNT_COLUMNS: [&str; 7] = [
     "n_fetched",
     "n_inserted",
     "n_updated",
     "n_unchanged",
     "n_deleted",
     "n_restored",
+    "n_held",
 ];
+
+/// The rows a scope covers: `$1` its project, `$2` its enterprise project, `$3` whether it
+/// also answers for the project's rows recorded without one.
+static IN_SCOPE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "project_id = $1 AND ($2 = '{ALL_GRANTED_EPS}' OR enterprise_project_id = $2 \
+         OR ($3 = 1 AND enterprise_project_id IS NULL))"
+    )
+});
 
 /// `($1, .., $cols), ($cols+1, ..), ..` for `rows` rows.
 fn row_placeholders(rows: usize, cols: usize) -> String {
@@ -143,7 +153,7 @@ where
             "UPDATE sync_runs SET finished_at = $2, status = $3, n_scopes = $4, n_scopes_failed = $5, \
              n_pages = $6, n_requests = $7, n_fetched = $8, n_inserted = $9, n_updated = $10, \
              n_unchanged = $11, n_deleted = $12, n_restored = $13, error = $14, n_throttled = $15, \
-             n_retries = $16 WHERE id = $1",
+             n_retries = $16, n_held = $17 WHERE id = $1",
         )
         .bind(run_id)
         .bind(DB::timestamp(finished_at))
@@ -161,6 +171,7 @@ where
         .bind(totals.error.clone())
         .bind(totals.n_throttled)
         .bind(totals.n_retries)
+        .bind(counts.n_held)
         .execute(&mut *conn)
         .await
         .map_err(query_error("recording the end of a run"))?;
@@ -201,8 +212,8 @@ where
         sqlx::query::<DB>(
             "UPDATE sync_run_scopes SET status = $2, n_pages = $3, n_requests = $4, api_total = $5, \
              n_fetched = $6, n_inserted = $7, n_updated = $8, n_unchanged = $9, n_deleted = $10, \
-             n_restored = $11, error = $12, finished_at = $13, n_throttled = $14, n_retries = $15 \
-             WHERE id = $1",
+             n_restored = $11, error = $12, finished_at = $13, n_throttled = $14, n_retries = $15, \
+             n_held = $16 WHERE id = $1",
         )
         .bind(result.scope_row_id)
         .bind(result.status.to_owned())
@@ -219,6 +230,7 @@ where
         .bind(DB::timestamp(result.now))
         .bind(result.n_throttled)
         .bind(result.n_retries)
+        .bind(counts.n_held)
         .execute(&mut *conn)
         .await
         .map_err(query_error("recording the end of a scope"))?;
@@ -229,15 +241,16 @@ where
     pub(crate) async fn live_ids_in_scope(
         pool: &Pool<DB>,
         scope: &Scope,
+        unattributed: bool,
     ) -> Result<Vec<String>, StoreError> {
         const CONTEXT: &str = "reading the live registries of a scope";
         let mut conn = pool.acquire().await.map_err(query_error(CONTEXT))?;
         let rows = sqlx::query::<DB>(&format!(
-            "SELECT id FROM registries WHERE deleted_at IS NULL AND project_id = $1 \
-             AND ($2 = '{ALL_GRANTED_EPS}' OR enterprise_project_id = $2)"
+            "SELECT id FROM registries WHERE deleted_at IS NULL AND {}", *IN_SCOPE
         ))
         .bind(scope.project_id.clone())
         .bind(scope.enterprise_project_id.clone())
+        .bind(i64::from(unattributed))
         .fetch_all(&mut *conn)
         .await
         .map_err(query_error(CONTEXT))?;
@@ -250,16 +263,16 @@ where
     pub(crate) async fn load_for_scope(
         conn: &mut DB::Connection,
         scope: &Scope,
+        unattributed: bool,
         fetched: &[Registry],
     ) -> Result<Vec<StoredRegistry>, StoreError> {
         const CONTEXT: &str = "loading the stored registries of a scope";
         let mut by_id: HashMap<String, StoredRegistry> = HashMap::new();
-        let rows = sqlx::query::<DB>(&format!(
-            "{SELECT_STORED} WHERE project_id = $1 AND ($2 = '{ALL_GRANTED_EPS}' OR enterprise_project_id = $2)"
-        ))
-        .bind(scope.project_id.clone())
-        .bind(scope.enterprise_project_id.clone())
-        .fetch_all(&mut *conn)
+        let rows = sqlx::query::<DB>(&format!("{SELECT_STORED} WHERE {}", *IN_SCOPE))
+            .bind(scope.project_id.clone())
+            .bind(scope.enterprise_project_id.clone())
+            .bind(i64::from(unattributed))
+            .fetch_all(&mut *conn)
         .await
         .map_err(query_error(CONTEXT))?;
         for row in rows {
@@ -294,6 +307,46 @@ where
         Ok(stored)
     }
 
+    /// The location and retired flag of each stored row among `ids`.
+    pub(crate) async fn locations_of(
+        pool: &Pool<DB>,
+        ids: &[&str],
+    ) -> Result<HashMap<String, (Location, bool)>, StoreError> {
+        const CONTEXT: &str = "reading where registries live";
+        let mut conn = pool.acquire().await.map_err(query_error(CONTEXT))?;
+        let mut found = HashMap::new();
+        for chunk in ids.chunks(IDS_PER_STATEMENT) {
+            let sql = format!(
+                "SELECT id, project_id, enterprise_project_id, region, deleted_at FROM registries WHERE id IN ({})",
+                placeholders(1, chunk.len())
+            );
+            let mut query = sqlx::query::<DB>(&sql);
+            for id in chunk {
+                query = query.bind((*id).to_owned());
+            }
+            for row in query
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(query_error(CONTEXT))?
+            {
+                let deleted_at: Option<DB::Timestamp> =
+                    row.try_get("deleted_at").map_err(query_error(CONTEXT))?;
+                let location = Location {
+                    project_id: row.try_get("project_id").map_err(query_error(CONTEXT))?,
+                    enterprise_project_id: row
+                        .try_get("enterprise_project_id")
+                        .map_err(query_error(CONTEXT))?,
+                    region: row.try_get("region").map_err(query_error(CONTEXT))?,
+                };
+                let id: String = row.try_get("id").map_err(query_error(CONTEXT))?;
+                found.insert(id, (location, deleted_at.is_some()));
+            }
+        }
+        Ok(found)
+    }
+
+    /// Writes a scope's plan: new rows, changed and retired rows, their history rows (closing
+    /// the previous versions), and `last_seen_at` of the unchanged ones.
     pub(crate) async fn write_plan(
         conn: &mut DB::Connection,
         plan: &ScopePlan,
@@ -588,7 +641,7 @@ where
         tick: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
         expires_at: DateTime<Utc>,
-    ) -> Result<LeaseOutcome, StoreError> {
+    ) -> Result<RowLease, StoreError> {
         const CONTEXT: &str = "taking the sync lease";
         let mut conn = pool.acquire().await.map_err(query_error(CONTEXT))?;
         let taken = sqlx::query::<DB>(
@@ -605,7 +658,7 @@ where
         .await
         .map_err(query_error(CONTEXT))?;
         if taken.is_some() {
-            return Ok(LeaseOutcome::Acquired);
+            return Ok(RowLease::Acquired);
         }
         let row = sqlx::query::<DB>(
             "SELECT holder, expires_at, last_tick_at FROM sync_lease WHERE name = 'sync'",
@@ -621,13 +674,47 @@ where
         let last_tick = last_tick.map(DB::read_timestamp).transpose()?;
         if let (Some(tick), Some(last_tick)) = (tick, last_tick) {
             if last_tick >= tick {
-                return Ok(LeaseOutcome::TickTaken);
+                return Ok(RowLease::TickTaken);
             }
         }
-        Ok(LeaseOutcome::Held {
+        Ok(RowLease::Held {
             holder: current.unwrap_or_default(),
             until: until.map(DB::read_timestamp).transpose()?,
         })
+    }
+
+    /// Takes the lease from `previous`, a holder whose process is gone, unless another
+    /// process took it meanwhile; the tick rule still applies.
+    pub(crate) async fn take_over_lease(
+        pool: &Pool<DB>,
+        holder: &str,
+        previous: &str,
+        tick: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<RowLease, StoreError> {
+        const CONTEXT: &str = "taking over the sync lease";
+        let mut conn = pool.acquire().await.map_err(query_error(CONTEXT))?;
+        let taken = sqlx::query::<DB>(
+            "UPDATE sync_lease SET holder = $1, acquired_at = $2, expires_at = $3, \
+             last_tick_at = COALESCE($4, last_tick_at) \
+             WHERE name = 'sync' AND holder = $5 \
+             AND ($4 IS NULL OR last_tick_at IS NULL OR last_tick_at < $4) RETURNING holder",
+        )
+        .bind(holder.to_owned())
+        .bind(DB::timestamp(now))
+        .bind(DB::timestamp(expires_at))
+        .bind(tick.map(DB::timestamp))
+        .bind(previous.to_owned())
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(query_error(CONTEXT))?;
+        drop(conn);
+        if taken.is_some() {
+            return Ok(RowLease::Acquired);
+        }
+        // Taken by someone else meanwhile, or the tick is claimed: say which.
+        Self::acquire_lease(pool, holder, tick, now, expires_at).await
     }
 
     /// Extends the lease while `holder` still has it; `false` when another process took it.
@@ -688,7 +775,7 @@ where
         .map_err(query_error(CONTEXT))?;
         sqlx::query::<DB>(
             "UPDATE sync_run_scopes SET status = 'interrupted', finished_at = $1, error = $2 WHERE status = 'running' \
-             AND sync_run_id IN (SELECT id FROM sync_runs WHERE status = 'interrupted')",
+             AND sync_run_id IN (SELECT id FROM sync_runs WHERE status <> 'running')",
         )
         .bind(DB::timestamp(now))
         .bind(message)
@@ -848,5 +935,6 @@ where
         n_unchanged: get(COUNT_COLUMNS[3])?,
         n_deleted: get(COUNT_COLUMNS[4])?,
         n_restored: get(COUNT_COLUMNS[5])?,
+        n_held: get(COUNT_COLUMNS[6])?,
     })
 }

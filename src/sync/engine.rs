@@ -1,20 +1,24 @@
 //! One sync run: walk every scope, apply each, record the run.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Mutex as StdMutex;
 use std::time::Instant;
 
 use chrono::{DateTime, SubsecRound, Utc};
+use futures::future::join_all;
 use indicatif::ProgressBar;
+use tokio::sync::{Mutex, MutexGuard, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use futures::future::join_all;
-use tokio::sync::{Mutex, Semaphore};
-
-use crate::api::{Attempts, HssClient, HssClients, ListRegistryQuery, RegistryFilters};
+use crate::api::retry::is_credential_refusal;
+use crate::api::{
+    ApiError, Attempts, HssClient, HssClients, ListRegistryQuery, RegistryFilters, RegistryPage,
+};
 use crate::registry::Registry;
 use crate::store::{RunTotals, ScopeResult, Store, StoreError};
-use crate::sync::{RunReport, RunStatus, Scope, ScopeCounts, ScopeReport};
+use crate::sync::plan::{DeletionGuard, Retirement};
+use crate::sync::{RunReport, RunStatus, Scope, ScopeCounts, ScopeReport, ALL_GRANTED_EPS};
 
 /// The largest `offset` ListRegistry accepts. A walk that would need a larger one fails its
 /// scope rather than send a request the API rejects.
@@ -57,6 +61,12 @@ pub struct SyncOptions {
     pub scheduled_at: Option<DateTime<Utc>>,
     /// Walk a scope a second time before retiring what it misses.
     pub confirm_deletions: bool,
+    /// The guard that holds a scope's deletions when a walk misses too much of it.
+    pub deletion_guard: DeletionGuard,
+    /// Projects whose scopes in this run name every enterprise project of the account (as
+    /// EPS discovery lists them): their rows recorded without an enterprise project (through
+    /// `all_granted_eps`) are reconciled when every one of those scopes completes.
+    pub projects_with_every_enterprise_project: BTreeSet<String>,
 }
 
 impl Default for SyncOptions {
@@ -71,6 +81,8 @@ impl Default for SyncOptions {
             max_rewalks: DEFAULT_MAX_REWALKS,
             scheduled_at: None,
             confirm_deletions: true,
+            deletion_guard: DeletionGuard::default(),
+            projects_with_every_enterprise_project: BTreeSet::new(),
         }
     }
 }
@@ -92,18 +104,20 @@ pub enum SyncError {
     },
 }
 
-/// Runs one sync of `scopes`: records the run, walks and applies every scope, records the
+/// Runs one sync of `scopes`: records the run, walks every scope, applies each, records the
 /// outcome, and returns the report.
 ///
-/// Scopes are walked concurrently (at most `options.concurrency` at once); a scope is
-/// applied once every scope of its project is walked. API failures fail their scope, not
-/// the run: they are recorded in `sync_run_scopes` and the run ends `partial` (or
-/// `failed` when no scope succeeded).
+/// Scopes are walked concurrently (at most `options.concurrency` at once), then applied one
+/// by one, each in one transaction. API failures fail their scope, not the run: they are
+/// recorded in `sync_run_scopes` and the run ends `partial` (or `failed` when no scope
+/// succeeded). A registry is retired only when every scope of the run completed its walk,
+/// since a registry can move to any scope, and the scope that failed might hold it.
+/// Credentials refused once stop every scope before its next request, and fail the run.
 ///
 /// # Errors
 ///
-/// [`SyncError::Store`] when the database fails; the run is recorded `failed` if the
-/// database still answers.
+/// [`SyncError::Store`] when the database fails; the run and its scopes are still recorded
+/// with what was committed, if the database answers.
 #[tracing::instrument(skip_all, fields(n_scopes = scopes.len(), trigger = %options.trigger))]
 pub async fn run_once(
     clients: &HssClients,
@@ -131,6 +145,10 @@ pub async fn run_once(
     );
     metrics::gauge!("hss_sync_run_in_progress").set(1.0);
     options.progress.set_length(scopes.len() as u64);
+    let outcome = run_scopes(clients, store, scopes, options, run_id).await;
+    metrics::gauge!("hss_sync_run_in_progress").set(0.0);
+    options.progress.finish_and_clear();
+
     let mut report = RunReport {
         run_id,
         status: RunStatus::Succeeded,
@@ -141,24 +159,9 @@ pub async fn run_once(
         n_throttled: 0,
         n_retries: 0,
         duration: Default::default(),
+        credentials_refused: outcome.refused.clone(),
     };
-    let result = run_scopes(clients, store, scopes, options, run_id).await;
-    metrics::gauge!("hss_sync_run_in_progress").set(0.0);
-    let scope_reports = match result {
-        Ok(scope_reports) => scope_reports,
-        Err(source) => {
-            report.status = RunStatus::Failed;
-            report.duration = started.elapsed();
-            let totals = totals_of(&report, scopes.len(), Some(source.to_string()));
-            // The database may be gone; the error that matters is the first one.
-            if let Err(e) = store.finish_run(run_id, &totals, now()).await {
-                warn!(run.id = run_id, error = %e, "could not record the failure of run {run_id}");
-            }
-            options.progress.finish_and_clear();
-            return Err(SyncError::Store { run_id, source });
-        }
-    };
-    for scope_report in scope_reports {
+    for scope_report in outcome.reports {
         report.n_pages += scope_report.n_pages;
         report.n_requests += scope_report.n_requests;
         report.n_throttled += scope_report.n_throttled;
@@ -167,32 +170,55 @@ pub async fn run_once(
         report.scopes.push(scope_report);
     }
     let n_failed = report.n_scopes_failed();
-    report.status = if options.cancel.is_cancelled() {
+    let n_applied = report
+        .scopes
+        .iter()
+        .filter(|s| s.status == "succeeded" || s.status == "held")
+        .count();
+    report.status = if outcome.refused.is_some() {
+        RunStatus::Failed
+    } else if options.cancel.is_cancelled() {
         RunStatus::Interrupted
-    } else if n_failed == 0 {
+    } else if n_failed == 0 && report.n_scopes_held() == 0 && outcome.store_error.is_none() {
         RunStatus::Succeeded
-    } else if n_failed < scopes.len() {
+    } else if n_applied > 0 {
         RunStatus::Partial
     } else {
         RunStatus::Failed
     };
     report.duration = started.elapsed();
-    let first_error = report
-        .scopes
-        .iter()
-        .find_map(|s| s.error.as_ref().map(|e| format!("scope {}: {e}", s.scope)));
-    let totals = totals_of(&report, scopes.len(), first_error);
-    store
-        .finish_run(run_id, &totals, now())
-        .await
-        .map_err(|source| SyncError::Store { run_id, source })?;
-    options.progress.finish_and_clear();
+    let error = outcome
+        .refused
+        .clone()
+        .or_else(|| {
+            outcome
+                .store_error
+                .as_ref()
+                .map(|e| format!("database: {}", error_chain(e)))
+        })
+        .or_else(|| {
+            report
+                .scopes
+                .iter()
+                .find_map(|s| s.error.as_ref().map(|e| format!("scope {}: {e}", s.scope)))
+        });
+    let totals = totals_of(&report, scopes.len(), error);
+    let finished = store.finish_run(run_id, &totals, now()).await;
+    if let Some(source) = outcome.store_error {
+        if let Err(e) = finished {
+            // The database may be gone; the error that matters is the first one.
+            warn!(run.id = run_id, error = %e, "could not record the failure of run {run_id}");
+        }
+        return Err(SyncError::Store { run_id, source });
+    }
+    finished.map_err(|source| SyncError::Store { run_id, source })?;
     let c = &report.counts;
     info!(
         run.id = run_id,
         run.status = report.status.as_str(),
         n_scopes = scopes.len(),
         n_scopes_failed = n_failed,
+        n_scopes_held = report.n_scopes_held(),
         n_pages = report.n_pages,
         n_requests = report.n_requests,
         n_throttled = report.n_throttled,
@@ -202,6 +228,7 @@ pub async fn run_once(
         n_unchanged = c.n_unchanged,
         n_deleted = c.n_deleted,
         n_restored = c.n_restored,
+        n_held = c.n_held,
         duration_ms = report.duration.as_millis() as u64,
         "sync run {run_id} {}",
         report.status.as_str()
@@ -226,140 +253,276 @@ pub async fn record_failed_run(
             ..RunTotals::default()
         };
         store.finish_run(run_id, &totals, now()).await?;
-        warn!(
-            run.id = run_id,
-            "sync run {run_id} failed before its first scope: {error}"
-        );
-        Ok::<_, StoreError>(())
+        Ok::<_, StoreError>(run_id)
     }
     .await;
     if let Err(e) = result {
-        warn!("could not record the failed run: {e}");
+        warn!(error = %e, "could not record the failed run");
     }
 }
 
-/// Walks every scope (at most `concurrency` at once) and applies them project by project.
-/// All scopes of a project are walked before any is applied, so a registry that moved
-/// between two enterprise projects of the project is seen in its new scope before its old
-/// scope could retire it. Applying is serialised: one writer at a time suits SQLite and
-/// keeps PostgreSQL transactions short.
+/// What walking and applying every scope of a run came to.
+struct ScopesOutcome {
+    /// One report per scope, in the order given.
+    reports: Vec<ScopeReport>,
+    /// The first database failure; scopes after it were not applied.
+    store_error: Option<StoreError>,
+    /// Why the credentials were refused, when they were.
+    refused: Option<String>,
+}
+
+/// Walks every scope, decides what may be retired, and applies each scope in order.
+///
+/// Every scope is walked before any is applied: a registry may move between any two scopes
+/// (enterprise projects, or even projects), so a registry is retired only when every walk of
+/// the run completed and none saw it. Applying is serialised: one writer at a time suits
+/// SQLite and keeps PostgreSQL transactions short.
 async fn run_scopes(
     clients: &HssClients,
     store: &Store,
     scopes: &[Scope],
     options: &SyncOptions,
     run_id: i64,
-) -> Result<Vec<ScopeReport>, StoreError> {
-    let mut groups: Vec<Vec<(usize, &Scope)>> = Vec::new();
-    for (index, scope) in scopes.iter().enumerate() {
-        match groups
-            .iter_mut()
-            .find(|g| g[0].1.project_id == scope.project_id && g[0].1.region == scope.region)
-        {
-            Some(group) => group.push((index, scope)),
-            None => groups.push(vec![(index, scope)]),
+) -> ScopesOutcome {
+    let mut scope_row_ids = Vec::with_capacity(scopes.len());
+    for scope in scopes {
+        match store.begin_scope(run_id, scope, now()).await {
+            Ok(id) => scope_row_ids.push(id),
+            Err(e) => {
+                // Nothing was walked or written: the run is failed and its started scopes
+                // are closed by the next run's recovery if this database stays down.
+                return ScopesOutcome {
+                    reports: Vec::new(),
+                    store_error: Some(e),
+                    refused: None,
+                };
+            }
         }
     }
+    let gate = AuthGate::default();
     let walk_slots = Semaphore::new(options.concurrency.max(1));
-    let writer = Mutex::new(());
-    let group_results = join_all(groups.into_iter().map(|group| {
-        let walk_slots = &walk_slots;
-        let writer = &writer;
+    let mut walks: Vec<Walk> = join_all(scopes.iter().map(|scope| {
+        let (walk_slots, gate) = (&walk_slots, &gate);
         async move {
-            let walked = join_all(group.into_iter().map(|(index, scope)| async move {
-                let _slot = walk_slots
-                    .acquire()
-                    .await
-                    .expect("semaphore is never closed");
-                let scope_row_id = store.begin_scope(run_id, scope, now()).await?;
-                let walk = match clients.for_region(&scope.region) {
-                    Some(client) => walk_with_rewalks(client, scope, options).await,
-                    None => Walk::failed(format!(
-                        "no HSS endpoint is configured for region {}",
-                        scope.region
-                    )),
-                };
-                Ok::<_, StoreError>((index, scope, scope_row_id, walk))
-            }))
-            .await
-            .into_iter()
-            .collect::<Result<Vec<_>, StoreError>>()?;
-            let seen_in_group = ids_of(&walked);
-            let mut confirmed = Vec::with_capacity(walked.len());
-            for (index, scope, scope_row_id, walk) in walked {
-                let walk = confirm_deletions(
-                    store,
-                    clients,
-                    scope,
-                    walk,
-                    &seen_in_group,
-                    walk_slots,
-                    options,
-                )
-                .await?;
-                confirmed.push((index, scope, scope_row_id, walk));
+            let _slot = walk_slots
+                .acquire()
+                .await
+                .expect("semaphore is never closed");
+            match clients.for_region(&scope.region) {
+                Some(client) => walk_with_rewalks(client, scope, options, gate).await,
+                None => Walk::failed(format!(
+                    "no HSS endpoint is configured for region {}",
+                    scope.region
+                )),
             }
-            let walked = confirmed;
-            let seen_in_group = ids_of(&walked);
-            let _writer = writer.lock().await;
-            let mut reports = Vec::new();
-            for (index, scope, scope_row_id, walk) in walked {
-                let scope_report =
-                    apply_walk(store, run_id, scope, scope_row_id, walk, &seen_in_group).await?;
-                options.progress.inc(1);
-                reports.push((index, scope_report));
-            }
-            Ok::<_, StoreError>(reports)
         }
     }))
     .await;
-    let mut reports = Vec::new();
-    for result in group_results {
-        reports.extend(result?);
+    let unattributed = unattributed_scopes(scopes, options);
+    let mut all_complete = walks.iter().all(|w| w.outcome == WalkOutcome::Complete)
+        && !options.cancel.is_cancelled()
+        && gate.refused().is_none();
+    if all_complete && options.confirm_deletions {
+        match confirm_deletions(clients, store, scopes, &unattributed, walks, options, &gate).await {
+            Ok(confirmed) => walks = confirmed,
+            Err(e) => {
+                return close_all(store, scopes, &scope_row_ids, run_id, Vec::new(), e).await;
+            }
+        }
+        all_complete = walks.iter().all(|w| w.outcome == WalkOutcome::Complete)
+            && !options.cancel.is_cancelled()
+            && gate.refused().is_none();
     }
-    reports.sort_by_key(|(index, _)| *index);
-    Ok(reports.into_iter().map(|(_, report)| report).collect())
-}
-
-type Walked<'a> = (usize, &'a Scope, i64, Walk);
-
-fn ids_of(walked: &[Walked<'_>]) -> HashSet<String> {
-    walked
+    if let Err(e) = assign_owners(store, scopes, &mut walks).await {
+        return close_all(store, scopes, &scope_row_ids, run_id, walks, e).await;
+    }
+    let seen_in_run: HashSet<String> = walks
         .iter()
-        .flat_map(|(_, _, _, walk)| walk.registries.iter().map(|r| r.id.clone()))
-        .collect()
+        .flat_map(|w| w.registries.iter().map(|r| r.id.clone()))
+        .collect();
+    if !all_complete {
+        let n_held_back = walks
+            .iter()
+            .filter(|w| w.outcome == WalkOutcome::Complete)
+            .count();
+        if n_held_back > 0 {
+            info!(
+                "{n_held_back} scopes completed, but not every scope of the run did: nothing is retired this run"
+            );
+        }
+    }
+    let refused = gate.refused();
+    let mut reports = Vec::with_capacity(scopes.len());
+    let mut store_error = None;
+    for (index, (scope, walk)) in scopes.iter().zip(walks).enumerate() {
+        let retirement = Retirement {
+            allowed: all_complete,
+            seen_in_run: &seen_in_run,
+            unattributed: unattributed.contains(&index),
+            guard: options.deletion_guard,
+        };
+        if store_error.is_some() {
+            reports.push(not_applied(scope, walk, "not applied: a database write failed earlier in the run"));
+            continue;
+        }
+        match apply_walk(store, run_id, scope, scope_row_ids[index], walk, retirement).await {
+            Ok(report) => reports.push(report),
+            Err((report, e)) => {
+                warn!(scope = %scope, "scope {scope} could not be written: {}", error_chain(&e));
+                reports.push(report);
+                store_error = Some(e);
+            }
+        }
+        options.progress.inc(1);
+    }
+    if store_error.is_some() {
+        close_unapplied(store, &reports, &scope_row_ids, run_id).await;
+    }
+    ScopesOutcome {
+        reports,
+        store_error,
+        refused,
+    }
 }
 
-/// Before a complete walk retires anything, a second walk confirms it. Offset paging over a
-/// list that changes during the walk can skip an item without any count showing it (one
-/// registry deleted before the walk's position and one added after it); a registry missing
-/// from two walks in a row is really gone. Costs requests only when something is missing.
-async fn confirm_deletions(
+/// Closes every scope row as failed after a database error before anything was applied.
+async fn close_all(
     store: &Store,
-    clients: &HssClients,
-    scope: &Scope,
-    first: Walk,
-    seen_in_group: &HashSet<String>,
-    walk_slots: &Semaphore,
-    options: &SyncOptions,
-) -> Result<Walk, StoreError> {
-    if first.outcome != WalkOutcome::Complete || !options.confirm_deletions {
-        return Ok(first);
-    }
-    let live = store.live_ids_in_scope(scope).await?;
-    let n_missing = live
+    scopes: &[Scope],
+    scope_row_ids: &[i64],
+    run_id: i64,
+    walks: Vec<Walk>,
+    error: StoreError,
+) -> ScopesOutcome {
+    let mut walks = walks.into_iter();
+    let reports: Vec<ScopeReport> = scopes
         .iter()
-        .filter(|id| !seen_in_group.contains(*id))
-        .count();
-    let Some(client) = clients.for_region(&scope.region).filter(|_| n_missing > 0) else {
-        return Ok(first);
+        .map(|scope| {
+            let walk = walks.next().unwrap_or_else(|| Walk::failed(String::new()));
+            not_applied(scope, walk, "not applied: the database failed before this scope was written")
+        })
+        .collect();
+    close_unapplied(store, &reports, scope_row_ids, run_id).await;
+    ScopesOutcome {
+        reports,
+        store_error: Some(error),
+        refused: None,
+    }
+}
+
+/// Records the scopes that were not applied with their final status, as far as the
+/// database still answers; rows it cannot close are recovered by the next run.
+async fn close_unapplied(store: &Store, reports: &[ScopeReport], scope_row_ids: &[i64], run_id: i64) {
+    let seen = HashSet::new();
+    for (report, scope_row_id) in reports.iter().zip(scope_row_ids) {
+        if report.status != "failed" || report.counts != ScopeCounts::default() {
+            continue;
+        }
+        let result = ScopeResult {
+            scope_row_id: *scope_row_id,
+            run_id,
+            scope: &report.scope,
+            registries: &[],
+            retirement: Retirement {
+                allowed: false,
+                seen_in_run: &seen,
+                unattributed: false,
+                guard: DeletionGuard::default(),
+            },
+            status: report.status,
+            n_pages: report.n_pages,
+            n_requests: report.n_requests,
+            n_throttled: report.n_throttled,
+            n_retries: report.n_retries,
+            api_total: report.api_total,
+            error: report.error.as_deref(),
+            now: now(),
+        };
+        if store.close_scope_without_changes(&result).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The report of a scope that was walked but not written.
+fn not_applied(scope: &Scope, walk: Walk, why: &str) -> ScopeReport {
+    let error = match &walk.outcome {
+        WalkOutcome::Failed(e) | WalkOutcome::Inconsistent(e) if !e.is_empty() => {
+            format!("{e}; {why}")
+        }
+        _ => why.to_owned(),
     };
-    info!(scope = %scope, n_missing, "scope {scope}: {n_missing} registries missing; walking it again to confirm");
-    let _slot = walk_slots
-        .acquire()
-        .await
-        .expect("semaphore is never closed");
-    let second = walk_with_rewalks(client, scope, options).await;
+    ScopeReport {
+        scope: scope.clone(),
+        status: "failed",
+        n_pages: walk.n_pages,
+        n_requests: walk.attempts.n_requests.into(),
+        n_throttled: walk.attempts.n_throttled.into(),
+        n_retries: walk.attempts.n_retries.into(),
+        n_walks: walk.n_walks.into(),
+        api_total: walk.api_total,
+        counts: ScopeCounts::default(),
+        error: Some(error),
+    }
+}
+
+/// The scopes (by index) that answer for their project's rows recorded without an
+/// enterprise project: the first scope of each project whose scopes name every enterprise
+/// project of the account.
+fn unattributed_scopes(scopes: &[Scope], options: &SyncOptions) -> HashSet<usize> {
+    let mut chosen = HashSet::new();
+    let mut projects_done = HashSet::new();
+    for (index, scope) in scopes.iter().enumerate() {
+        if scope.enterprise_project_id != ALL_GRANTED_EPS
+            && options
+                .projects_with_every_enterprise_project
+                .contains(&scope.project_id)
+            && projects_done.insert(scope.project_id.as_str())
+        {
+            chosen.insert(index);
+        }
+    }
+    chosen
+}
+
+/// Before a complete run retires anything, a second walk of each scope that misses something
+/// confirms it. Offset paging over a list that changes during the walk can skip an item
+/// without any count showing it (one registry deleted before the walk's position and one
+/// added after it); a registry missing from two walks in a row is really gone. Costs
+/// requests only when something is missing.
+async fn confirm_deletions(
+    clients: &HssClients,
+    store: &Store,
+    scopes: &[Scope],
+    unattributed: &HashSet<usize>,
+    walks: Vec<Walk>,
+    options: &SyncOptions,
+    gate: &AuthGate,
+) -> Result<Vec<Walk>, StoreError> {
+    let seen_in_run: HashSet<String> = walks
+        .iter()
+        .flat_map(|w| w.registries.iter().map(|r| r.id.clone()))
+        .collect();
+    let mut confirmed = Vec::with_capacity(walks.len());
+    for (index, (scope, first)) in scopes.iter().zip(walks).enumerate() {
+        let live = store
+            .live_ids_in_scope(scope, unattributed.contains(&index))
+            .await?;
+        let n_missing = live.iter().filter(|id| !seen_in_run.contains(*id)).count();
+        let Some(client) = clients.for_region(&scope.region).filter(|_| n_missing > 0) else {
+            confirmed.push(first);
+            continue;
+        };
+        info!(scope = %scope, n_missing, "scope {scope}: {n_missing} registries missing; walking it again to confirm");
+        let second = walk_with_rewalks(client, scope, options, gate).await;
+        confirmed.push(merge_confirming_walk(first, second));
+    }
+    Ok(confirmed)
+}
+
+/// The first walk of a scope with its confirming walk: what either saw is present, with the
+/// second walk's content, the newer; a confirming walk that fails fails the scope.
+fn merge_confirming_walk(first: Walk, second: Walk) -> Walk {
     let mut merged = Walk {
         n_pages: first.n_pages + second.n_pages,
         n_walks: first.n_walks + second.n_walks,
@@ -372,7 +535,6 @@ async fn confirm_deletions(
     };
     match second.outcome {
         WalkOutcome::Complete => {
-            // What either walk saw is present; the second walk's content is the newer.
             let second_ids: HashSet<&str> =
                 second.registries.iter().map(|r| r.id.as_str()).collect();
             let first_only: Vec<Registry> = merged
@@ -392,7 +554,75 @@ async fn confirm_deletions(
         // Not reached (the first walk had no filters, nor has the second), but never retire on it.
         WalkOutcome::Filtered => merged.outcome = WalkOutcome::Filtered,
     }
-    Ok(merged)
+    merged
+}
+
+/// Ids that more than one scope returned get one owner, and the other scopes drop them, so
+/// a registry listed under two projects (or two enterprise projects) does not move back and
+/// forth on every run. The owner is the scope that already holds it, when that scope saw it;
+/// otherwise the first such scope in scope order. Each such id is logged once per process.
+async fn assign_owners(
+    store: &Store,
+    scopes: &[Scope],
+    walks: &mut [Walk],
+) -> Result<(), StoreError> {
+    let mut seen_by: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (index, walk) in walks.iter().enumerate() {
+        for registry in &walk.registries {
+            seen_by.entry(registry.id.as_str()).or_default().push(index);
+        }
+    }
+    let shared: Vec<&str> = seen_by
+        .iter()
+        .filter(|(_, indexes)| indexes.len() > 1)
+        .map(|(id, _)| *id)
+        .collect();
+    if shared.is_empty() {
+        return Ok(());
+    }
+    let stored = store.locations_of(&shared).await?;
+    let mut dropped: Vec<HashSet<String>> = vec![HashSet::new(); walks.len()];
+    for id in shared {
+        let indexes = &seen_by[id];
+        let owner = stored
+            .get(id)
+            .filter(|(_, deleted)| !deleted)
+            .and_then(|(location, _)| {
+                indexes
+                    .iter()
+                    .copied()
+                    .find(|&i| scopes[i].covers(location))
+            })
+            .unwrap_or_else(|| {
+                *indexes
+                    .iter()
+                    .min_by_key(|&&i| &scopes[i])
+                    .expect("a shared id has scopes")
+            });
+        for &index in indexes.iter().filter(|&&i| i != owner) {
+            dropped[index].insert(id.to_owned());
+        }
+        warn_once(id, &scopes[owner], indexes.iter().map(|&i| &scopes[i]));
+    }
+    for (walk, dropped) in walks.iter_mut().zip(dropped) {
+        if !dropped.is_empty() {
+            walk.registries.retain(|r| !dropped.contains(&r.id));
+        }
+    }
+    Ok(())
+}
+
+fn warn_once<'a>(id: &str, owner: &Scope, scopes: impl Iterator<Item = &'a Scope>) {
+    static WARNED: StdMutex<Option<HashSet<String>>> = StdMutex::new(None);
+    let mut warned = WARNED.lock().unwrap_or_else(|e| e.into_inner());
+    if warned.get_or_insert_with(HashSet::new).insert(id.to_owned()) {
+        let names: Vec<String> = scopes.map(|s| s.to_string()).collect();
+        warn!(
+            registry.id = id,
+            "registry {id} is listed by several scopes ({}); it is kept in {owner}",
+            names.join(", ")
+        );
+    }
 }
 
 async fn apply_walk(
@@ -401,8 +631,8 @@ async fn apply_walk(
     scope: &Scope,
     scope_row_id: i64,
     walk: Walk,
-    seen_in_run: &HashSet<String>,
-) -> Result<ScopeReport, StoreError> {
+    retirement: Retirement<'_>,
+) -> Result<ScopeReport, (ScopeReport, StoreError)> {
     let status = match &walk.outcome {
         WalkOutcome::Complete | WalkOutcome::Filtered => "succeeded",
         WalkOutcome::Failed(_) | WalkOutcome::Inconsistent(_) => "failed",
@@ -417,8 +647,10 @@ async fn apply_walk(
         run_id,
         scope,
         registries: &walk.registries,
-        complete: matches!(walk.outcome, WalkOutcome::Complete),
-        seen_in_run,
+        retirement: Retirement {
+            allowed: retirement.allowed && walk.outcome == WalkOutcome::Complete,
+            ..retirement
+        },
         status,
         n_pages: walk.n_pages,
         n_requests: walk.attempts.n_requests.into(),
@@ -428,25 +660,7 @@ async fn apply_walk(
         error: error.as_deref(),
         now: now(),
     };
-    let counts = if matches!(walk.outcome, WalkOutcome::Interrupted) {
-        store.close_scope_without_changes(&result).await?;
-        ScopeCounts::default()
-    } else {
-        store.apply_scope(&result).await?
-    };
-    if let Some(error) = &error {
-        metrics::counter!("hss_sync_scope_failures_total").increment(1);
-        // Logged once, here, where the failure is handled.
-        warn!(
-            scope = %scope,
-            project_id = %scope.project_id,
-            enterprise_project_id = %scope.enterprise_project_id,
-            n_pages = walk.n_pages,
-            n_requests = walk.attempts.n_requests,
-            "scope {scope} failed, nothing in it retired: {error}"
-        );
-    }
-    Ok(ScopeReport {
+    let mut report = ScopeReport {
         scope: scope.clone(),
         status,
         n_pages: walk.n_pages,
@@ -455,9 +669,133 @@ async fn apply_walk(
         n_retries: walk.attempts.n_retries.into(),
         n_walks: walk.n_walks.into(),
         api_total: walk.api_total,
-        counts,
-        error,
-    })
+        counts: ScopeCounts::default(),
+        error: error.clone(),
+    };
+    let applied = if matches!(walk.outcome, WalkOutcome::Interrupted) {
+        store
+            .close_scope_without_changes(&result)
+            .await
+            .map(|()| (ScopeCounts::default(), None))
+    } else {
+        store.apply_scope(&result).await
+    };
+    match applied {
+        Ok((counts, held)) => {
+            report.counts = counts;
+            if let Some(held) = held {
+                metrics::counter!("hss_sync_deletions_held_total").increment(1);
+                warn!(scope = %scope, n_held = counts.n_held, "scope {scope}: {held}");
+                report.status = "held";
+                report.error = Some(held);
+            }
+        }
+        Err(e) => {
+            report.status = "failed";
+            report.error = Some(format!(
+                "{}not written: database: {}",
+                report.error.as_deref().map(|e| format!("{e}; ")).unwrap_or_default(),
+                error_chain(&e)
+            ));
+            return Err((report, e));
+        }
+    }
+    if report.status == "failed" {
+        metrics::counter!("hss_sync_scope_failures_total").increment(1);
+        // Logged once, here, where the failure is handled.
+        warn!(
+            scope = %scope,
+            project_id = %scope.project_id,
+            enterprise_project_id = %scope.enterprise_project_id,
+            n_pages = walk.n_pages,
+            n_requests = walk.attempts.n_requests,
+            "scope {scope} failed, nothing retired: {}",
+            report.error.as_deref().unwrap_or_default()
+        );
+    }
+    Ok(report)
+}
+
+/// The run's gate on authentication. Until one request of the run has been accepted, only
+/// one goes at a time; once one is refused for its credentials, no scope sends another.
+/// Huawei locks an access key for five minutes after five refused requests, so a wrong
+/// secret must cost one refused request, not one per scope.
+#[derive(Default)]
+struct AuthGate {
+    /// What the run knows of its credentials.
+    state: StdMutex<GateState>,
+    /// Held by the one request that goes while the credentials are unproven.
+    probe: Mutex<()>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+enum GateState {
+    /// No request has been answered past authentication yet.
+    #[default]
+    Unproven,
+    /// A request was answered past authentication.
+    Proven,
+    /// A request was refused for its credentials: why.
+    Refused(String),
+}
+
+impl AuthGate {
+    fn state(&self) -> GateState {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Waits until a request may go: at once when proven, alone while unproven, never
+    /// when refused (the error says why).
+    async fn enter(&self) -> Result<Option<MutexGuard<'_, ()>>, String> {
+        match self.state() {
+            GateState::Proven => return Ok(None),
+            GateState::Refused(why) => return Err(why),
+            GateState::Unproven => {}
+        }
+        let probe = self.probe.lock().await;
+        match self.state() {
+            GateState::Proven => Ok(None),
+            GateState::Refused(why) => Err(why),
+            GateState::Unproven => Ok(Some(probe)),
+        }
+    }
+
+    /// Learns from an answer: any answer past authentication proves the credentials, a
+    /// refusal of them closes the gate.
+    fn record(&self, result: &Result<RegistryPage, ApiError>, hint: &str) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if matches!(*state, GateState::Refused(_)) {
+            return;
+        }
+        match result {
+            Err(error) if is_credential_refusal(error) => {
+                *state = GateState::Refused(format!("{hint} ({error})"));
+            }
+            Ok(_) | Err(ApiError::Status { .. }) => *state = GateState::Proven,
+            Err(_) => {}
+        }
+    }
+
+    fn refused(&self) -> Option<String> {
+        match self.state() {
+            GateState::Refused(why) => Some(why),
+            _ => None,
+        }
+    }
+}
+
+/// An error and its sources, each once.
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![error.to_string()];
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = cause.source();
+    }
+    parts.join(": ")
 }
 
 /// How a walk ended.
@@ -502,12 +840,17 @@ impl Walk {
 /// Walks a scope, and walks it again (up to `max_rewalks` times) while its pages do not add
 /// up. Offset paging over a list that changes during the walk skips or repeats items; a
 /// fresh walk usually sees a settled list.
-async fn walk_with_rewalks(client: &HssClient, scope: &Scope, options: &SyncOptions) -> Walk {
+async fn walk_with_rewalks(
+    client: &HssClient,
+    scope: &Scope,
+    options: &SyncOptions,
+    gate: &AuthGate,
+) -> Walk {
     let mut n_pages = 0;
     let mut attempts = Attempts::default();
     let mut n_walks = 0;
     loop {
-        let mut walk = walk_scope(client, scope, options).await;
+        let mut walk = walk_scope(client, scope, options, gate).await;
         n_walks += 1;
         n_pages += walk.n_pages;
         attempts.add(&walk.attempts);
@@ -532,7 +875,12 @@ async fn walk_with_rewalks(client: &HssClient, scope: &Scope, options: &SyncOpti
 
 /// Walks every page of one scope: `offset` advances by the items actually returned, and the
 /// walk ends on an empty page or when `offset` reaches `total_num`.
-async fn walk_scope(client: &HssClient, scope: &Scope, options: &SyncOptions) -> Walk {
+async fn walk_scope(
+    client: &HssClient,
+    scope: &Scope,
+    options: &SyncOptions,
+    gate: &AuthGate,
+) -> Walk {
     let mut walk = Walk {
         registries: Vec::new(),
         n_pages: 0,
@@ -562,6 +910,20 @@ async fn walk_scope(client: &HssClient, scope: &Scope, options: &SyncOptions) ->
             limit: options.page_limit,
             filters: options.filters.clone(),
         };
+        let pass = tokio::select! {
+            pass = gate.enter() => pass,
+            () = options.cancel.cancelled() => {
+                walk.outcome = WalkOutcome::Interrupted;
+                return walk;
+            }
+        };
+        let probe = match pass {
+            Ok(pass) => pass,
+            Err(why) => {
+                walk.outcome = WalkOutcome::Failed(format!("stopped: {why}"));
+                return walk;
+            }
+        };
         let page = tokio::select! {
             page = client.list_registries(&scope.project_id, &query, &mut walk.attempts) => page,
             () = options.cancel.cancelled() => {
@@ -569,6 +931,7 @@ async fn walk_scope(client: &HssClient, scope: &Scope, options: &SyncOptions) ->
                 return walk;
             }
         };
+        gate.record(&page, client.refusal_hint());
         let page = match page {
             Ok(page) => page,
             Err(e) => {
@@ -576,13 +939,13 @@ async fn walk_scope(client: &HssClient, scope: &Scope, options: &SyncOptions) ->
                 return walk;
             }
         };
+        drop(probe);
         walk.n_pages += 1;
-        if let Some(total) = page.total_num {
-            if walk.api_total.is_some_and(|previous| previous != total) {
-                total_changed = true;
-            }
-            walk.api_total = Some(total);
+        let total = page.total_num;
+        if walk.api_total.is_some_and(|previous| previous != total) {
+            total_changed = true;
         }
+        walk.api_total = Some(total);
         if page.items.is_empty() {
             break;
         }

@@ -16,7 +16,7 @@ pub use engine::{
     record_failed_run, run_once, SyncError, SyncOptions, DEFAULT_CONCURRENCY, DEFAULT_MAX_REWALKS,
     DEFAULT_PAGE_LIMIT, MAX_OFFSET, PAGE_LIMIT_RANGE,
 };
-pub use plan::ScopeCounts;
+pub use plan::{DeletionGuard, ScopeCounts};
 
 use crate::sync::plan::Location;
 
@@ -126,7 +126,7 @@ impl RunStatus {
 pub struct ScopeReport {
     /// The scope.
     pub scope: Scope,
-    /// `succeeded`, `failed` or `interrupted`.
+    /// `succeeded`, `held` (deletions held by the guard), `failed` or `interrupted`.
     pub status: &'static str,
     /// Pages read.
     pub n_pages: i64,
@@ -167,6 +167,8 @@ pub struct RunReport {
     pub n_retries: i64,
     /// Wall time.
     pub duration: Duration,
+    /// Why the credentials were refused, when they were: the run stopped there.
+    pub credentials_refused: Option<String>,
 }
 
 impl RunReport {
@@ -175,15 +177,24 @@ impl RunReport {
         self.scopes.iter().filter(|s| s.status == "failed").count()
     }
 
+    /// Scopes whose deletions the mass-deletion guard held.
+    pub fn n_scopes_held(&self) -> usize {
+        self.scopes.iter().filter(|s| s.status == "held").count()
+    }
+
     /// The one-line summary printed at the end of `hss-sync sync`.
     pub fn summary_line(&self) -> String {
         let c = &self.counts;
         format!(
-            "run {} {}: {} scopes ({} failed), {} pages, {} requests ({} throttled), {} registries fetched: {} created, {} updated, {} unchanged, {} deleted, {} restored in {:.1}s",
+            "run {} {}: {} scopes ({} failed{}), {} pages, {} requests ({} throttled), {} registries fetched: {} created, {} updated, {} unchanged, {} deleted, {} restored{} in {:.1}s",
             self.run_id,
             self.status.as_str(),
             self.scopes.len(),
             self.n_scopes_failed(),
+            match self.n_scopes_held() {
+                0 => String::new(),
+                n => format!(", {n} held"),
+            },
             self.n_pages,
             self.n_requests,
             self.n_throttled,
@@ -193,6 +204,10 @@ impl RunReport {
             c.n_unchanged,
             c.n_deleted,
             c.n_restored,
+            match c.n_held {
+                0 => String::new(),
+                n => format!(", {n} deletions held"),
+            },
             self.duration.as_secs_f64()
         )
     }

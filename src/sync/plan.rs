@@ -88,6 +88,9 @@ pub struct ScopeCounts {
     pub n_deleted: i64,
     /// Retired registries that came back.
     pub n_restored: i64,
+    /// Registries a complete walk missed but that were not retired, because retiring them
+    /// would have crossed the mass-deletion guard.
+    pub n_held: i64,
 }
 
 impl ScopeCounts {
@@ -99,7 +102,81 @@ impl ScopeCounts {
         self.n_unchanged += other.n_unchanged;
         self.n_deleted += other.n_deleted;
         self.n_restored += other.n_restored;
+        self.n_held += other.n_held;
     }
+}
+
+/// The guard against mass deletion: a scope whose complete walk would retire more than
+/// `max_percent` of its live registries, and at least `min_count` of them, has its
+/// deletions held (rsync's `--max-delete`, Azure AD Connect's export deletion threshold).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeletionGuard {
+    /// The largest share of a scope's live registries one run may retire, in percent.
+    pub max_percent: u32,
+    /// Below this many deletions the guard never holds.
+    pub min_count: i64,
+    /// Retire whatever a complete walk missed, however many (`--accept-deletions`).
+    pub accept: bool,
+}
+
+/// The share of a scope's live registries one run may retire by default: losing more than
+/// half of an inventory at once is far more often a broken answer than a real change.
+pub const DEFAULT_MAX_DELETE_PERCENT: u32 = 50;
+
+/// Deletions below this count are never held, so small scopes can empty normally.
+pub const DEFAULT_MAX_DELETE_MIN: i64 = 10;
+
+impl Default for DeletionGuard {
+    fn default() -> Self {
+        DeletionGuard {
+            max_percent: DEFAULT_MAX_DELETE_PERCENT,
+            min_count: DEFAULT_MAX_DELETE_MIN,
+            accept: false,
+        }
+    }
+}
+
+impl DeletionGuard {
+    /// A guard that never holds.
+    pub fn off() -> Self {
+        DeletionGuard {
+            accept: true,
+            ..DeletionGuard::default()
+        }
+    }
+
+    /// Whether retiring `n_delete` of `n_live` registries must be held.
+    pub fn holds(&self, n_delete: i64, n_live: i64) -> bool {
+        !self.accept
+            && n_delete >= self.min_count
+            && n_delete * 100 > i64::from(self.max_percent) * n_live
+    }
+
+    /// What a scope whose deletions were held records, and how to accept them.
+    pub fn held_message(&self, n_held: i64, n_live: i64) -> String {
+        format!(
+            "deletions held: the walk missed {n_held} of the {n_live} registries this scope holds ({}%),              more than --max-delete-percent {} (and at least --max-delete-min {}); nothing was retired.              If they are really gone, run once with --accept-deletions, or raise the thresholds",
+            if n_live > 0 { n_held * 100 / n_live } else { 100 },
+            self.max_percent,
+            self.min_count
+        )
+    }
+}
+
+/// What a scope may retire.
+#[derive(Clone, Copy, Debug)]
+pub struct Retirement<'a> {
+    /// Whether anything may be retired: the scope's walk completed, and so did every other
+    /// scope of the run that could hold a registry this scope lost.
+    pub allowed: bool,
+    /// Ids seen anywhere in the run: a registry that moved to another scope is not gone.
+    pub seen_in_run: &'a HashSet<String>,
+    /// Whether this scope also answers for its project's rows that carry no enterprise
+    /// project (recorded through `all_granted_eps`): every enterprise project of the project
+    /// was walked completely, so such a row that no walk saw is gone.
+    pub unattributed: bool,
+    /// The mass-deletion guard.
+    pub guard: DeletionGuard,
 }
 
 /// The plan for one scope.
@@ -111,6 +188,8 @@ pub struct ScopePlan {
     pub unchanged: Vec<String>,
     /// The counts the plan implies.
     pub counts: ScopeCounts,
+    /// The live registries the scope held, when its deletions were held.
+    pub n_live: i64,
 }
 
 /// Plans one scope.
@@ -125,6 +204,34 @@ pub fn plan_scope(
     complete: bool,
     seen_in_run: &HashSet<String>,
 ) -> ScopePlan {
+    plan_scope_with(
+        stored,
+        fetched,
+        scope,
+        &Retirement {
+            allowed: complete,
+            seen_in_run,
+            unattributed: false,
+            guard: DeletionGuard::off(),
+        },
+    )
+}
+
+/// Plans one scope, retiring as `retirement` allows: nothing unless it is allowed, and
+/// nothing when the guard holds the scope's deletions (they are counted in `n_held`).
+pub fn plan_scope_with(
+    stored: &[StoredRegistry],
+    fetched: &[Registry],
+    scope: &Scope,
+    retirement: &Retirement<'_>,
+) -> ScopePlan {
+    let seen_in_run = retirement.seen_in_run;
+    let covers = |location: &Location| {
+        scope.covers(location)
+            || (retirement.unattributed
+                && location.project_id == scope.project_id
+                && location.enterprise_project_id.is_none())
+    };
     let by_id: HashMap<&str, &StoredRegistry> = stored
         .iter()
         .map(|row| (row.registry.id.as_str(), row))
@@ -170,24 +277,32 @@ pub fn plan_scope(
             changed_fields,
         });
     }
-    if complete {
-        for old in stored {
-            let id = old.registry.id.as_str();
-            if old.deleted
-                || !scope.covers(&old.location)
-                || fetched_ids.contains(id)
-                || seen_in_run.contains(id)
-            {
-                continue;
+    if retirement.allowed {
+        let live = stored
+            .iter()
+            .filter(|old| !old.deleted && covers(&old.location));
+        let n_live = live.clone().count() as i64;
+        let gone: Vec<&StoredRegistry> = live
+            .filter(|old| {
+                let id = old.registry.id.as_str();
+                !fetched_ids.contains(id) && !seen_in_run.contains(id)
+            })
+            .collect();
+        let n_gone = gone.len() as i64;
+        if retirement.guard.holds(n_gone, n_live) {
+            plan.counts.n_held = n_gone;
+            plan.n_live = n_live;
+        } else {
+            for old in gone {
+                plan.counts.n_deleted += 1;
+                plan.changes.push(Change {
+                    kind: ChangeKind::Deleted,
+                    registry: old.registry.clone(),
+                    location: old.location.clone(),
+                    version: old.version + 1,
+                    changed_fields: Vec::new(),
+                });
             }
-            plan.counts.n_deleted += 1;
-            plan.changes.push(Change {
-                kind: ChangeKind::Deleted,
-                registry: old.registry.clone(),
-                location: old.location.clone(),
-                version: old.version + 1,
-                changed_fields: Vec::new(),
-            });
         }
     }
     plan
@@ -360,5 +475,67 @@ mod tests {
         );
         assert_eq!(plan.counts.n_fetched, 1);
         assert_eq!(plan.changes.len(), 1);
+    }
+
+    fn retirement(seen: &HashSet<String>, unattributed: bool, guard: DeletionGuard) -> Retirement<'_> {
+        Retirement {
+            allowed: true,
+            seen_in_run: seen,
+            unattributed,
+            guard,
+        }
+    }
+
+    #[test]
+    fn the_guard_holds_mass_deletions_and_counts_them() {
+        let rows: Vec<StoredRegistry> = (0..20)
+            .map(|i| stored(&format!("r{i:02}"), "success", None, 1, false))
+            .collect();
+        let fetched: Vec<Registry> = (0..8).map(|i| registry(&format!("r{i:02}"), "success")).collect();
+        let seen = HashSet::new();
+        let scope = scope(ALL_GRANTED_EPS);
+
+        let held = plan_scope_with(&rows, &fetched, &scope, &retirement(&seen, false, DeletionGuard::default()));
+        assert_eq!(held.counts.n_deleted, 0);
+        assert_eq!(held.counts.n_held, 12);
+        assert_eq!(held.n_live, 20);
+        assert!(held.changes.is_empty());
+
+        let accepted = DeletionGuard { accept: true, ..DeletionGuard::default() };
+        let plan = plan_scope_with(&rows, &fetched, &scope, &retirement(&seen, false, accepted));
+        assert_eq!((plan.counts.n_deleted, plan.counts.n_held), (12, 0));
+
+        // Half or less, or fewer than the minimum, is retired.
+        let fetched_half: Vec<Registry> = (0..10).map(|i| registry(&format!("r{i:02}"), "success")).collect();
+        let plan = plan_scope_with(&rows, &fetched_half, &scope, &retirement(&seen, false, DeletionGuard::default()));
+        assert_eq!((plan.counts.n_deleted, plan.counts.n_held), (10, 0));
+        let small = &rows[..9];
+        let plan = plan_scope_with(small, &[], &scope, &retirement(&seen, false, DeletionGuard::default()));
+        assert_eq!((plan.counts.n_deleted, plan.counts.n_held), (9, 0));
+        assert!(DeletionGuard::default().held_message(12, 20).contains("--accept-deletions"));
+    }
+
+    #[test]
+    fn unattributed_rows_are_reconciled_only_when_every_enterprise_project_was_walked() {
+        let rows = [
+            stored("seen", "success", None, 1, false),
+            stored("unseen", "success", None, 1, false),
+            stored("other-ep", "success", Some("ep2"), 1, false),
+        ];
+        let fetched = [registry("seen", "success")];
+        let seen: HashSet<String> = ["seen".to_owned()].into();
+
+        let plan = plan_scope_with(&rows, &fetched, &scope("ep1"), &retirement(&seen, true, DeletionGuard::off()));
+        assert_eq!(
+            kinds(&plan),
+            [
+                ("seen".to_owned(), ChangeKind::Updated, 2),
+                ("unseen".to_owned(), ChangeKind::Deleted, 2)
+            ]
+        );
+        assert_eq!(plan.changes[0].changed_fields, ["enterprise_project_id"]);
+
+        let plan = plan_scope_with(&rows, &fetched, &scope("ep1"), &retirement(&seen, false, DeletionGuard::off()));
+        assert_eq!(kinds(&plan), [("seen".to_owned(), ChangeKind::Updated, 2)]);
     }
 }

@@ -1,7 +1,7 @@
 //! Which scopes a run covers, and the clients that reach them: explicit project ids, or the
 //! projects and enterprise projects that IAM and EPS list for the account.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use tracing::{info, warn};
@@ -27,6 +27,8 @@ pub struct Prepared {
     pub scopes: Vec<Scope>,
     /// How the credentials authenticate (shared by every client).
     pub auth: Auth,
+    /// Projects whose scopes name every enterprise project EPS lists for the account.
+    pub projects_with_every_enterprise_project: BTreeSet<String>,
 }
 
 /// Setting a run up failed.
@@ -70,6 +72,7 @@ pub async fn prepare(
         ))),
     };
     let mut scopes = config.explicit_scopes();
+    let mut projects_with_every_enterprise_project = BTreeSet::new();
     if config.discover {
         let discovery = DiscoveryClient::new(
             transport.clone(),
@@ -78,7 +81,18 @@ pub async fn prepare(
             config.eps_endpoint.clone(),
             config.domain_id.clone(),
         );
-        scopes = discover_scopes(&discovery, config, scopes).await?;
+        let explicit_projects: BTreeSet<String> =
+            scopes.iter().map(|s| s.project_id.clone()).collect();
+        let (discovered, every_enterprise_project) =
+            discover_scopes(&discovery, config, scopes).await?;
+        scopes = discovered;
+        if every_enterprise_project {
+            projects_with_every_enterprise_project = scopes
+                .iter()
+                .filter(|s| !explicit_projects.contains(&s.project_id))
+                .map(|s| s.project_id.clone())
+                .collect();
+        }
     }
     let mut clients = HssClients::default();
     let mut by_endpoint: BTreeMap<Url, HssClient> = BTreeMap::new();
@@ -112,14 +126,17 @@ pub async fn prepare(
         clients,
         scopes,
         auth,
+        projects_with_every_enterprise_project,
     })
 }
 
+/// The discovered scopes, and whether their enterprise projects are every one EPS lists
+/// (rather than ids given in the configuration, or `all_granted_eps`).
 async fn discover_scopes(
     discovery: &DiscoveryClient,
     config: &SyncConfig,
     explicit: Vec<Scope>,
-) -> Result<Vec<Scope>, SetupError> {
+) -> Result<(Vec<Scope>, bool), SetupError> {
     let mut attempts = Attempts::default();
     let projects = discovery
         .list_projects(&mut attempts)
@@ -133,7 +150,8 @@ async fn discover_scopes(
         found.len(),
         projects.len()
     );
-    let enterprise_projects = if !config.enterprise_project_ids.is_empty() {
+    let from_eps = config.enterprise_project_ids.is_empty();
+    let enterprise_projects = if !from_eps {
         EnterpriseProjects::Listed(config.enterprise_project_ids.clone())
     } else {
         match discovery.list_enterprise_projects(&mut attempts).await {
@@ -154,7 +172,12 @@ async fn discover_scopes(
             }
         }
     };
-    Ok(combine(explicit, &found, &enterprise_projects))
+    let every_enterprise_project =
+        from_eps && matches!(enterprise_projects, EnterpriseProjects::Listed(_));
+    Ok((
+        combine(explicit, &found, &enterprise_projects),
+        every_enterprise_project,
+    ))
 }
 
 /// The enterprise projects discovered scopes cover.

@@ -176,10 +176,12 @@ async fn sync_exits_4_while_another_process_holds_the_sync_lease(backend: Backen
     let app = TestApp::spawn(backend, estate(1, 0, 5)).await;
     let lease = app
         .store
-        .acquire_lease(None, chrono::Utc::now(), std::time::Duration::from_secs(60))
+        .acquire_lease(None, std::time::Duration::from_secs(60))
         .await
         .unwrap();
-    assert_eq!(lease, hss_sync::store::LeaseOutcome::Acquired);
+    let hss_sync::store::LeaseOutcome::Acquired(lease) = lease else {
+        panic!("the lease is free: {lease:?}");
+    };
     let endpoint = app.endpoint();
     let projects = app.sim.project_ids().join(",");
     let args = [
@@ -209,7 +211,7 @@ async fn sync_exits_4_while_another_process_holds_the_sync_lease(backend: Backen
         app.store.recent_runs(10).await.unwrap().is_empty(),
         "no run was started"
     );
-    app.store.release_lease().await.unwrap();
+    lease.release().await.unwrap();
     let ok = hss_sync(&args, &keys);
     assert_eq!(ok.status.code(), Some(0), "{}", text(&ok));
 }
