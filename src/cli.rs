@@ -513,11 +513,11 @@ async fn sync_command(
         writeln!(out, "  stopped at the first refusal: {refused}")?;
     }
     // Scopes stopped by a refusal say nothing the line above does not.
-    for scope in report
-        .scopes
-        .iter()
-        .filter(|s| s.error.as_deref().is_some_and(|e| !e.starts_with("stopped: ")))
-    {
+    for scope in report.scopes.iter().filter(|s| {
+        s.error
+            .as_deref()
+            .is_some_and(|e| !e.starts_with("stopped: "))
+    }) {
         writeln!(
             out,
             "  scope {} {}: {}",

@@ -16,8 +16,8 @@ use crate::api::{
     ClientSettings, IamPassword, RegistryFilters, RetryPolicy, DEFAULT_REQUEST_TIMEOUT,
 };
 use crate::signer::Credentials;
-use crate::sync::plan::{DeletionGuard, DEFAULT_MAX_DELETE_MIN, DEFAULT_MAX_DELETE_PERCENT};
 use crate::store::{redact_url, BackendKind};
+use crate::sync::plan::{DeletionGuard, DEFAULT_MAX_DELETE_MIN, DEFAULT_MAX_DELETE_PERCENT};
 use crate::sync::{
     Scope, ALL_GRANTED_EPS, DEFAULT_CONCURRENCY, DEFAULT_MAX_REWALKS, DEFAULT_PAGE_LIMIT,
     PAGE_LIMIT_RANGE,

@@ -186,9 +186,18 @@ pub async fn print_runs(
             c.n_restored
         )?;
         if c.n_held > 0 {
-            writeln!(out, "      {} deletions held by the mass-deletion guard", c.n_held)?;
+            writeln!(
+                out,
+                "      {} deletions held by the mass-deletion guard",
+                c.n_held
+            )?;
         }
-        if let Some(error) = run.totals.error.as_deref().filter(|_| run.status == "failed") {
+        if let Some(error) = run
+            .totals
+            .error
+            .as_deref()
+            .filter(|_| run.status == "failed")
+        {
             writeln!(out, "      error: {error}")?;
         }
         for scope in store.run_scopes(run.id).await? {

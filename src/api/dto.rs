@@ -36,7 +36,9 @@ impl ListRegistryResponse {
             (Some(code), msg) => format!(
                 " (it carries error_code {}{})",
                 text_of(code),
-                msg.as_ref().map(|m| format!(": {}", text_of(m))).unwrap_or_default()
+                msg.as_ref()
+                    .map(|m| format!(": {}", text_of(m)))
+                    .unwrap_or_default()
             ),
             _ => String::new(),
         };
@@ -50,9 +52,7 @@ impl ListRegistryResponse {
             .iter()
             .position(|item| !matches!(item.get("id"), Some(Value::String(id)) if !id.is_empty()))
         {
-            return Err(format!(
-                "item {position} of data_list has no string id"
-            ));
+            return Err(format!("item {position} of data_list has no string id"));
         }
         Ok(RegistryPage {
             total_num,

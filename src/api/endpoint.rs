@@ -273,14 +273,23 @@ mod tests {
     fn unknown_region_without_an_endpoint_is_refused_naming_it_and_the_way_out() {
         let error = resolve_hss_endpoint("mars-1", None, |_| None).unwrap_err();
         let text = error.to_string();
-        assert!(matches!(error, EndpointError::UnknownRegion { .. }), "{error:?}");
-        for needle in ["\"mars-1\"", "cn-north-4", "--endpoint", "HUAWEICLOUD_SDK_REGION_HSS_MARS_1"] {
+        assert!(
+            matches!(error, EndpointError::UnknownRegion { .. }),
+            "{error:?}"
+        );
+        for needle in [
+            "\"mars-1\"",
+            "cn-north-4",
+            "--endpoint",
+            "HUAWEICLOUD_SDK_REGION_HSS_MARS_1",
+        ] {
             assert!(text.contains(needle), "{needle} missing from {text}");
         }
         let explicit = Url::parse("http://127.0.0.1:1").unwrap();
         assert!(resolve_hss_endpoint("mars-1", Some(&explicit), |_| None).is_ok());
         let env = |name: &str| {
-            (name == "HUAWEICLOUD_SDK_REGION_HSS_MARS_1").then(|| "https://hss.mars.example".to_owned())
+            (name == "HUAWEICLOUD_SDK_REGION_HSS_MARS_1")
+                .then(|| "https://hss.mars.example".to_owned())
         };
         assert!(resolve_hss_endpoint("mars-1", None, env).is_ok());
     }

@@ -68,7 +68,9 @@ async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
     if let Some(refused) = refused {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: the last run stopped because {refused}; the next tick tries again\n"),
+            format!(
+                "not ready: the last run stopped because {refused}; the next tick tries again\n"
+            ),
         );
     }
     let max_age = chrono::Duration::from_std(state.max_run_age).unwrap_or(chrono::Duration::MAX);

@@ -217,7 +217,11 @@ pub async fn run_leased(
 /// Renews the lease every third of its length; if it was lost (another process took it
 /// after this one stalled past the lease, or the connection holding the lock broke), stops
 /// the sync so two never write at once.
-async fn renew_lease(held: Arc<tokio::sync::Mutex<Lease>>, lease: Duration, cancel: CancellationToken) {
+async fn renew_lease(
+    held: Arc<tokio::sync::Mutex<Lease>>,
+    lease: Duration,
+    cancel: CancellationToken,
+) {
     let mut interval = tokio::time::interval(lease / 3);
     interval.tick().await;
     loop {
@@ -339,9 +343,14 @@ pub async fn run_daemon(
                         info!(run.id = report.run_id, "{}", report.summary_line());
                         if let Some(refused) = &report.credentials_refused {
                             // Huawei locks a key after five refusals: wait for the next tick.
-                            error!(run.id = report.run_id, "credentials refused; no request before the next tick: {refused}");
+                            error!(
+                                run.id = report.run_id,
+                                "credentials refused; no request before the next tick: {refused}"
+                            );
                         }
-                        *credentials_refused.lock().unwrap_or_else(|e| e.into_inner()) =
+                        *credentials_refused
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner()) =
                             report.credentials_refused.clone();
                     }
                     Ok(Leased::Skipped(reason)) => {

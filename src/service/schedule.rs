@@ -85,9 +85,11 @@ impl Schedule {
         let before = self.tick_at_or_before(fired_at);
         let after = self.next_after(fired_at.trunc_subsecs(0));
         match (before, after) {
-            (Some(before), Some(after)) => {
-                Some(if fired_at - before <= after - fired_at { before } else { after })
-            }
+            (Some(before), Some(after)) => Some(if fired_at - before <= after - fired_at {
+                before
+            } else {
+                after
+            }),
             (before, after) => before.or(after),
         }
     }
@@ -163,7 +165,11 @@ mod tests {
             tick - ms(3_000),
             tick + ms(999_999),
         ] {
-            assert_eq!(every_ten.tick_for_firing(fired_at), Some(tick), "{fired_at}");
+            assert_eq!(
+                every_ten.tick_for_firing(fired_at),
+                Some(tick),
+                "{fired_at}"
+            );
         }
         assert_eq!(
             every_ten.tick_at_or_before(tick + ms(125_835)),

@@ -46,10 +46,14 @@ pub(crate) enum LeaseKind {
 impl std::fmt::Debug for Lease {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.kind {
-            LeaseKind::Row { length, .. } => f.debug_struct("Lease::Row").field("length", length).finish(),
-            LeaseKind::Advisory { holder, .. } => {
-                f.debug_struct("Lease::Advisory").field("holder", holder).finish()
-            }
+            LeaseKind::Row { length, .. } => f
+                .debug_struct("Lease::Row")
+                .field("length", length)
+                .finish(),
+            LeaseKind::Advisory { holder, .. } => f
+                .debug_struct("Lease::Advisory")
+                .field("holder", holder)
+                .finish(),
         }
     }
 }
@@ -112,11 +116,7 @@ pub(crate) async fn acquire_advisory(
     tick: Option<DateTime<Utc>>,
 ) -> Result<LeaseOutcome, StoreError> {
     const CONTEXT: &str = "taking the sync lease";
-    let mut connection = pool
-        .acquire()
-        .await
-        .map_err(query_error(CONTEXT))?
-        .detach();
+    let mut connection = pool.acquire().await.map_err(query_error(CONTEXT))?.detach();
     let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
         .bind(ADVISORY_LOCK_KEY)
         .fetch_one(&mut connection)
@@ -185,12 +185,18 @@ mod tests {
     #[test]
     fn a_holder_is_gone_only_when_it_is_on_this_host_and_its_pid_does_not_exist() {
         let me = std::process::id();
-        assert!(!holder_is_gone(&format!("h1:{me}:abcd"), "h1"), "this process");
+        assert!(
+            !holder_is_gone(&format!("h1:{me}:abcd"), "h1"),
+            "this process"
+        );
         // Pid 4194304 is above Linux's largest pid, so it cannot exist.
         assert!(holder_is_gone("h1:4194304:abcd", "h1"));
         assert!(!holder_is_gone("h2:4194304:abcd", "h1"), "another host");
         assert!(!holder_is_gone("garbage", "h1"));
         assert!(!holder_is_gone("h1:notapid:abcd", "h1"));
-        assert!(holder_is_gone("host:with:colons:4194304:abcd", "host:with:colons"));
+        assert!(holder_is_gone(
+            "host:with:colons:4194304:abcd",
+            "host:with:colons"
+        ));
     }
 }

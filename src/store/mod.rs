@@ -385,11 +385,28 @@ impl Store {
             Store::Sqlite(pool) => {
                 let now = Utc::now().trunc_subsecs(3);
                 let expires_at = expiry(now, length);
-                let outcome = Queries::<sqlx::Sqlite>::acquire_lease(pool, holder_id(), tick, now, expires_at).await?;
+                let outcome = Queries::<sqlx::Sqlite>::acquire_lease(
+                    pool,
+                    holder_id(),
+                    tick,
+                    now,
+                    expires_at,
+                )
+                .await?;
                 let outcome = match outcome {
-                    RowLease::Held { holder, .. } if lease::holder_is_gone(&holder, &hostname_or_unknown()) => {
+                    RowLease::Held { holder, .. }
+                        if lease::holder_is_gone(&holder, &hostname_or_unknown()) =>
+                    {
                         tracing::warn!(lease.holder = %holder, "the sync lease is held by process {holder}, which no longer exists; taking it over");
-                        Queries::<sqlx::Sqlite>::take_over_lease(pool, holder_id(), &holder, tick, now, expires_at).await?
+                        Queries::<sqlx::Sqlite>::take_over_lease(
+                            pool,
+                            holder_id(),
+                            &holder,
+                            tick,
+                            now,
+                            expires_at,
+                        )
+                        .await?
                     }
                     other => other,
                 };

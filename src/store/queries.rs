@@ -15,7 +15,7 @@ use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool,
 
 use crate::registry::{Registry, INTEGER_FIELDS, STRING_FIELDS};
 use crate::store::{
-    query_error, Backend, HistoryFilter, HistoryRecord, RowLease, NewRun, RegistryRecord,
+    query_error, Backend, HistoryFilter, HistoryRecord, NewRun, RegistryRecord, RowLease,
     RunRecord, RunTotals, ScopeRecord, ScopeResult, StoreError,
 };
 use crate::sync::plan::{Change, ChangeKind, Location, ScopeCounts, ScopePlan, StoredRegistry};
@@ -246,7 +246,8 @@ where
         const CONTEXT: &str = "reading the live registries of a scope";
         let mut conn = pool.acquire().await.map_err(query_error(CONTEXT))?;
         let rows = sqlx::query::<DB>(&format!(
-            "SELECT id FROM registries WHERE deleted_at IS NULL AND {}", *IN_SCOPE
+            "SELECT id FROM registries WHERE deleted_at IS NULL AND {}",
+            *IN_SCOPE
         ))
         .bind(scope.project_id.clone())
         .bind(scope.enterprise_project_id.clone())
@@ -273,8 +274,8 @@ where
             .bind(scope.enterprise_project_id.clone())
             .bind(i64::from(unattributed))
             .fetch_all(&mut *conn)
-        .await
-        .map_err(query_error(CONTEXT))?;
+            .await
+            .map_err(query_error(CONTEXT))?;
         for row in rows {
             let stored = stored_registry::<DB>(&row)?;
             by_id.insert(stored.registry.id.clone(), stored);

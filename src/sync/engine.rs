@@ -323,7 +323,8 @@ async fn run_scopes(
         && !options.cancel.is_cancelled()
         && gate.refused().is_none();
     if all_complete && options.confirm_deletions {
-        match confirm_deletions(clients, store, scopes, &unattributed, walks, options, &gate).await {
+        match confirm_deletions(clients, store, scopes, &unattributed, walks, options, &gate).await
+        {
             Ok(confirmed) => walks = confirmed,
             Err(e) => {
                 return close_all(store, scopes, &scope_row_ids, run_id, Vec::new(), e).await;
@@ -362,7 +363,11 @@ async fn run_scopes(
             guard: options.deletion_guard,
         };
         if store_error.is_some() {
-            reports.push(not_applied(scope, walk, "not applied: a database write failed earlier in the run"));
+            reports.push(not_applied(
+                scope,
+                walk,
+                "not applied: a database write failed earlier in the run",
+            ));
             continue;
         }
         match apply_walk(store, run_id, scope, scope_row_ids[index], walk, retirement).await {
@@ -399,7 +404,11 @@ async fn close_all(
         .iter()
         .map(|scope| {
             let walk = walks.next().unwrap_or_else(|| Walk::failed(String::new()));
-            not_applied(scope, walk, "not applied: the database failed before this scope was written")
+            not_applied(
+                scope,
+                walk,
+                "not applied: the database failed before this scope was written",
+            )
         })
         .collect();
     close_unapplied(store, &reports, scope_row_ids, run_id).await;
@@ -412,7 +421,12 @@ async fn close_all(
 
 /// Records the scopes that were not applied with their final status, as far as the
 /// database still answers; rows it cannot close are recovered by the next run.
-async fn close_unapplied(store: &Store, reports: &[ScopeReport], scope_row_ids: &[i64], run_id: i64) {
+async fn close_unapplied(
+    store: &Store,
+    reports: &[ScopeReport],
+    scope_row_ids: &[i64],
+    run_id: i64,
+) {
     let seen = HashSet::new();
     for (report, scope_row_id) in reports.iter().zip(scope_row_ids) {
         if report.status != "failed" || report.counts != ScopeCounts::default() {
@@ -615,7 +629,10 @@ async fn assign_owners(
 fn warn_once<'a>(id: &str, owner: &Scope, scopes: impl Iterator<Item = &'a Scope>) {
     static WARNED: StdMutex<Option<HashSet<String>>> = StdMutex::new(None);
     let mut warned = WARNED.lock().unwrap_or_else(|e| e.into_inner());
-    if warned.get_or_insert_with(HashSet::new).insert(id.to_owned()) {
+    if warned
+        .get_or_insert_with(HashSet::new)
+        .insert(id.to_owned())
+    {
         let names: Vec<String> = scopes.map(|s| s.to_string()).collect();
         warn!(
             registry.id = id,
@@ -694,7 +711,11 @@ async fn apply_walk(
             report.status = "failed";
             report.error = Some(format!(
                 "{}not written: database: {}",
-                report.error.as_deref().map(|e| format!("{e}; ")).unwrap_or_default(),
+                report
+                    .error
+                    .as_deref()
+                    .map(|e| format!("{e}; "))
+                    .unwrap_or_default(),
                 error_chain(&e)
             ));
             return Err((report, e));

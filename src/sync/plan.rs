@@ -410,7 +410,8 @@ mod tests {
                 n_updated: 1,
                 n_unchanged: 1,
                 n_deleted: 1,
-                n_restored: 1
+                n_restored: 1,
+                n_held: 0
             }
         );
     }
@@ -477,7 +478,11 @@ mod tests {
         assert_eq!(plan.changes.len(), 1);
     }
 
-    fn retirement(seen: &HashSet<String>, unattributed: bool, guard: DeletionGuard) -> Retirement<'_> {
+    fn retirement(
+        seen: &HashSet<String>,
+        unattributed: bool,
+        guard: DeletionGuard,
+    ) -> Retirement<'_> {
         Retirement {
             allowed: true,
             seen_in_run: seen,
@@ -491,28 +496,52 @@ mod tests {
         let rows: Vec<StoredRegistry> = (0..20)
             .map(|i| stored(&format!("r{i:02}"), "success", None, 1, false))
             .collect();
-        let fetched: Vec<Registry> = (0..8).map(|i| registry(&format!("r{i:02}"), "success")).collect();
+        let fetched: Vec<Registry> = (0..8)
+            .map(|i| registry(&format!("r{i:02}"), "success"))
+            .collect();
         let seen = HashSet::new();
         let scope = scope(ALL_GRANTED_EPS);
 
-        let held = plan_scope_with(&rows, &fetched, &scope, &retirement(&seen, false, DeletionGuard::default()));
+        let held = plan_scope_with(
+            &rows,
+            &fetched,
+            &scope,
+            &retirement(&seen, false, DeletionGuard::default()),
+        );
         assert_eq!(held.counts.n_deleted, 0);
         assert_eq!(held.counts.n_held, 12);
         assert_eq!(held.n_live, 20);
         assert!(held.changes.is_empty());
 
-        let accepted = DeletionGuard { accept: true, ..DeletionGuard::default() };
+        let accepted = DeletionGuard {
+            accept: true,
+            ..DeletionGuard::default()
+        };
         let plan = plan_scope_with(&rows, &fetched, &scope, &retirement(&seen, false, accepted));
         assert_eq!((plan.counts.n_deleted, plan.counts.n_held), (12, 0));
 
         // Half or less, or fewer than the minimum, is retired.
-        let fetched_half: Vec<Registry> = (0..10).map(|i| registry(&format!("r{i:02}"), "success")).collect();
-        let plan = plan_scope_with(&rows, &fetched_half, &scope, &retirement(&seen, false, DeletionGuard::default()));
+        let fetched_half: Vec<Registry> = (0..10)
+            .map(|i| registry(&format!("r{i:02}"), "success"))
+            .collect();
+        let plan = plan_scope_with(
+            &rows,
+            &fetched_half,
+            &scope,
+            &retirement(&seen, false, DeletionGuard::default()),
+        );
         assert_eq!((plan.counts.n_deleted, plan.counts.n_held), (10, 0));
         let small = &rows[..9];
-        let plan = plan_scope_with(small, &[], &scope, &retirement(&seen, false, DeletionGuard::default()));
+        let plan = plan_scope_with(
+            small,
+            &[],
+            &scope,
+            &retirement(&seen, false, DeletionGuard::default()),
+        );
         assert_eq!((plan.counts.n_deleted, plan.counts.n_held), (9, 0));
-        assert!(DeletionGuard::default().held_message(12, 20).contains("--accept-deletions"));
+        assert!(DeletionGuard::default()
+            .held_message(12, 20)
+            .contains("--accept-deletions"));
     }
 
     #[test]
@@ -525,7 +554,12 @@ mod tests {
         let fetched = [registry("seen", "success")];
         let seen: HashSet<String> = ["seen".to_owned()].into();
 
-        let plan = plan_scope_with(&rows, &fetched, &scope("ep1"), &retirement(&seen, true, DeletionGuard::off()));
+        let plan = plan_scope_with(
+            &rows,
+            &fetched,
+            &scope("ep1"),
+            &retirement(&seen, true, DeletionGuard::off()),
+        );
         assert_eq!(
             kinds(&plan),
             [
@@ -535,7 +569,12 @@ mod tests {
         );
         assert_eq!(plan.changes[0].changed_fields, ["enterprise_project_id"]);
 
-        let plan = plan_scope_with(&rows, &fetched, &scope("ep1"), &retirement(&seen, false, DeletionGuard::off()));
+        let plan = plan_scope_with(
+            &rows,
+            &fetched,
+            &scope("ep1"),
+            &retirement(&seen, false, DeletionGuard::off()),
+        );
         assert_eq!(kinds(&plan), [("seen".to_owned(), ChangeKind::Updated, 2)]);
     }
 }

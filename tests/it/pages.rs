@@ -89,19 +89,17 @@ async fn a_page_that_fails_mid_walk_retires_nothing_and_makes_the_run_partial(ba
             .all(|r| r.deleted_at.is_none()),
         "nothing in the failed scope is retired"
     );
+    // A registry can move to any scope, and the failed one might hold it: no scope of the
+    // run retires anything, the healthy one included.
     let healthy_deleted = rows
         .iter()
         .filter(|r| r.project_id != broken && r.deleted_at.is_some())
         .count();
-    let deleted_in_healthy = change
-        .deleted
-        .iter()
-        .filter(|id| {
-            rows.iter()
-                .any(|r| &r.registry.id == *id && r.project_id != broken)
-        })
-        .count();
-    assert_eq!(healthy_deleted, deleted_in_healthy);
+    assert_eq!(
+        healthy_deleted, 0,
+        "a failed scope holds every deletion of the run"
+    );
+    assert!(!change.deleted.is_empty());
     let runs = app.runs().await;
     assert_eq!(runs[0].status, "partial");
     assert_eq!(runs[0].totals.n_scopes_failed, 1);

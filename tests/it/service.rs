@@ -20,6 +20,10 @@ fn free_port() -> u16 {
 }
 
 fn spawn_daemon(app: &TestApp, extra: &[&str]) -> Child {
+    spawn_daemon_with_secret(app, SECRET_KEY, extra)
+}
+
+fn spawn_daemon_with_secret(app: &TestApp, secret_key: &str, extra: &[&str]) -> Child {
     let projects = app.sim.project_ids().join(",");
     let mut command = Command::new(env!("CARGO_BIN_EXE_hss-sync"));
     command
@@ -40,7 +44,7 @@ fn spawn_daemon(app: &TestApp, extra: &[&str]) -> Child {
         ])
         .args(extra)
         .env("CLOUD_SDK_AK", ACCESS_KEY)
-        .env("CLOUD_SDK_SK", SECRET_KEY)
+        .env("CLOUD_SDK_SK", secret_key)
         .env("RUST_LOG", "warn")
         .env_remove("DATABASE_URL")
         .stdout(Stdio::null())
@@ -82,12 +86,27 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_on_one_database_run_one_sync_per_tick_and_never_overlap() {
-    // Arrange: syncs that take a few hundred milliseconds, a tick every second.
-    let app = TestApp::spawn(Backend::Postgres, estate(2, 0, 30)).await;
-    app.sim.add_fault(Fault::Latency {
-        min: Duration::from_millis(120),
-        max: Duration::from_millis(180),
-    });
+    // Syncs that take a few hundred milliseconds, a tick every second.
+    two_replicas_share_the_ticks(
+        Backend::Postgres,
+        Some((Duration::from_millis(120), Duration::from_millis(180))),
+    )
+    .await;
+}
+
+async fn two_replicas_whose_syncs_take_milliseconds_still_run_each_tick_once(backend: Backend) {
+    // A sync far shorter than the gap between the replicas' firings: each replica's
+    // scheduler fires at its own fraction of the second, yet both name the same tick.
+    two_replicas_share_the_ticks(backend, None).await;
+}
+crate::on_both_backends!(two_replicas_whose_syncs_take_milliseconds_still_run_each_tick_once);
+
+async fn two_replicas_share_the_ticks(backend: Backend, latency: Option<(Duration, Duration)>) {
+    // Arrange
+    let app = TestApp::spawn(backend, estate(2, 0, 30)).await;
+    if let Some((min, max)) = latency {
+        app.sim.add_fault(Fault::Latency { min, max });
+    }
     let schedule = [
         "--schedule",
         "* * * * * *",
@@ -156,21 +175,12 @@ async fn sigterm_mid_sync_leaves_an_interrupted_run_and_whole_scopes(backend: Ba
             &format!("127.0.0.1:{port}"),
         ],
     );
+    // Every scope is walked before any is applied: wait until the first scope's ten pages
+    // are in and the second's walk has begun.
     wait_until(
         Duration::from_secs(30),
-        "the first scope to be applied",
-        || async {
-            match app.store.recent_runs(1).await.unwrap().first() {
-                Some(run) => app
-                    .store
-                    .run_scopes(run.id)
-                    .await
-                    .unwrap()
-                    .iter()
-                    .any(|s| s.status == "succeeded"),
-                None => false,
-            }
-        },
+        "the first scope to be walked",
+        || async { app.sim.request_count() >= 12 },
     )
     .await;
 
@@ -382,4 +392,60 @@ async fn metrics_are_valid_prometheus_text_with_every_named_series() {
     assert_eq!(registries, 40.0);
     let since = value("hss_sync_seconds_since_last_success", &[]).unwrap();
     assert!((0.0..60.0).contains(&since), "{since}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_key_costs_one_request_and_readyz_and_metrics_say_why() {
+    // Arrange: a service whose secret key is wrong, syncing 6 scopes at start.
+    let app = TestApp::spawn(Backend::Sqlite, estate(6, 0, 3)).await;
+    let port = free_port();
+    let mut child = spawn_daemon_with_secret(
+        &app,
+        "not-the-secret-key",
+        &[
+            "--schedule",
+            "0 0 0 1 1 *",
+            "--run-at-start",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ],
+    );
+    wait_until(Duration::from_secs(20), "the first run to finish", || async {
+        matches!(app.store.recent_runs(1).await.unwrap().first(), Some(run) if run.status == "failed")
+    })
+    .await;
+
+    // Act
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let ready = http.get(format!("{base}/readyz")).send().await.unwrap();
+    let ready_status = ready.status();
+    let ready_text = ready.text().await.unwrap();
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    // The service sends nothing more before the next tick.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let n_requests = app.sim.request_count();
+    assert_eq!(terminate(&mut child), 0);
+
+    // Assert
+    assert_eq!(n_requests, 1, "one refused request, not one per scope");
+    assert_eq!(ready_status, 503, "{ready_text}");
+    assert!(
+        ready_text.contains("access key was refused"),
+        "{ready_text}"
+    );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("hss_sync_credentials_refused") && l.ends_with(" 1")),
+        "{metrics}"
+    );
+    assert!(!ready_text.contains("not-the-secret-key") && !metrics.contains("not-the-secret-key"));
 }

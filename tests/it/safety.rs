@@ -1,0 +1,659 @@
+//! The inventory never lies: odd answers, refused credentials, failing writes, shared ids,
+//! mode switches and mass deletions, each through the real sync path, on both databases.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::process::Command;
+
+use hss_sync::api::{Auth, RetryPolicy};
+use hss_sync::signer::Credentials;
+use hss_sync::sim::{Fault, Mutation};
+use hss_sync::store::{HistoryFilter, LeaseOutcome, Store};
+use hss_sync::sync::{DeletionGuard, RunStatus, SyncOptions};
+
+use crate::helpers::{
+    client_for, client_with, estate, scope, test_settings, Backend, TestApp, ACCESS_KEY, SECRET_KEY,
+};
+use crate::on_both_backends;
+
+/// Serves `body` with HTTP 200 for every request, as a gateway that answers oddly would.
+async fn odd_api(body: &'static str) -> SocketAddr {
+    let app = axum::Router::new().fallback(move || async move {
+        (
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    address
+}
+
+async fn a_200_answer_that_is_not_a_whole_page_fails_the_scope_and_retires_nothing(
+    backend: Backend,
+) {
+    for (body, expected) in [
+        ("{}", "no data_list"),
+        (r#"{"data_list": null}"#, "no data_list"),
+        (
+            r#"{"error_code": "HSS.1001", "error_msg": "internal"}"#,
+            "error_code HSS.1001: internal",
+        ),
+        (r#"{"data_list": []}"#, "no total_num"),
+        (
+            r#"{"data_list": {"id": "x"}, "total_num": 1}"#,
+            "invalid type",
+        ),
+        (
+            r#"{"data_list": [{"name": "no id"}], "total_num": 1}"#,
+            "has no string id",
+        ),
+    ] {
+        // Arrange: a synced estate, then an API that answers 200 with an odd body.
+        let mut app = TestApp::spawn(backend, estate(1, 0, 30)).await;
+        let scopes = app.all_granted_scopes();
+        app.sync(&scopes).await;
+        let before = app.live_ids().await;
+        assert_eq!(before.len(), 30);
+        app.client = client_for(odd_api(body).await, SECRET_KEY);
+
+        // Act
+        let report = app.sync(&scopes).await;
+
+        // Assert: the scope failed naming what was missing; nothing was retired.
+        assert_eq!(report.status, RunStatus::Failed, "{body}: {report:?}");
+        let error = report.scopes[0].error.as_deref().unwrap_or_default();
+        assert!(error.contains(expected), "{body}: {error}");
+        assert_eq!(report.counts.n_deleted, 0, "{body}");
+        assert_eq!(app.live_ids().await, before, "{body}");
+        let runs = app.runs().await;
+        assert_eq!(runs[0].status, "failed", "{body}");
+        assert!(
+            runs[0]
+                .totals
+                .error
+                .as_deref()
+                .unwrap_or_default()
+                .contains(expected),
+            "{body}: {:?}",
+            runs[0].totals.error
+        );
+    }
+}
+on_both_backends!(a_200_answer_that_is_not_a_whole_page_fails_the_scope_and_retires_nothing);
+
+async fn a_wrong_secret_key_costs_one_refused_request_however_many_scopes(backend: Backend) {
+    // Arrange: 4 projects x 5 enterprise projects = 20 scopes, walked 4 at a time.
+    let mut app = TestApp::spawn(backend, estate(4, 4, 3)).await;
+    let scopes = app.enterprise_project_scopes();
+    assert_eq!(scopes.len(), 20);
+    app.client = client_for(app.address, "not-the-secret-key");
+
+    // Act
+    let report = app.sync(&scopes).await;
+
+    // Assert: one request went, it was refused, the run failed saying what to check.
+    let requests: Vec<_> = app
+        .sim
+        .request_log()
+        .into_iter()
+        .filter(|r| r.api == "ListRegistry")
+        .collect();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert_eq!(requests[0].status, 401);
+    assert_eq!(report.status, RunStatus::Failed);
+    let refused = report.credentials_refused.as_deref().unwrap_or_default();
+    assert!(
+        refused
+            .contains("the access key was refused: check CLOUD_SDK_AK/CLOUD_SDK_SK and the clock"),
+        "{refused}"
+    );
+    assert!(!refused.contains("not-the-secret-key"));
+    assert!(report.scopes.iter().all(|s| s.status == "failed"));
+    let runs = app.runs().await;
+    assert_eq!(runs[0].status, "failed");
+    assert!(runs[0]
+        .totals
+        .error
+        .as_deref()
+        .unwrap_or_default()
+        .starts_with("the access key was refused"));
+    for scope_row in app.store.run_scopes(report.run_id).await.unwrap() {
+        assert_eq!(scope_row.status, "failed", "{scope_row:?}");
+    }
+
+    // Act: once the key is right, every scope goes again, concurrently.
+    app.client = client_for(app.address, SECRET_KEY);
+    let report = app.sync(&scopes).await;
+    assert_eq!(report.status, RunStatus::Succeeded);
+    assert_eq!(report.credentials_refused, None);
+}
+on_both_backends!(a_wrong_secret_key_costs_one_refused_request_however_many_scopes);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_key_with_retries_and_several_clients_still_sends_one_request() {
+    // Two endpoints' clients share nothing but the run: the gate is the run's.
+    let mut app = TestApp::spawn(Backend::Sqlite, estate(3, 1, 2)).await;
+    let settings = hss_sync::api::ClientSettings {
+        retry: RetryPolicy {
+            max_retries: 5,
+            ..test_settings().retry
+        },
+        ..test_settings()
+    };
+    app.client = client_with(
+        app.address,
+        Auth::AkSk(Credentials::new(ACCESS_KEY, "wrong").unwrap()),
+        &settings,
+    );
+    let options = SyncOptions {
+        concurrency: 6,
+        ..SyncOptions::default()
+    };
+    let report = app
+        .sync_with(&app.enterprise_project_scopes(), options)
+        .await;
+    assert_eq!(report.status, RunStatus::Failed);
+    assert_eq!(report.n_requests, 1, "{report:?}");
+}
+
+async fn a_failing_database_write_leaves_an_exact_audit(backend: Backend) {
+    // Arrange: three projects; writing the second one's registries fails in the database.
+    let app = TestApp::spawn(backend, estate(3, 0, 12)).await;
+    let scopes = app.all_granted_scopes();
+    let failing = scopes[1].project_id.clone();
+    install_failing_trigger(&app, backend, &failing).await;
+
+    // Act
+    let error = hss_sync::sync::run_once(&app.client, &app.store, &scopes, &SyncOptions::default())
+        .await
+        .expect_err("the write of the second project fails");
+
+    // Assert: the first project was committed and counted, the run says so, and every
+    // scope row is final.
+    assert!(error.to_string().contains("sync run"), "{error}");
+    let runs = app.runs().await;
+    assert_eq!(runs.len(), 1);
+    let run = &runs[0];
+    assert_eq!(run.status, "partial", "{run:?}");
+    assert_eq!(run.totals.counts.n_inserted, 12, "{run:?}");
+    assert!(
+        run.totals
+            .error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("injected failure"),
+        "{run:?}"
+    );
+    let history = app.history(HistoryFilter::Run(run.id)).await;
+    assert_eq!(history.len(), 12);
+    assert!(history.iter().all(|h| h.change_kind == "created"));
+    let scope_rows = app.store.run_scopes(run.id).await.unwrap();
+    let statuses: Vec<&str> = scope_rows.iter().map(|s| s.status.as_str()).collect();
+    assert_eq!(statuses, ["succeeded", "failed", "failed"]);
+    let sum: i64 = scope_rows.iter().map(|s| s.counts.n_inserted).sum();
+    assert_eq!(sum, run.totals.counts.n_inserted);
+    assert!(scope_rows[1]
+        .error
+        .as_deref()
+        .unwrap_or_default()
+        .contains("injected failure"));
+    let stored_projects: BTreeSet<String> = app
+        .registries()
+        .await
+        .into_iter()
+        .map(|r| r.project_id)
+        .collect();
+    assert_eq!(
+        stored_projects,
+        BTreeSet::from([scopes[0].project_id.clone()])
+    );
+}
+on_both_backends!(a_failing_database_write_leaves_an_exact_audit);
+
+/// Makes every insert of a registry of `project_id` fail inside the database.
+async fn install_failing_trigger(app: &TestApp, backend: Backend, project_id: &str) {
+    match backend {
+        Backend::Sqlite => {
+            use sqlx::Connection;
+            let mut conn = sqlx::SqliteConnection::connect(&app.db.url).await.unwrap();
+            sqlx::query(&format!(
+                "CREATE TRIGGER fail_project BEFORE INSERT ON registries WHEN NEW.project_id = '{project_id}' \
+                 BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
+            ))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        }
+        Backend::Postgres => {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(&app.db.url).await.unwrap();
+            sqlx::query(&format!(
+                "CREATE FUNCTION fail_project() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+                 IF NEW.project_id = '{project_id}' THEN RAISE EXCEPTION 'injected failure'; END IF; \
+                 RETURN NEW; END $$"
+            ))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+            sqlx::query(
+                "CREATE TRIGGER fail_project BEFORE INSERT ON registries FOR EACH ROW EXECUTE FUNCTION fail_project()",
+            )
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        }
+    }
+}
+
+async fn rows_recorded_under_all_granted_eps_are_reconciled_when_every_enterprise_project_is_walked(
+    backend: Backend,
+) {
+    // Arrange: 2 projects x 3 enterprise projects x 5, first synced through all_granted_eps.
+    let app = TestApp::spawn(backend, estate(2, 2, 5)).await;
+    app.sync(&app.all_granted_scopes()).await;
+    assert!(app
+        .registries()
+        .await
+        .iter()
+        .all(|r| r.enterprise_project_id.is_none()));
+    let change = app.sim.mutate(&Mutation {
+        seed: 3,
+        n_delete: 2,
+        ..Default::default()
+    });
+    let options = || SyncOptions {
+        projects_with_every_enterprise_project: app.sim.project_ids().into_iter().collect(),
+        ..SyncOptions::default()
+    };
+
+    // Act: the same estate through one scope per enterprise project.
+    let report = app
+        .sync_with(&app.enterprise_project_scopes(), options())
+        .await;
+
+    // Assert: every seen row took its enterprise project in one `updated` row; the two
+    // registries deleted meanwhile were retired; nothing is left without one.
+    assert_eq!(report.status, RunStatus::Succeeded, "{report:?}");
+    assert_eq!(report.counts.n_updated, 28);
+    assert_eq!(report.counts.n_deleted, 2);
+    assert_eq!(app.live_ids().await, app.sim_ids());
+    let rows = app.registries().await;
+    assert!(rows
+        .iter()
+        .filter(|r| r.deleted_at.is_none())
+        .all(|r| r.enterprise_project_id.is_some()));
+    for id in &change.deleted {
+        let row = rows.iter().find(|r| &r.registry.id == id).unwrap();
+        assert!(row.deleted_at.is_some(), "{id}");
+    }
+    let updates = app.history(HistoryFilter::Run(report.run_id)).await;
+    assert!(updates
+        .iter()
+        .filter(|h| h.change_kind == "updated")
+        .all(|h| h.changed_fields == ["enterprise_project_id"]));
+
+    // Act: again, with nothing changed.
+    let again = app
+        .sync_with(&app.enterprise_project_scopes(), options())
+        .await;
+    assert_eq!(again.counts.n_unchanged, 28);
+    assert_eq!(app.history(HistoryFilter::Run(again.run_id)).await.len(), 0);
+}
+on_both_backends!(
+    rows_recorded_under_all_granted_eps_are_reconciled_when_every_enterprise_project_is_walked
+);
+
+async fn without_every_enterprise_project_unattributed_rows_are_kept(backend: Backend) {
+    let app = TestApp::spawn(backend, estate(1, 2, 5)).await;
+    app.sync(&app.all_granted_scopes()).await;
+    // Only one enterprise project named: the others' rows must not be retired.
+    let only = vec![scope(
+        &app.sim.region(),
+        &app.sim.project_ids()[0],
+        &app.sim.enterprise_project_ids()[0],
+    )];
+    let report = app.sync(&only).await;
+    assert_eq!(report.counts.n_deleted, 0);
+    assert_eq!(app.live_ids().await, app.sim_ids());
+}
+on_both_backends!(without_every_enterprise_project_unattributed_rows_are_kept);
+
+async fn an_id_listed_under_two_projects_keeps_one_owner_and_writes_no_history(backend: Backend) {
+    // Arrange: a registry of the first project also listed under the second.
+    let app = TestApp::spawn(backend, estate(2, 0, 4)).await;
+    let projects = app.sim.project_ids();
+    let scopes = app.all_granted_scopes();
+    app.sync(&scopes).await;
+    let shared = app.sim.registries(&projects[0], None)[0].clone();
+    let shared_id = shared["id"].as_str().unwrap().to_owned();
+    app.sim.insert_registry(&projects[1], "0", shared);
+
+    // Act: three runs.
+    let mut written = Vec::new();
+    for _ in 0..3 {
+        let report = app.sync(&scopes).await;
+        assert_eq!(report.status, RunStatus::Succeeded, "{report:?}");
+        written.push(app.history(HistoryFilter::Run(report.run_id)).await.len());
+    }
+
+    // Assert: the owner stays the first project; no history row per run for it.
+    assert_eq!(written, [0, 0, 0]);
+    let rows: HashMap<String, _> = app
+        .registries()
+        .await
+        .into_iter()
+        .map(|r| (r.registry.id.clone(), r))
+        .collect();
+    assert_eq!(rows[&shared_id].project_id, projects[0]);
+    assert_eq!(rows[&shared_id].version, 1);
+}
+on_both_backends!(an_id_listed_under_two_projects_keeps_one_owner_and_writes_no_history);
+
+async fn a_new_id_listed_under_two_projects_gets_the_first_scope_as_owner(backend: Backend) {
+    let app = TestApp::spawn(backend, estate(2, 0, 2)).await;
+    let projects = app.sim.project_ids();
+    let mut scopes = app.all_granted_scopes();
+    scopes.sort();
+    let mut twin = app.sim.registries(&projects[0], None)[0].clone();
+    twin["id"] = serde_json::json!("twin-registry-id");
+    app.sim.insert_registry(&projects[0], "0", twin.clone());
+    app.sim.insert_registry(&projects[1], "0", twin);
+    for _ in 0..2 {
+        app.sync(&scopes).await;
+    }
+    let row = app
+        .registries()
+        .await
+        .into_iter()
+        .find(|r| r.registry.id == "twin-registry-id")
+        .unwrap();
+    assert_eq!(row.project_id, scopes[0].project_id);
+    assert_eq!(row.version, 1);
+}
+on_both_backends!(a_new_id_listed_under_two_projects_gets_the_first_scope_as_owner);
+
+async fn a_walk_that_would_retire_most_of_a_scope_is_held_until_accepted(backend: Backend) {
+    // Arrange: 40 registries synced; 30 of them vanish, 2 change, 3 appear.
+    let app = TestApp::spawn(backend, estate(1, 0, 40)).await;
+    let scopes = app.all_granted_scopes();
+    app.sync(&scopes).await;
+    app.sim.mutate(&Mutation {
+        seed: 9,
+        n_delete: 30,
+        n_update: 2,
+        n_add: 3,
+    });
+
+    // Act
+    let held = app.sync(&scopes).await;
+
+    // Assert: nothing retired, the rest applied, the scope held and the run partial.
+    assert_eq!(held.status, RunStatus::Partial, "{held:?}");
+    assert_eq!(held.scopes[0].status, "held");
+    assert_eq!(held.counts.n_deleted, 0);
+    assert_eq!(held.counts.n_held, 30);
+    assert_eq!(held.counts.n_inserted, 3);
+    assert_eq!(held.counts.n_updated, 2);
+    assert_eq!(app.live_ids().await.len(), 43);
+    let message = held.scopes[0].error.as_deref().unwrap_or_default();
+    assert!(message.contains("30 of the 40"), "{message}");
+    assert!(message.contains("--accept-deletions"), "{message}");
+    let rows = app.store.run_scopes(held.run_id).await.unwrap();
+    assert_eq!(rows[0].status, "held");
+    assert_eq!(rows[0].counts.n_held, 30);
+    assert_eq!(app.runs().await[0].totals.counts.n_held, 30);
+    assert_eq!(held.status.exit_code(), 3);
+
+    // Act: accepted for one run.
+    let accepted = app
+        .sync_with(
+            &scopes,
+            SyncOptions {
+                deletion_guard: DeletionGuard {
+                    accept: true,
+                    ..DeletionGuard::default()
+                },
+                ..SyncOptions::default()
+            },
+        )
+        .await;
+    assert_eq!(accepted.status, RunStatus::Succeeded);
+    assert_eq!(accepted.counts.n_deleted, 30);
+    assert_eq!(app.live_ids().await, app.sim_ids());
+}
+on_both_backends!(a_walk_that_would_retire_most_of_a_scope_is_held_until_accepted);
+
+async fn a_failing_scope_holds_every_deletion_of_the_run(backend: Backend) {
+    // Arrange: two projects; one registry deleted in each; one project then fails.
+    let app = TestApp::spawn(backend, estate(2, 0, 20)).await;
+    let scopes = app.all_granted_scopes();
+    app.sync(&scopes).await;
+    let change = app.sim.mutate(&Mutation {
+        seed: 2,
+        n_delete: 4,
+        ..Default::default()
+    });
+    let failing = app.sim.project_ids()[1].clone();
+    app.sim.add_fault(Fault::Forbidden {
+        project_id: failing.clone(),
+    });
+
+    // Act
+    let report = app.sync(&scopes).await;
+
+    // Assert: the healthy project's walk completed, but nothing is retired anywhere,
+    // since the failed scope might hold what the healthy one lost.
+    assert_eq!(report.status, RunStatus::Partial);
+    assert_eq!(report.counts.n_deleted, 0);
+    assert_eq!(app.live_ids().await.len(), 40);
+
+    // Act: once every scope completes, the deletions are made.
+    app.sim.clear_faults();
+    let report = app.sync(&scopes).await;
+    assert_eq!(report.counts.n_deleted, change.deleted.len() as i64);
+    assert_eq!(app.live_ids().await, app.sim_ids());
+}
+on_both_backends!(a_failing_scope_holds_every_deletion_of_the_run);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_left_by_a_dead_process_on_this_host_is_taken_over_at_once_on_sqlite() {
+    let app = TestApp::spawn(Backend::Sqlite, estate(1, 0, 2)).await;
+    // The same precedence as the store's own: HOSTNAME, then /etc/hostname.
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .map(|h| h.trim().to_owned())
+                .ok()
+                .filter(|h| !h.is_empty())
+        })
+        .unwrap_or_else(|| "unknown-host".to_owned());
+    // Pid 4194304 is above Linux's largest pid: that process cannot exist.
+    let dead = format!("{host}:4194304:deadbeef");
+    let alive = format!("{host}:1:deadbeef");
+    for (holder, expected_free) in [(&alive, false), (&dead, true)] {
+        set_sqlite_lease_holder(&app, holder).await;
+        let outcome = app
+            .store
+            .acquire_lease(None, std::time::Duration::from_secs(120))
+            .await
+            .unwrap();
+        match outcome {
+            LeaseOutcome::Acquired(lease) => {
+                assert!(expected_free, "{holder} is alive, yet its lease was taken");
+                lease.release().await.unwrap();
+            }
+            LeaseOutcome::Held { holder: h, .. } => {
+                assert!(!expected_free, "{holder} is gone, yet its lease held: {h}");
+            }
+            LeaseOutcome::TickTaken => panic!("no tick was asked for"),
+        }
+    }
+}
+
+async fn set_sqlite_lease_holder(app: &TestApp, holder: &str) {
+    use sqlx::Connection;
+    let mut conn = sqlx::SqliteConnection::connect(&app.db.url).await.unwrap();
+    let until = (chrono::Utc::now() + chrono::Duration::seconds(120))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    sqlx::query("UPDATE sync_lease SET holder = $1, expires_at = $2 WHERE name = 'sync'")
+        .bind(holder)
+        .bind(until)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_lease_is_released_by_the_server_when_its_holder_dies() {
+    let app = TestApp::spawn(Backend::Postgres, estate(1, 0, 2)).await;
+    // A real `hss-sync run` holds the lease while it syncs slowly; then it is killed.
+    app.sim.add_fault(Fault::Latency {
+        min: std::time::Duration::from_millis(400),
+        max: std::time::Duration::from_millis(400),
+    });
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hss-sync"))
+        .args([
+            "run",
+            "--region",
+            "cn-north-4",
+            "--endpoint",
+            &app.endpoint(),
+            "--project-id",
+            &app.sim.project_ids().join(","),
+            "--database-url",
+            &app.db.url,
+            "--max-requests-per-minute",
+            "0",
+            "--run-at-start",
+            "--schedule",
+            "0 0 0 1 1 *",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .env("CLOUD_SDK_AK", ACCESS_KEY)
+        .env("CLOUD_SDK_SK", SECRET_KEY)
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let held_by_child = wait_until_lease_held(&app.store).await;
+    assert!(held_by_child, "the child took the lease");
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // Act: at once, a new lease.
+    let started = std::time::Instant::now();
+    let mut outcome = app
+        .store
+        .acquire_lease(None, std::time::Duration::from_secs(120))
+        .await
+        .unwrap();
+    while matches!(outcome, LeaseOutcome::Held { .. })
+        && started.elapsed() < std::time::Duration::from_secs(5)
+    {
+        // The server notices the closed socket within moments.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        outcome = app
+            .store
+            .acquire_lease(None, std::time::Duration::from_secs(120))
+            .await
+            .unwrap();
+    }
+    let LeaseOutcome::Acquired(lease) = outcome else {
+        panic!("the killed holder's lease is still held: {outcome:?}");
+    };
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    let recovered = app
+        .store
+        .recover_stale_runs(chrono::Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(recovered.len(), 1, "the killed run is marked interrupted");
+    lease.release().await.unwrap();
+}
+
+/// Waits (up to 20 s) until another process holds the lease.
+async fn wait_until_lease_held(store: &Store) -> bool {
+    for _ in 0..400 {
+        match store
+            .acquire_lease(None, std::time::Duration::from_secs(120))
+            .await
+            .unwrap()
+        {
+            LeaseOutcome::Held { .. } => return true,
+            LeaseOutcome::Acquired(lease) => lease.release().await.unwrap(),
+            LeaseOutcome::TickTaken => {}
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    false
+}
+
+#[test]
+fn an_unknown_region_is_a_usage_error_at_once() {
+    let started = std::time::Instant::now();
+    let output = Command::new(env!("CARGO_BIN_EXE_hss-sync"))
+        .args([
+            "sync",
+            "--region",
+            "mars-1",
+            "--project-id",
+            "0123456789abcdef0123456789abcdef",
+            "--database-url",
+            "sqlite::memory:",
+        ])
+        .env("CLOUD_SDK_AK", ACCESS_KEY)
+        .env("CLOUD_SDK_SK", SECRET_KEY)
+        .env_remove("HSS_SYNC_ENDPOINT")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    assert!(text.contains("unknown region \"mars-1\""), "{text}");
+    assert!(
+        text.contains("cn-north-4") && text.contains("--endpoint"),
+        "{text}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}
+
+#[test]
+fn a_region_of_unresolvable_name_fails_without_backed_off_retries() {
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = format!("sqlite://{}", dir.path().join("dns.db").display());
+    let started = std::time::Instant::now();
+    let output = Command::new(env!("CARGO_BIN_EXE_hss-sync"))
+        .args([
+            "sync",
+            "--region",
+            "cn-north-4",
+            "--endpoint",
+            "https://no-such-host.invalid",
+            "--project-id",
+            "0123456789abcdef0123456789abcdef",
+            "--database-url",
+            &database_url,
+        ])
+        .env("CLOUD_SDK_AK", ACCESS_KEY)
+        .env("CLOUD_SDK_SK", SECRET_KEY)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(text.contains("does not resolve"), "{text}");
+    // Five backed-off retries would take over a minute.
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+}
