@@ -442,8 +442,14 @@ pub fn cancel_on_signal() -> CancellationToken {
     let child = token.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
-        tracing::warn!("signal received: shutting down gracefully (send it again to exit at once)");
+        // Cancel before saying so: with standard error gone (a closed pipe) the log line
+        // may fail, and the shutdown must not depend on it.
         child.cancel();
+        let _ = std::panic::catch_unwind(|| {
+            tracing::warn!(
+                "signal received: shutting down gracefully (send it again to exit at once)"
+            )
+        });
         wait_for_signal().await;
         std::process::exit(130);
     });

@@ -11,4 +11,5 @@ mod client;
 mod pages;
 mod safety;
 mod service;
+mod signals;
 mod sync;
