@@ -402,7 +402,7 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> anyhow::Result<u8> {
         }
         Command::Runs(args) => {
             let url = database_url(cli.config.as_deref(), &args.database)?;
-            let store = open_store(&url).await?;
+            let store = Store::open_read_only(&url).await?;
             crate::demo::print_runs(&store, args.limit, out).await?;
             store.close().await;
             Ok(0)

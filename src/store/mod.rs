@@ -64,6 +64,14 @@ pub enum StoreError {
         /// The driver's error.
         source: sqlx::Error,
     },
+    /// A database file that a reading command was pointed at does not exist.
+    #[error("database file {0} does not exist (a sync creates it; check the path)")]
+    Missing(String),
+    /// The database holds no hss-sync tables.
+    #[error(
+        "{0} holds no hss-sync schema (run `hss-sync migrate` or a sync first, or check the url)"
+    )]
+    NoSchema(String),
     /// A value in the database is not what the schema promises.
     #[error("corrupt value in the database: {0}")]
     Corrupt(String),
@@ -314,6 +322,65 @@ impl Store {
                 Ok(Store::Postgres(pool))
             }
         }
+    }
+
+    /// Opens `url` for reading only, for commands that only read: nothing is created or
+    /// migrated. SQLite opens the file read-only; PostgreSQL sessions default to read-only
+    /// transactions.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::InvalidUrl`] for a bad URL, [`StoreError::Missing`] when a SQLite file
+    /// does not exist, [`StoreError::NoSchema`] when the database holds no hss-sync schema,
+    /// [`StoreError::Connect`] when it cannot be reached.
+    pub async fn open_read_only(url: &str) -> Result<Store, StoreError> {
+        let store = match BackendKind::from_url(url)? {
+            BackendKind::Sqlite => {
+                let options = SqliteConnectOptions::from_str(url)
+                    .map_err(|e| StoreError::InvalidUrl(format!("{}: {e}", redact_url(url))))?;
+                let path = options.get_filename().to_path_buf();
+                if !path.exists() {
+                    return Err(StoreError::Missing(path.display().to_string()));
+                }
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(2)
+                    .acquire_timeout(CONNECT_TIMEOUT)
+                    .connect_with(
+                        options
+                            .read_only(true)
+                            .create_if_missing(false)
+                            .busy_timeout(SQLITE_BUSY_TIMEOUT),
+                    )
+                    .await
+                    .map_err(|source| StoreError::Connect {
+                        backend: "sqlite",
+                        source,
+                    })?;
+                Store::Sqlite(pool)
+            }
+            BackendKind::Postgres => {
+                let options = PgConnectOptions::from_str(url)
+                    .map_err(|e| StoreError::InvalidUrl(format!("{}: {e}", redact_url(url))))?
+                    .application_name("hss-sync")
+                    .options([("default_transaction_read_only", "on")]);
+                let pool = PgPoolOptions::new()
+                    .max_connections(2)
+                    .acquire_timeout(CONNECT_TIMEOUT)
+                    .connect_with(options)
+                    .await
+                    .map_err(|source| StoreError::Connect {
+                        backend: "postgres",
+                        source,
+                    })?;
+                Store::Postgres(pool)
+            }
+        };
+        let has_schema = dispatch!(&store, pool => Queries::<Db>::has_schema(pool).await)?;
+        if !has_schema {
+            store.close().await;
+            return Err(StoreError::NoSchema(redact_url(url)));
+        }
+        Ok(store)
     }
 
     /// Which backend this is.

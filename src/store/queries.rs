@@ -788,6 +788,18 @@ where
             .collect()
     }
 
+    /// Whether the database holds the hss-sync tables: selecting from `sync_runs` works.
+    pub(crate) async fn has_schema(pool: &Pool<DB>) -> Result<bool, StoreError> {
+        let mut conn = pool
+            .acquire()
+            .await
+            .map_err(query_error("checking the schema"))?;
+        Ok(sqlx::query::<DB>("SELECT id FROM sync_runs LIMIT 1")
+            .fetch_optional(&mut *conn)
+            .await
+            .is_ok())
+    }
+
     /// Whether the database answers.
     pub(crate) async fn ping(pool: &Pool<DB>) -> Result<(), StoreError> {
         let mut conn = pool

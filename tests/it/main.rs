@@ -9,6 +9,7 @@ mod helpers;
 mod cli;
 mod client;
 mod pages;
+mod readonly;
 mod safety;
 mod service;
 mod signals;
