@@ -54,13 +54,19 @@ async fn main() -> anyhow::Result<()> {
         .database_url
         .clone()
         .unwrap_or_else(|| format!("sqlite://{}/bench.db", dir.display()));
-    let store = Store::connect(&url).await?;
-    if let Store::Postgres(pool) = &store {
+    if url.starts_with("postgres") {
+        // The benchmark's own database is emptied first, on a connection of its own: the
+        // store hands out no pool.
+        use sqlx::Connection;
+        let mut connection = sqlx::PgConnection::connect(&url).await?;
         sqlx::query("DROP SCHEMA public CASCADE")
-            .execute(pool)
+            .execute(&mut connection)
             .await?;
-        sqlx::query("CREATE SCHEMA public").execute(pool).await?;
+        sqlx::query("CREATE SCHEMA public")
+            .execute(&mut connection)
+            .await?;
     }
+    let store = Store::connect(&url).await?;
     store.migrate().await?;
     let client = HssClients::single(HssClient::new(
         url::Url::parse(&running.base_url())?,

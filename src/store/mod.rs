@@ -251,9 +251,14 @@ pub struct RegistryRecord {
     pub deleted_at: Option<DateTime<Utc>>,
 }
 
-/// A connection pool to one of the two backends.
+/// A connection pool to one of the two backends. The pool never leaves the store: every
+/// read and write goes through a method phrased in domain terms.
 #[derive(Clone, Debug)]
-pub enum Store {
+pub struct Store(Pools);
+
+/// The pool of the backend a [`Store`] was opened on.
+#[derive(Clone, Debug)]
+enum Pools {
     /// SQLite, the embedded default.
     Sqlite(SqlitePool),
     /// PostgreSQL.
@@ -263,13 +268,13 @@ pub enum Store {
 /// Runs the same generic query on whichever backend the store holds.
 macro_rules! dispatch {
     ($store:expr, $pool:ident => $body:expr) => {
-        match $store {
-            Store::Sqlite($pool) => {
+        match &$store.0 {
+            Pools::Sqlite($pool) => {
                 #[allow(unused_imports)]
                 use sqlx::Sqlite as Db;
                 $body
             }
-            Store::Postgres($pool) => {
+            Pools::Postgres($pool) => {
                 #[allow(unused_imports)]
                 use sqlx::Postgres as Db;
                 $body
@@ -304,7 +309,7 @@ impl Store {
                         backend: "sqlite",
                         source,
                     })?;
-                Ok(Store::Sqlite(pool))
+                Ok(Store(Pools::Sqlite(pool)))
             }
             BackendKind::Postgres => {
                 let options = PgConnectOptions::from_str(url)
@@ -319,7 +324,7 @@ impl Store {
                         backend: "postgres",
                         source,
                     })?;
-                Ok(Store::Postgres(pool))
+                Ok(Store(Pools::Postgres(pool)))
             }
         }
     }
@@ -356,7 +361,7 @@ impl Store {
                         backend: "sqlite",
                         source,
                     })?;
-                Store::Sqlite(pool)
+                Store(Pools::Sqlite(pool))
             }
             BackendKind::Postgres => {
                 let options = PgConnectOptions::from_str(url)
@@ -372,7 +377,7 @@ impl Store {
                         backend: "postgres",
                         source,
                     })?;
-                Store::Postgres(pool)
+                Store(Pools::Postgres(pool))
             }
         };
         let has_schema = dispatch!(&store, pool => Queries::<Db>::has_schema(pool).await)?;
@@ -385,9 +390,9 @@ impl Store {
 
     /// Which backend this is.
     pub fn kind(&self) -> BackendKind {
-        match self {
-            Store::Sqlite(_) => BackendKind::Sqlite,
-            Store::Postgres(_) => BackendKind::Postgres,
+        match &self.0 {
+            Pools::Sqlite(_) => BackendKind::Sqlite,
+            Pools::Postgres(_) => BackendKind::Postgres,
         }
     }
 
@@ -398,9 +403,9 @@ impl Store {
     /// [`StoreError::Migrate`] when a migration fails or the database has migrations this
     /// build does not know.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(pool) => sqlx::migrate!("./migrations/sqlite").run(pool).await?,
-            Store::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await?,
+        match &self.0 {
+            Pools::Sqlite(pool) => sqlx::migrate!("./migrations/sqlite").run(pool).await?,
+            Pools::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await?,
         }
         Ok(())
     }
@@ -447,9 +452,9 @@ impl Store {
     ) -> Result<LeaseOutcome, StoreError> {
         use chrono::SubsecRound;
         let tick = tick.map(|t| t.trunc_subsecs(0));
-        match self {
-            Store::Postgres(pool) => lease::acquire_advisory(pool, holder_id(), tick).await,
-            Store::Sqlite(pool) => {
+        match &self.0 {
+            Pools::Postgres(pool) => lease::acquire_advisory(pool, holder_id(), tick).await,
+            Pools::Sqlite(pool) => {
                 let now = Utc::now().trunc_subsecs(3);
                 let expires_at = expiry(now, length);
                 let outcome = Queries::<sqlx::Sqlite>::acquire_lease(

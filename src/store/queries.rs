@@ -118,6 +118,7 @@ where
     for<'q> Option<<DB as Backend>::Timestamp>: Encode<'q, DB>,
     for<'a> &'a str: ColumnIndex<DB::Row>,
 {
+    /// Inserts a `running` row into `sync_runs` and returns its id.
     pub(crate) async fn begin_run(pool: &Pool<DB>, run: &NewRun<'_>) -> Result<i64, StoreError> {
         const CONTEXT: &str = "recording a new run";
         let mut conn = pool.acquire().await.map_err(query_error(CONTEXT))?;
@@ -138,6 +139,7 @@ where
         row.try_get("id").map_err(query_error(CONTEXT))
     }
 
+    /// Writes a run's final status, counts and error into its `sync_runs` row.
     pub(crate) async fn finish_run(
         pool: &Pool<DB>,
         run_id: i64,
@@ -178,6 +180,7 @@ where
         Ok(())
     }
 
+    /// Inserts a `running` row into `sync_run_scopes` and returns its id.
     pub(crate) async fn begin_scope(
         pool: &Pool<DB>,
         run_id: i64,
@@ -204,6 +207,7 @@ where
             .map_err(query_error("recording a new scope"))
     }
 
+    /// Writes a scope's final status, counts and error into its `sync_run_scopes` row.
     pub(crate) async fn finish_scope(
         conn: &mut DB::Connection,
         result: &ScopeResult<'_>,
@@ -479,6 +483,7 @@ where
         Ok(())
     }
 
+    /// Reads the newest `limit` rows of `sync_runs`.
     pub(crate) async fn recent_runs(
         pool: &Pool<DB>,
         limit: i64,
@@ -525,6 +530,7 @@ where
             .collect()
     }
 
+    /// Reads the `sync_run_scopes` rows of one run, in the order they were started.
     pub(crate) async fn run_scopes(
         pool: &Pool<DB>,
         run_id: i64,
@@ -562,6 +568,7 @@ where
             .collect()
     }
 
+    /// Reads every `registries` row, retired ones included.
     pub(crate) async fn all_registries(pool: &Pool<DB>) -> Result<Vec<RegistryRecord>, StoreError> {
         const CONTEXT: &str = "reading registries";
         let mut conn = pool.acquire().await.map_err(query_error(CONTEXT))?;
@@ -586,6 +593,7 @@ where
             .collect()
     }
 
+    /// Reads `registry_history` rows: all, one registry's, or one run's.
     pub(crate) async fn history(
         pool: &Pool<DB>,
         filter: HistoryFilter<'_>,
