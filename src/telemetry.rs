@@ -23,7 +23,10 @@ pub fn init(format: LogFormat, default_directive: &str) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false);
+        .with_target(false)
+        // A failed write to standard error (a closed pipe) is dropped; the default reports
+        // it with eprintln!, which panics when standard error is that closed pipe.
+        .log_internal_errors(false);
     // A second call (tests run several commands in one process) keeps the first subscriber.
     let _ = match format {
         LogFormat::Text => builder.try_init(),

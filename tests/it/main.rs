@@ -9,5 +9,6 @@ mod helpers;
 mod cli;
 mod client;
 mod pages;
+mod pipes;
 mod service;
 mod sync;
