@@ -8,6 +8,7 @@ mod helpers;
 
 mod cli;
 mod client;
+mod deploy;
 mod pages;
 mod pipes;
 mod service;
