@@ -1,20 +1,25 @@
 #!/usr/bin/env python3
 """Checks the deployment files for what a schema cannot see (issue 10). Usage:
-    python3 .ci/check_deploy.py docker-compose.yml src/service/http.rs RENDERED.yaml...
+    python3 .ci/check_deploy.py docker-compose.yml Dockerfile src/service/http.rs RENDERED.yaml...
 where each RENDERED.yaml is one `kubectl kustomize deploy/kubernetes/overlays/NAME`.
 
 Compose: every service is in a profile (a service without one starts with every profile), and
 each profile's stack is self-contained: its dependencies and its database host are services of
 the same profile; pg_isready checks over TCP (-h), so it cannot pass during first-start init.
+Dockerfile (parsed by BuildKit's own parser, the `dockerfile` package): the image listens on
+0.0.0.0 (HSS_SYNC_LISTEN) and EXPOSEs that port, runs as a numeric non-root user, and every file
+it copies from the context exists and is not excluded by .dockerignore.
 Kubernetes: each overlay renders exactly one workload (the Deployment and the CronJob are
 alternatives); pods meet the "restricted" Pod Security Standard, mount no service-account
 token, name a tagged image with imagePullPolicy IfNotPresent, and the readiness probe waits
 longer than /readyz's own two database timeouts (read from src/service/http.rs).
 """
+import os
 import re
 import sys
 from urllib.parse import urlparse
 
+import dockerfile
 import yaml
 
 problems = []
@@ -42,6 +47,43 @@ def check_compose(path):
         test = " ".join((service.get("healthcheck") or {}).get("test", []))
         if "pg_isready" in test and not re.search(r"-h\s*(127\.0\.0\.1|localhost)", test):
             problem(path, f"service {name}: pg_isready without -h 127.0.0.1 passes during first-start init")
+
+
+def check_dockerfile(path):
+    instructions = dockerfile.parse_file(path)
+    last_from = max(i for i, c in enumerate(instructions) if c.cmd.upper() == "FROM")
+    final = instructions[last_from:]
+    env = {}
+    for c in final:
+        if c.cmd.upper() == "ENV":
+            env.update(zip(c.value[0::2], c.value[1::2]))
+    listen = env.get("HSS_SYNC_LISTEN", "")
+    if not listen.startswith("0.0.0.0:"):
+        problem(path, f"the image does not listen on 0.0.0.0 (HSS_SYNC_LISTEN={listen!r})")
+    exposed = {v.split("/")[0] for c in final if c.cmd.upper() == "EXPOSE" for v in c.value}
+    if listen and listen.rpartition(":")[2] not in exposed:
+        problem(path, f"port {listen.rpartition(':')[2]} is not EXPOSEd ({sorted(exposed)})")
+    users = [c.value[0] for c in final if c.cmd.upper() == "USER"]
+    if not users or not users[-1].split(":")[0].isdigit() or users[-1].split(":")[0] == "0":
+        problem(path, f"the image's USER is not a numeric non-root user ({users})")
+    ignored = set()
+    try:
+        for line in open(".dockerignore", encoding="utf-8"):
+            line = line.strip()
+            if line and not line.startswith("#"):
+                ignored.add(line.strip("/"))
+    except FileNotFoundError:
+        problem(".dockerignore", "missing: the whole repository, target/ included, would be the build context")
+    for c in instructions:
+        if c.cmd.upper() in ("COPY", "ADD") and not any(f.startswith("--from") for f in c.flags):
+            for source in c.value[:-1]:
+                if not os.path.exists(source):
+                    problem(path, f"{c.cmd} {source}: no such file in the build context")
+                if source.strip("/") in ignored:
+                    problem(path, f"{c.cmd} {source}: excluded by .dockerignore")
+    for needed in ("target", ".git", ".env"):
+        if needed not in ignored:
+            problem(".dockerignore", f"does not exclude {needed}")
 
 
 def check_pod(where, spec, readyz_seconds):
@@ -94,15 +136,16 @@ def readyz_database_seconds(http_rs):
 
 
 def main():
-    compose, http_rs, rendered = sys.argv[1], sys.argv[2], sys.argv[3:]
+    compose, docker, http_rs, rendered = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
     check_compose(compose)
+    check_dockerfile(docker)
     seconds = readyz_database_seconds(http_rs)
     for path in rendered:
         check_kubernetes(path, seconds)
     if problems:
         print("\n".join(f"error: {p}" for p in problems), file=sys.stderr)
         sys.exit(1)
-    print(f"{compose} and {len(rendered)} Kubernetes overlays: ok")
+    print(f"{compose}, {docker} and {len(rendered)} Kubernetes overlays: ok")
 
 
 if __name__ == "__main__":
