@@ -25,6 +25,7 @@ const OTHER_TOOLS_FLAGS: &[(&str, &str)] = &[
     ("--all-targets", "cargo clippy"),
     ("--check", "cargo fmt"),
     ("--locked", "cargo"),
+    ("--filter-platform", "cargo metadata"),
     ("--from-literal", "kubectl create secret"),
     ("--strict", "yamllint, kubernetes-validate"),
     ("--builtin-schema", "check-jsonschema"),
