@@ -58,7 +58,7 @@ fn a_reader_that_stops_after_one_line_ends_it_quietly() {
         .read_line(&mut first)
         .unwrap();
     assert_eq!(first, "hss-sync demo\n");
-    // The reader is dropped here, long before the demo's first sync has finished.
+    // The reader is dropped here, normally long before the demo's first sync has finished.
     let mut stderr = String::new();
     child
         .stderr
@@ -67,7 +67,12 @@ fn a_reader_that_stops_after_one_line_ends_it_quietly() {
         .read_to_string(&mut stderr)
         .unwrap();
     let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(EXIT_BROKEN_PIPE), "{stderr}");
+    // 141 unless the whole demo fitted into the pipe before the reader went (a very slow
+    // test thread): either way, quietly.
+    assert!(
+        matches!(status.code(), Some(EXIT_BROKEN_PIPE | 0)),
+        "{status:?}: {stderr}"
+    );
     assert_eq!(stderr, "", "nothing on standard error");
 }
 
