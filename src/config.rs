@@ -226,10 +226,70 @@ impl RawConfig {
     pub fn load(path: &Path) -> Result<RawConfig, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::one(format!("config file {}: {e}", path.display())))?;
-        toml::from_str(&text).map_err(|e| {
+        let config: RawConfig = toml::from_str(&text).map_err(|e| {
             ConfigError::one(format!("config file {}: {}", path.display(), e.message()))
-        })
+        })?;
+        if let Some(warning) = exposed_secrets_warning(path, &config) {
+            tracing::warn!("{warning}");
+        }
+        Ok(config)
     }
+
+    /// The keys of the secrets this file holds (never their values).
+    fn secret_keys(&self) -> Vec<&'static str> {
+        let c = &self.credentials;
+        let mut keys = Vec::new();
+        for (key, set) in [
+            ("secret_key", c.secret_key.is_some()),
+            ("security_token", c.security_token.is_some()),
+            ("auth_token", c.auth_token.is_some()),
+            ("iam_password", c.iam_password.is_some()),
+        ] {
+            if set {
+                keys.push(key);
+            }
+        }
+        let url_password = self
+            .database_url
+            .as_deref()
+            .and_then(|u| Url::parse(u).ok().and_then(|u| u.password().map(|_| ())));
+        if url_password.is_some() {
+            keys.push("database_url (a password)");
+        }
+        keys
+    }
+}
+
+/// A warning, as ssh gives for a private key, when the config file at `path` holds a secret
+/// and its permissions let its group or others read it. Names the keys, never the values.
+#[cfg(unix)]
+pub fn exposed_secrets_warning(path: &Path, config: &RawConfig) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+
+    let keys = config.secret_keys();
+    if keys.is_empty() {
+        return None;
+    }
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o7777;
+    let readers = match (mode & 0o040 != 0, mode & 0o004 != 0) {
+        (false, false) => return None,
+        (true, false) => "its group",
+        (false, true) => "everyone",
+        (true, true) => "its group and everyone",
+    };
+    Some(format!(
+        "config file {} holds {} but its permissions {mode:04o} let {readers} read it: \
+         run `chmod 600 {}`, or pass secrets in the environment",
+        path.display(),
+        keys.join(", "),
+        path.display()
+    ))
+}
+
+/// Permissions are not checked where they are not Unix modes.
+#[cfg(not(unix))]
+pub fn exposed_secrets_warning(_path: &Path, _config: &RawConfig) -> Option<String> {
+    None
 }
 
 /// What flags and the environment said (clap merges those two); `None` defers to the file.
@@ -949,5 +1009,45 @@ mod tests {
     #[test]
     fn unknown_config_keys_are_rejected() {
         assert!(toml::from_str::<RawConfig>("regoin = \"x\"").is_err());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_config_file_with_a_secret_readable_by_others_gets_a_warning_without_the_secret() {
+        use std::os::unix::fs::PermissionsExt;
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hss-sync.toml");
+        let chmod =
+            |mode| std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        std::fs::write(
+            &path,
+            "database_url = \"postgres://u:db-password-value@h/db\"\n\
+             [credentials]\naccess_key = \"AK\"\nsecret_key = \"secret-key-value\"\n",
+        )
+        .unwrap();
+
+        chmod(0o644);
+        let config = RawConfig::load(&path).unwrap();
+        let warning = exposed_secrets_warning(&path, &config).expect("a warning");
+        assert!(warning.contains("secret_key"), "{warning}");
+        assert!(warning.contains("database_url"), "{warning}");
+        assert!(warning.contains("0644"), "{warning}");
+        assert!(warning.contains("chmod 600"), "{warning}");
+        assert!(!warning.contains("secret-key-value"), "{warning}");
+        assert!(!warning.contains("db-password-value"), "{warning}");
+
+        chmod(0o640);
+        let warning = exposed_secrets_warning(&path, &config).expect("a warning");
+        assert!(warning.contains("its group read it"), "{warning}");
+
+        chmod(0o600);
+        assert_eq!(exposed_secrets_warning(&path, &config), None);
+
+        // No secret, no warning, whoever may read the file.
+        std::fs::write(&path, "region = \"cn-north-4\"\n").unwrap();
+        chmod(0o644);
+        let config = RawConfig::load(&path).unwrap();
+        assert_eq!(exposed_secrets_warning(&path, &config), None);
     }
 }

@@ -1,21 +1,75 @@
 //! The `hss-sync` binary: parse the command line, set up logging, run the command, and turn
 //! its outcome into an exit code (0 succeeded, 3 partial, 1 failed, 2 usage).
 
+use std::io::{self, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
 
 use hss_sync::cli::{self, Cli};
 
+/// The exit status of a process that wrote to a pipe nobody reads any more, as a shell shows
+/// it for a program killed by SIGPIPE (128 + 13): `yes | head` ends the same way.
+const EXIT_BROKEN_PIPE: u8 = 141;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     hss_sync::telemetry::init(cli.log_format, cli.command.default_log_directive());
-    match cli::run(cli, &mut std::io::stdout()).await {
+    let mut out = Stdout::new();
+    let outcome = cli::run(cli, &mut out).await;
+    let flushed = out.flush();
+    if out.reader_gone() {
+        // The reader has gone (`hss-sync demo | head`): stop quietly, as Unix tools do.
+        return ExitCode::from(EXIT_BROKEN_PIPE);
+    }
+    let outcome = outcome.and_then(|code| flushed.map(|()| code).map_err(Into::into));
+    match outcome {
         Ok(code) => ExitCode::from(code),
         Err(error) => {
-            eprintln!("error: {error:#}");
+            // writeln!, not eprintln!: a closed standard error must not turn into a panic.
+            let _ = writeln!(io::stderr(), "error: {error:#}");
             ExitCode::from(cli::exit_code_of(&error))
         }
+    }
+}
+
+/// Standard output that remembers whether a write failed because the reading end of the pipe
+/// was closed, so that this (and only this) broken pipe ends the process quietly; a broken
+/// pipe of a database or HTTP connection is still an error.
+struct Stdout {
+    inner: io::Stdout,
+    reader_gone: bool,
+}
+
+impl Stdout {
+    fn new() -> Stdout {
+        Stdout {
+            inner: io::stdout(),
+            reader_gone: false,
+        }
+    }
+
+    fn reader_gone(&self) -> bool {
+        self.reader_gone
+    }
+
+    fn note<T>(&mut self, result: io::Result<T>) -> io::Result<T> {
+        if matches!(&result, Err(e) if e.kind() == io::ErrorKind::BrokenPipe) {
+            self.reader_gone = true;
+        }
+        result
+    }
+}
+
+impl Write for Stdout {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let result = self.inner.write(buf);
+        self.note(result)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        let result = self.inner.flush();
+        self.note(result)
     }
 }

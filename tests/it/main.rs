@@ -8,7 +8,9 @@ mod helpers;
 
 mod cli;
 mod client;
+mod deploy;
 mod pages;
+mod pipes;
 mod readonly;
 mod safety;
 mod service;
