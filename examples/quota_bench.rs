@@ -16,7 +16,7 @@ use hss_sync::api::{Auth, ClientSettings, HssClient, HssClients, RetryPolicy};
 use hss_sync::signer::Credentials;
 use hss_sync::sim::{Fault, SimConfig, SimCredentials, Simulator};
 use hss_sync::store::Store;
-use hss_sync::sync::{self, RunReport, Scope, SyncOptions};
+use hss_sync::sync::{self, RunReport, Scope, SyncOptions, Trigger};
 
 #[derive(Parser, Debug)]
 struct Args {
@@ -117,6 +117,7 @@ async fn run(
         .collect();
     let options = SyncOptions {
         concurrency: args.concurrency,
+        trigger: Trigger::Bench,
         ..SyncOptions::default()
     };
     let started = Instant::now();

@@ -15,7 +15,7 @@ use hss_sync::api::{Auth, ClientSettings, HssClient, HssClients};
 use hss_sync::signer::Credentials;
 use hss_sync::sim::{Mutation, SimConfig, SimCredentials, Simulator};
 use hss_sync::store::Store;
-use hss_sync::sync::{self, Scope, SyncOptions};
+use hss_sync::sync::{self, Scope, SyncOptions, Trigger};
 
 #[derive(Parser, Debug)]
 struct Args {
@@ -89,6 +89,10 @@ async fn main() -> anyhow::Result<()> {
         "{:<10} {:>9} {:>8} {:>8} {:>8} {:>9} {:>14}",
         "sync", "fetched", "created", "updated", "deleted", "wall (s)", "registries/s"
     );
+    let options = SyncOptions {
+        trigger: Trigger::Bench,
+        ..SyncOptions::default()
+    };
     for label in ["first", "unchanged", "changed"] {
         if label == "changed" {
             let n = total * args.change_percent / 100;
@@ -100,7 +104,7 @@ async fn main() -> anyhow::Result<()> {
             });
         }
         let started = Instant::now();
-        let report = sync::run_once(&client, &store, &scopes, &SyncOptions::default()).await?;
+        let report = sync::run_once(&client, &store, &scopes, &options).await?;
         let wall = started.elapsed().as_secs_f64();
         let c = report.counts;
         println!(

@@ -3,26 +3,27 @@
 //! Handlers write their report to the `out` they are given, so tests can read it; logs go
 //! to standard error through `tracing`.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
-use tracing::info;
 
 use crate::api::RegistryFilters;
 use crate::config::{
     AuthMode, ConfigError, CredentialConfig, Overrides, RawConfig, SyncConfig, DEFAULT_DATABASE_URL,
 };
+use crate::demo::DemoArgs;
+use crate::progress::TerminalProgress;
 use crate::service::{self, Leased, ServiceConfig, ServiceOverrides};
 use crate::sim::{SimConfig, SimCredentials, SimIamUser, Simulator};
 use crate::store::{redact_url, Store};
-use crate::sync::{self, scopes, RunReport, SyncError, SyncOptions};
+use crate::sync::Trigger;
 use crate::telemetry::LogFormat;
+use crate::Exit;
 
 /// Keeps a SQL copy of the container-image registries Huawei Cloud HSS knows about, with
 /// their full change history.
@@ -372,17 +373,6 @@ pub struct SimulateArgs {
     pub no_enterprise_projects: bool,
 }
 
-/// Flags of `demo`.
-#[derive(Debug, Args, Clone)]
-pub struct DemoArgs {
-    /// The SQLite file the demo writes (replaced on every demo run).
-    #[arg(long, default_value = "hss-sync-demo.db", value_name = "FILE")]
-    pub database_file: PathBuf,
-    /// Registries in each scope of the simulated estate (3 projects x 3 enterprise projects).
-    #[arg(long, default_value_t = 150)]
-    pub registries_per_scope: usize,
-}
-
 /// Runs a parsed command line and returns the process exit code.
 ///
 /// # Errors
@@ -395,17 +385,17 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> anyhow::Result<u8> {
         Command::Config(ConfigCommand::Check(args)) => config_check(cli.config, *args, out),
         Command::Migrate(args) => {
             let url = database_url(cli.config.as_deref(), &args)?;
-            let store = open_store(&url).await?;
+            let store = Store::open(&url).await?;
             store.close().await;
             writeln!(out, "migrations applied to {}", redact_url(&url))?;
-            Ok(0)
+            Ok(Exit::Success.code())
         }
         Command::Runs(args) => {
             let url = database_url(cli.config.as_deref(), &args.database)?;
             let store = Store::open_read_only(&url).await?;
-            crate::demo::print_runs(&store, args.limit, out).await?;
+            crate::report::print_runs(&store, args.limit, out).await?;
             store.close().await;
-            Ok(0)
+            Ok(Exit::Success.code())
         }
         Command::Simulate(args) => simulate_command(*args, out).await,
         Command::Demo(args) => crate::demo::run(args, out).await,
@@ -416,24 +406,10 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> anyhow::Result<u8> {
 /// problems, 1 for everything else.
 pub fn exit_code_of(error: &anyhow::Error) -> u8 {
     if error.downcast_ref::<ConfigError>().is_some() {
-        2
+        Exit::Usage.code()
     } else {
-        1
+        Exit::Failure.code()
     }
-}
-
-/// Connects to the database and applies pending migrations.
-///
-/// # Errors
-///
-/// When the database cannot be reached or migrated.
-pub async fn open_store(url: &str) -> anyhow::Result<Store> {
-    let store = Store::connect(url).await?;
-    store
-        .migrate()
-        .await
-        .with_context(|| format!("migrating {}", redact_url(url)))?;
-    Ok(store)
 }
 
 /// A token cancelled on the first SIGINT or SIGTERM; a second signal exits at once.
@@ -451,7 +427,7 @@ pub fn cancel_on_signal() -> CancellationToken {
             )
         });
         wait_for_signal().await;
-        std::process::exit(130);
+        std::process::exit(Exit::Interrupted.code().into());
     });
     token
 }
@@ -502,16 +478,24 @@ async fn sync_command(
     let file = load_file(config_path.as_deref())?;
     let lease = ServiceConfig::build(ServiceOverrides::default(), file.service.clone())?.lease;
     let config = SyncConfig::build(args.overrides(), file, |name| std::env::var(name).ok())?;
-    let store = open_store(&config.database_url).await?;
+    let store = Store::open(&config.database_url).await?;
     let cancel = cancel_on_signal();
-    let result =
-        service::run_leased(&config, &store, None, lease, "cli", progress_bar(), cancel).await;
+    let result = service::run_leased(
+        &config,
+        &store,
+        None,
+        lease,
+        Trigger::Cli,
+        Arc::new(TerminalProgress::on_stderr()),
+        cancel,
+    )
+    .await;
     store.close().await;
     let report = match result? {
         Leased::Ran(report) => report,
         Leased::Skipped(reason) => {
             writeln!(out, "not syncing: {reason}; try again when it has finished")?;
-            return Ok(EXIT_LEASE_HELD);
+            return Ok(Exit::LeaseHeld.code());
         }
     };
     writeln!(out, "{}", report.summary_line())?;
@@ -535,18 +519,15 @@ async fn sync_command(
     Ok(report.status.exit_code())
 }
 
-/// The exit code of `sync` when another process holds the sync lease.
-pub const EXIT_LEASE_HELD: u8 = 4;
-
 async fn run_command(config_path: Option<PathBuf>, args: RunArgs) -> anyhow::Result<u8> {
     let file = load_file(config_path.as_deref())?;
     let (config, service) = build_run_config(&args, file)?;
-    let store = open_store(&config.database_url).await?;
+    let store = Store::open(&config.database_url).await?;
     let shutdown = cancel_on_signal();
     let result = service::run_daemon(config, service, store.clone(), shutdown).await;
     store.close().await;
     result?;
-    Ok(0)
+    Ok(Exit::Success.code())
 }
 
 fn build_run_config(
@@ -709,73 +690,7 @@ fn config_check(
         service.max_run_age.as_secs()
     )?;
     writeln!(out, "lease_seconds = {}", service.lease.as_secs())?;
-    Ok(0)
-}
-
-/// One sync run with a validated configuration: set up clients and scopes (discovering
-/// them when asked), then [`sync::run_once`].
-///
-/// # Errors
-///
-/// When set-up fails (IAM unreachable during discovery, no endpoint for a region) or the
-/// store fails.
-pub async fn sync_with_config(
-    config: &SyncConfig,
-    store: &Store,
-    trigger: &str,
-    scheduled_at: Option<chrono::DateTime<chrono::Utc>>,
-    progress: ProgressBar,
-    cancel: CancellationToken,
-) -> anyhow::Result<RunReport> {
-    info!(
-        auth = %config.auth_description(),
-        database = %config.database_url_redacted(),
-        discover = config.discover,
-        "starting a sync with {}",
-        config.auth_description()
-    );
-    let prepared = match scopes::prepare(config, |name| std::env::var(name).ok()).await {
-        Ok(prepared) => prepared,
-        Err(e) => {
-            // Discovery talks to IAM and EPS before the first ListRegistry request; a
-            // failure there is a failed run too, and the audit trail says so.
-            sync::record_failed_run(store, trigger, scheduled_at, &e.to_string()).await;
-            return Err(e.into());
-        }
-    };
-    let options = SyncOptions {
-        page_limit: config.page_limit,
-        filters: config.filters.clone(),
-        trigger: trigger.to_owned(),
-        progress,
-        cancel,
-        concurrency: config.concurrency,
-        max_rewalks: config.max_rewalks,
-        scheduled_at,
-        confirm_deletions: config.confirm_deletions,
-        deletion_guard: config.deletion_guard,
-        projects_with_every_enterprise_project: prepared
-            .projects_with_every_enterprise_project
-            .clone(),
-    };
-    let report = sync::run_once(&prepared.clients, store, &prepared.scopes, &options)
-        .await
-        .map_err(|e: SyncError| anyhow::Error::new(e))?;
-    Ok(report)
-}
-
-/// A progress bar on standard error when it is a terminal, else a hidden one.
-pub fn progress_bar() -> ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(0);
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] scopes {pos}/{len} {wide_msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar.enable_steady_tick(Duration::from_millis(200));
-    bar
+    Ok(Exit::Success.code())
 }
 
 async fn simulate_command(args: SimulateArgs, out: &mut (dyn Write + Send)) -> anyhow::Result<u8> {
@@ -874,7 +789,7 @@ async fn simulate_command(args: SimulateArgs, out: &mut (dyn Write + Send)) -> a
         .serve(listener, async move { cancel.cancelled().await })
         .await
         .context("simulated API server failed")?;
-    Ok(0)
+    Ok(Exit::Success.code())
 }
 
 #[cfg(test)]

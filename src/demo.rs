@@ -5,24 +5,37 @@
 //! additions), syncs again, and prints what happened and how to query the file.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context;
 use rand::distributions::{Alphanumeric, DistString};
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{Auth, ClientSettings, HssClient, HssClients};
-use crate::cli::{open_store, progress_bar, DemoArgs};
+use crate::progress::TerminalProgress;
+use crate::report::print_runs;
 use crate::signer::Credentials;
 use crate::sim::{Mutation, SimConfig, SimCredentials, Simulator};
 use crate::store::{HistoryFilter, Store};
-use crate::sync::{self, RunReport, RunStatus, Scope, SyncOptions};
+use crate::sync::{self, RunReport, RunStatus, Scope, SyncOptions, Trigger};
 
 /// The simulated account of the demo: enough projects and enterprise projects that every
 /// project needs several pages.
 const DEMO_PROJECTS: usize = 3;
 const DEMO_EXTRA_ENTERPRISE_PROJECTS: usize = 2;
 const DEMO_REGION: &str = "cn-north-4";
+
+/// Flags of `demo`.
+#[derive(Debug, clap::Args, Clone)]
+pub struct DemoArgs {
+    /// The SQLite file the demo writes (replaced on every demo run).
+    #[arg(long, default_value = "hss-sync-demo.db", value_name = "FILE")]
+    pub database_file: PathBuf,
+    /// Registries in each scope of the simulated estate (3 projects x 3 enterprise projects).
+    #[arg(long, default_value_t = 150)]
+    pub registries_per_scope: usize,
+}
 
 /// Runs the demo and returns the exit code of the second sync.
 ///
@@ -77,7 +90,9 @@ pub async fn run(args: DemoArgs, out: &mut (dyn Write + Send)) -> anyhow::Result
     )?;
     writeln!(out, "database: {database_url}\n")?;
 
-    let store = open_store(&database_url).await?;
+    let store = Store::open(&database_url)
+        .await
+        .with_context(|| format!("opening {database_url}"))?;
     let endpoint = url::Url::parse(&format!("http://{address}"))?;
     let client = HssClients::single(HssClient::new(
         endpoint,
@@ -90,8 +105,8 @@ pub async fn run(args: DemoArgs, out: &mut (dyn Write + Send)) -> anyhow::Result
         .map(|project_id| Scope::all_granted(DEMO_REGION, project_id))
         .collect();
     let options = SyncOptions {
-        trigger: "demo".to_owned(),
-        progress: progress_bar(),
+        trigger: Trigger::Demo,
+        progress: Arc::new(TerminalProgress::on_stderr()),
         ..SyncOptions::default()
     };
 
@@ -119,7 +134,7 @@ pub async fn run(args: DemoArgs, out: &mut (dyn Write + Send)) -> anyhow::Result
         "\n3. second sync: only the changes are written to history"
     )?;
     let options = SyncOptions {
-        progress: progress_bar(),
+        progress: Arc::new(TerminalProgress::on_stderr()),
         ..options
     };
     let second = sync::run_once(&client, &store, &scopes, &options).await?;
@@ -147,66 +162,6 @@ pub async fn run(args: DemoArgs, out: &mut (dyn Write + Send)) -> anyhow::Result
             second.status.exit_code().max(first.status.exit_code())
         },
     )
-}
-
-/// Prints the newest runs and the scopes of each.
-///
-/// # Errors
-///
-/// When the store fails or `out` cannot be written.
-pub async fn print_runs(
-    store: &Store,
-    limit: i64,
-    out: &mut (dyn Write + Send),
-) -> anyhow::Result<()> {
-    let runs = store.recent_runs(limit).await?;
-    if runs.is_empty() {
-        writeln!(out, "no sync runs recorded yet")?;
-    }
-    for run in runs {
-        let c = &run.totals.counts;
-        writeln!(
-            out,
-            "  run {} [{}] {} started {} ({}): {} scopes, {} failed, {} pages, {} fetched, {} created, {} updated, {} unchanged, {} deleted, {} restored",
-            run.id,
-            run.trigger,
-            run.status,
-            run.started_at.format("%Y-%m-%d %H:%M:%S%.3fZ"),
-            run.finished_at
-                .map(|f| format!("{:.1}s", (f - run.started_at).num_milliseconds() as f64 / 1000.0))
-                .unwrap_or_else(|| "not finished".to_owned()),
-            run.totals.n_scopes,
-            run.totals.n_scopes_failed,
-            run.totals.n_pages,
-            c.n_fetched,
-            c.n_inserted,
-            c.n_updated,
-            c.n_unchanged,
-            c.n_deleted,
-            c.n_restored
-        )?;
-        if c.n_held > 0 {
-            writeln!(
-                out,
-                "      {} deletions held by the mass-deletion guard",
-                c.n_held
-            )?;
-        }
-        if let Some(error) = run
-            .totals
-            .error
-            .as_deref()
-            .filter(|_| run.status == "failed")
-        {
-            writeln!(out, "      error: {error}")?;
-        }
-        for scope in store.run_scopes(run.id).await? {
-            if let Some(error) = &scope.error {
-                writeln!(out, "      scope {} {}: {error}", scope.scope, scope.status)?;
-            }
-        }
-    }
-    Ok(())
 }
 
 fn print_report(report: &RunReport, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {

@@ -15,16 +15,24 @@
 //! - [`sync`]: the sync engine (`run_once`) and the pure diff (`plan`).
 //! - [`store`]: the only module that holds SQL; SQLite and PostgreSQL.
 //! - [`sim`]: the simulated HSS API used by the demo, the tests and benchmarks.
-//! - [`cli`]: the command line and the handlers of each command.
+//! - [`service`]: the long-running service: schedule, lease, health and metrics.
+//! - [`demo`]: the whole product on one machine against the simulator.
+//! - [`report`], [`progress`]: what the terminal shows: run listings and the progress bar.
+//! - [`cli`]: the command line and the handlers of each command; nothing imports it.
 
 pub mod api;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod exit;
+pub mod progress;
 pub mod registry;
+pub mod report;
 pub mod service;
 pub mod signer;
 pub mod sim;
 pub mod store;
 pub mod sync;
 pub mod telemetry;
+
+pub use exit::Exit;

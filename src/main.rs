@@ -7,10 +7,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use hss_sync::cli::{self, Cli};
-
-/// The exit status of a process that wrote to a pipe nobody reads any more, as a shell shows
-/// it for a program killed by SIGPIPE (128 + 13): `yes | head` ends the same way.
-const EXIT_BROKEN_PIPE: u8 = 141;
+use hss_sync::Exit;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -21,7 +18,7 @@ async fn main() -> ExitCode {
     let flushed = out.flush();
     if out.reader_gone() {
         // The reader has gone (`hss-sync demo | head`): stop quietly, as Unix tools do.
-        return ExitCode::from(EXIT_BROKEN_PIPE);
+        return ExitCode::from(Exit::BrokenPipe.code());
     }
     let outcome = outcome.and_then(|code| flushed.map(|()| code).map_err(Into::into));
     match outcome {

@@ -12,8 +12,8 @@ use tokio::sync::Mutex;
 use tracing::{debug, info};
 use url::Url;
 
-use crate::api::client::{status_error, Attempts, Call, Transport};
 use crate::api::dto::TokenResponse;
+use crate::api::transport::{join, status_error, Attempts, Call, Transport};
 use crate::api::ApiError;
 use crate::signer::{self, Credentials, RequestToSign};
 
@@ -358,13 +358,6 @@ fn parse_time(text: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(text)
         .ok()
         .map(|t| t.with_timezone(&Utc))
-}
-
-/// `base` with its path replaced by `request_uri` (which already holds base's path prefix).
-pub(crate) fn join(base: &Url, request_uri: &str) -> Result<Url, ApiError> {
-    let origin = base.origin().ascii_serialization();
-    Url::parse(&format!("{origin}{request_uri}"))
-        .map_err(|e| ApiError::Setup(format!("cannot form a request URL from {base}: {e}")))
 }
 
 #[cfg(test)]

@@ -6,11 +6,11 @@ use serde::de::DeserializeOwned;
 use url::Url;
 
 use crate::api::auth::{Auth, Target};
-use crate::api::client::{Attempts, Call, Transport};
 use crate::api::dto::{
     EnterpriseProjectInfo, ListAuthDomainsResponse, ListEnterpriseProjectsResponse,
     ListProjectsResponse, ProjectInfo,
 };
+use crate::api::transport::{Attempts, Call, Transport};
 use crate::api::ApiError;
 
 /// Projects per IAM page. IAM takes up to 5000; a few hundred keeps each answer small.

@@ -14,6 +14,7 @@ use tracing::warn;
 
 use crate::service::metrics;
 use crate::store::Store;
+use crate::sync::RunStatus;
 
 /// How long a probe waits for the database; Kubernetes probes time out after 1 s by
 /// default, so answer before that.
@@ -80,7 +81,9 @@ async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
     }
     match tokio::time::timeout(
         PROBE_DATABASE_TIMEOUT,
-        state.store.last_finished(&["succeeded", "partial"]),
+        state
+            .store
+            .last_finished(&[RunStatus::Succeeded, RunStatus::Partial]),
     )
     .await
     {

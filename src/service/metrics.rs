@@ -161,7 +161,7 @@ pub async fn refresh_store_gauges(store: &Store) -> Result<(), StoreError> {
         }
         seen.extend(current);
     }
-    let since = match store.last_finished(&["succeeded"]).await? {
+    let since = match store.last_finished(&[RunStatus::Succeeded]).await? {
         Some(finished) => (Utc::now() - finished).num_milliseconds().max(0) as f64 / 1000.0,
         None => -1.0,
     };

@@ -15,17 +15,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
-use chrono::{DateTime, SubsecRound, Utc};
-use indicatif::ProgressBar;
+use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 use tokio_cron_scheduler::{Job, JobScheduler};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::config::{ConfigError, RawService, SyncConfig};
-use crate::store::{Lease, LeaseOutcome, Store};
-use crate::sync::RunReport;
+use crate::store::{now, Lease, LeaseOutcome, Store, StoreError};
+use crate::sync::{self, Progress, RunReport, Trigger};
 
 pub use runner::{RunnerStats, Tick};
 pub use schedule::{Schedule, DEFAULT_SCHEDULE};
@@ -147,6 +145,29 @@ impl ServiceConfig {
     }
 }
 
+/// Why the service, or one leased sync, could not go on.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServiceError {
+    /// The database failed while taking the lease or recovering runs.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The sync failed to set up or to write.
+    #[error(transparent)]
+    Run(#[from] sync::RunError),
+    /// The HTTP endpoint's address could not be bound.
+    #[error("cannot listen on {address}")]
+    Listen {
+        /// The address.
+        address: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The scheduler could not start or take the job.
+    #[error("the scheduler failed")]
+    Scheduler(#[source] tokio_cron_scheduler::JobSchedulerError),
+}
+
 /// What [`run_leased`] did.
 #[derive(Debug)]
 pub enum Leased {
@@ -169,10 +190,10 @@ pub async fn run_leased(
     store: &Store,
     tick: Option<DateTime<Utc>>,
     lease: Duration,
-    trigger: &str,
-    progress: ProgressBar,
+    trigger: Trigger,
+    progress: Arc<dyn Progress>,
     cancel: CancellationToken,
-) -> anyhow::Result<Leased> {
+) -> Result<Leased, ServiceError> {
     let held = match store.acquire_lease(tick, lease).await? {
         LeaseOutcome::Acquired(held) => held,
         LeaseOutcome::Held { holder, until } => {
@@ -196,7 +217,9 @@ pub async fn run_leased(
                 "run {run_id} was left running by a process that stopped; marked interrupted"
             );
         }
-        crate::cli::sync_with_config(config, store, trigger, tick, progress, cancel).await
+        Ok::<_, ServiceError>(
+            sync::run_configured(config, store, trigger, tick, progress, cancel).await?,
+        )
     }
     .await;
     renewal.abort();
@@ -249,12 +272,20 @@ pub async fn run_daemon(
     service: ServiceConfig,
     store: Store,
     shutdown: CancellationToken,
-) -> anyhow::Result<RunnerStats> {
+) -> Result<RunnerStats, ServiceError> {
     let prometheus = metrics::prometheus();
     let listener = tokio::net::TcpListener::bind(service.listen)
         .await
-        .with_context(|| format!("cannot listen on {}", service.listen))?;
-    let address = listener.local_addr()?;
+        .map_err(|source| ServiceError::Listen {
+            address: service.listen,
+            source,
+        })?;
+    let address = listener
+        .local_addr()
+        .map_err(|source| ServiceError::Listen {
+            address: service.listen,
+            source,
+        })?;
     let http_stop = CancellationToken::new();
     let credentials_refused = Arc::new(std::sync::Mutex::new(None));
     let http = {
@@ -282,9 +313,7 @@ pub async fn run_daemon(
     recover_at_start(&store, service.lease).await;
 
     let (sender, receiver) = mpsc::channel::<Tick>(1);
-    let mut scheduler = JobScheduler::new()
-        .await
-        .context("cannot start the scheduler")?;
+    let mut scheduler = JobScheduler::new().await.map_err(ServiceError::Scheduler)?;
     let schedule = service.schedule.clone();
     let tick_sender = sender.clone();
     let job = Job::new_async(service.schedule.expression(), move |_id, _scheduler| {
@@ -299,15 +328,9 @@ pub async fn run_daemon(
             }
         })
     })
-    .context("cannot schedule the sync job")?;
-    scheduler
-        .add(job)
-        .await
-        .context("cannot schedule the sync job")?;
-    scheduler
-        .start()
-        .await
-        .context("cannot start the scheduler")?;
+    .map_err(ServiceError::Scheduler)?;
+    scheduler.add(job).await.map_err(ServiceError::Scheduler)?;
+    scheduler.start().await.map_err(ServiceError::Scheduler)?;
     if service.run_at_start {
         let _ = sender.try_send(Tick { scheduled_at: None });
     }
@@ -324,9 +347,9 @@ pub async fn run_daemon(
             let credentials_refused = credentials_refused.clone();
             async move {
                 let trigger = if tick.scheduled_at.is_some() {
-                    "schedule"
+                    Trigger::Schedule
                 } else {
-                    "start"
+                    Trigger::Start
                 };
                 match run_leased(
                     &config,
@@ -334,7 +357,7 @@ pub async fn run_daemon(
                     tick.scheduled_at,
                     lease,
                     trigger,
-                    ProgressBar::hidden(),
+                    Arc::new(sync::NoProgress),
                     cancel,
                 )
                 .await
@@ -401,8 +424,4 @@ async fn recover_at_start(store: &Store, lease: Duration) {
         Ok(_) => info!("another process holds the sync lease; it recovers stale runs itself"),
         Err(e) => warn!("could not check for stale runs: {e}"),
     }
-}
-
-fn now() -> DateTime<Utc> {
-    Utc::now().trunc_subsecs(3)
 }

@@ -29,7 +29,7 @@ use queries::Queries;
 
 use crate::registry::Registry;
 use crate::sync::plan::{self, Location, Retirement, ScopeCounts};
-use crate::sync::Scope;
+use crate::sync::{RunStatus, Scope, ScopeStatus, Trigger};
 
 /// How long a connection attempt may take before the store reports the database unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -124,8 +124,8 @@ pub fn redact_url(url: &str) -> String {
 /// The final state of a run, written by [`Store::finish_run`].
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct RunTotals {
-    /// `succeeded`, `partial`, `failed` or `interrupted`.
-    pub status: String,
+    /// How the run ended.
+    pub status: RunStatus,
     /// Scopes in the run.
     pub n_scopes: i64,
     /// Scopes that failed.
@@ -160,7 +160,7 @@ pub struct ScopeResult<'a> {
     pub retirement: Retirement<'a>,
     /// `succeeded`, `failed` or `interrupted`; `held` is set by the store when the guard
     /// holds the scope's deletions.
-    pub status: &'a str,
+    pub status: ScopeStatus,
     /// Pages read.
     pub n_pages: i64,
     /// Requests sent.
@@ -187,9 +187,9 @@ pub struct RunRecord {
     /// When it ended, if it did.
     pub finished_at: Option<DateTime<Utc>>,
     /// Its status.
-    pub status: String,
-    /// What started it: `cli`, `demo`, `schedule`, `start`.
-    pub trigger: String,
+    pub status: RunStatus,
+    /// What started it.
+    pub trigger: Trigger,
     /// The schedule tick it ran for, when the schedule started it.
     pub scheduled_at: Option<DateTime<Utc>>,
     /// Its totals.
@@ -202,7 +202,7 @@ pub struct ScopeRecord {
     /// The scope.
     pub scope: Scope,
     /// Its status.
-    pub status: String,
+    pub status: ScopeStatus,
     /// Pages read.
     pub n_pages: i64,
     /// `total_num` as last reported.
@@ -388,6 +388,18 @@ impl Store {
         Ok(store)
     }
 
+    /// Connects to `url` (creating a SQLite file if missing) and applies pending migrations:
+    /// what every command that writes needs.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::connect`] and [`Store::migrate`].
+    pub async fn open(url: &str) -> Result<Store, StoreError> {
+        let store = Store::connect(url).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
     /// Which backend this is.
     pub fn kind(&self) -> BackendKind {
         match &self.0 {
@@ -418,7 +430,7 @@ impl Store {
     /// [`StoreError::Query`] when the database fails.
     pub async fn begin_run(
         &self,
-        trigger: &str,
+        trigger: Trigger,
         n_scopes: i64,
         started_at: DateTime<Utc>,
         scheduled_at: Option<DateTime<Utc>>,
@@ -533,7 +545,7 @@ impl Store {
     /// [`StoreError`] when the database fails.
     pub async fn last_finished(
         &self,
-        statuses: &[&str],
+        statuses: &[RunStatus],
     ) -> Result<Option<DateTime<Utc>>, StoreError> {
         dispatch!(self, pool => Queries::<Db>::last_finished(pool, statuses).await)
     }
@@ -599,7 +611,7 @@ impl Store {
                 .then(|| result.retirement.guard.held_message(plan.counts.n_held, plan.n_live));
             let mut closing = *result;
             if let Some(held) = &held {
-                closing.status = "held";
+                closing.status = ScopeStatus::Held;
                 closing.error = Some(held);
             }
             Queries::<Db>::finish_scope(&mut *tx, &closing, &plan.counts).await?;
@@ -697,7 +709,7 @@ impl Store {
 /// A run about to start, as [`Store::begin_run`] records it.
 #[derive(Debug)]
 pub(crate) struct NewRun<'a> {
-    pub(crate) trigger: &'a str,
+    pub(crate) trigger: Trigger,
     pub(crate) n_scopes: i64,
     pub(crate) started_at: DateTime<Utc>,
     pub(crate) scheduled_at: Option<DateTime<Utc>>,
@@ -719,6 +731,13 @@ pub enum LeaseOutcome {
     },
     /// A run was already started for this schedule tick (by another replica).
     TickTaken,
+}
+
+/// The current time at the millisecond precision both databases keep, so a time written and
+/// read back compares equal.
+pub fn now() -> DateTime<Utc> {
+    use chrono::SubsecRound;
+    Utc::now().trunc_subsecs(3)
 }
 
 /// What the lease row said, before it became a [`LeaseOutcome`].

@@ -19,7 +19,7 @@ use crate::store::{
     RunRecord, RunTotals, ScopeRecord, ScopeResult, StoreError,
 };
 use crate::sync::plan::{Change, ChangeKind, Location, ScopeCounts, ScopePlan, StoredRegistry};
-use crate::sync::{Scope, ALL_GRANTED_EPS};
+use crate::sync::{RunStatus, Scope, ScopeStatus, Trigger, ALL_GRANTED_EPS};
 
 /// How many ids go into one `IN (..)` list: far below SQLite's and PostgreSQL's
 /// parameter limits, large enough that a big scope needs few statements.
@@ -127,7 +127,7 @@ where
              VALUES ($1, 'running', $2, $3, $4, $5, $6, $7) RETURNING id",
         )
         .bind(DB::timestamp(run.started_at))
-        .bind(run.trigger.to_owned())
+        .bind(run.trigger.as_str().to_owned())
         .bind(run.n_scopes)
         .bind(run.hostname.to_owned())
         .bind(env!("CARGO_PKG_VERSION").to_owned())
@@ -159,7 +159,7 @@ where
         )
         .bind(run_id)
         .bind(DB::timestamp(finished_at))
-        .bind(totals.status.clone())
+        .bind(totals.status.as_str().to_owned())
         .bind(totals.n_scopes)
         .bind(totals.n_scopes_failed)
         .bind(totals.n_pages)
@@ -220,7 +220,7 @@ where
              n_held = $16 WHERE id = $1",
         )
         .bind(result.scope_row_id)
-        .bind(result.status.to_owned())
+        .bind(result.status.as_str().to_owned())
         .bind(result.n_pages)
         .bind(result.n_requests)
         .bind(result.api_total)
@@ -501,6 +501,11 @@ where
             .map(|row| {
                 let get = |column| row.try_get::<i64, _>(column).map_err(query_error(CONTEXT));
                 let status: String = row.try_get("status").map_err(query_error(CONTEXT))?;
+                let status = RunStatus::from_sql(&status)
+                    .ok_or_else(|| StoreError::Corrupt(format!("sync_runs.status {status:?}")))?;
+                let trigger: String = row.try_get("trigger").map_err(query_error(CONTEXT))?;
+                let trigger = Trigger::from_sql(&trigger)
+                    .ok_or_else(|| StoreError::Corrupt(format!("sync_runs.trigger {trigger:?}")))?;
                 let started_at: DB::Timestamp =
                     row.try_get("started_at").map_err(query_error(CONTEXT))?;
                 let finished_at: Option<DB::Timestamp> =
@@ -511,10 +516,10 @@ where
                     id: get("id")?,
                     started_at: DB::read_timestamp(started_at)?,
                     finished_at: finished_at.map(DB::read_timestamp).transpose()?,
-                    trigger: row.try_get("trigger").map_err(query_error(CONTEXT))?,
+                    trigger,
                     scheduled_at: scheduled_at.map(DB::read_timestamp).transpose()?,
                     totals: RunTotals {
-                        status: status.clone(),
+                        status,
                         n_scopes: get("n_scopes")?,
                         n_scopes_failed: get("n_scopes_failed")?,
                         n_pages: get("n_pages")?,
@@ -558,7 +563,8 @@ where
                         project_id: text("project_id")?,
                         enterprise_project_id: text("enterprise_project_id")?,
                     },
-                    status: text("status")?,
+                    status: ScopeStatus::from_sql(&text("status")?)
+                        .ok_or_else(|| StoreError::Corrupt("sync_run_scopes.status".to_owned()))?,
                     n_pages: row.try_get("n_pages").map_err(query_error(CONTEXT))?,
                     api_total: row.try_get("api_total").map_err(query_error(CONTEXT))?,
                     counts: read_counts::<DB>(row, CONTEXT)?,
@@ -824,7 +830,7 @@ where
     /// When the newest run with one of `statuses` finished.
     pub(crate) async fn last_finished(
         pool: &Pool<DB>,
-        statuses: &[&str],
+        statuses: &[RunStatus],
     ) -> Result<Option<DateTime<Utc>>, StoreError> {
         const CONTEXT: &str = "reading the last finished run";
         let mut conn = pool.acquire().await.map_err(query_error(CONTEXT))?;
@@ -834,7 +840,7 @@ where
         );
         let mut query = sqlx::query::<DB>(&sql);
         for status in statuses {
-            query = query.bind((*status).to_owned());
+            query = query.bind(status.as_str().to_owned());
         }
         let row = query
             .fetch_optional(&mut *conn)

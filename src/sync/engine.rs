@@ -1,12 +1,11 @@
 //! One sync run: walk every scope, apply each, record the run.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::Mutex as StdMutex;
+use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Instant;
 
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, Utc};
 use futures::future::join_all;
-use indicatif::ProgressBar;
 use tokio::sync::{Mutex, MutexGuard, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -16,9 +15,12 @@ use crate::api::{
     ApiError, Attempts, HssClient, HssClients, ListRegistryQuery, RegistryFilters, RegistryPage,
 };
 use crate::registry::Registry;
-use crate::store::{RunTotals, ScopeResult, Store, StoreError};
+use crate::store::{now, RunTotals, ScopeResult, Store, StoreError};
 use crate::sync::plan::{DeletionGuard, Retirement};
-use crate::sync::{RunReport, RunStatus, Scope, ScopeCounts, ScopeReport, ALL_GRANTED_EPS};
+use crate::sync::{
+    NoProgress, Progress, RunReport, RunStatus, Scope, ScopeCounts, ScopeReport, ScopeStatus,
+    Trigger, ALL_GRANTED_EPS,
+};
 
 /// The largest `offset` ListRegistry accepts. A walk that would need a larger one fails its
 /// scope rather than send a request the API rejects.
@@ -46,10 +48,10 @@ pub struct SyncOptions {
     /// Filters sent with every request. A filtered walk sees only part of a scope, so it
     /// never retires anything.
     pub filters: RegistryFilters,
-    /// What started the run, recorded in `sync_runs.trigger`: `cli`, `demo`, `schedule`.
-    pub trigger: String,
-    /// Progress display; hidden when not on a terminal.
-    pub progress: ProgressBar,
+    /// What started the run, recorded in `sync_runs.trigger`.
+    pub trigger: Trigger,
+    /// Told of the run's progress, for a display; the engine draws nothing itself.
+    pub progress: Arc<dyn Progress>,
     /// Cancelled on SIGINT/SIGTERM: the run stops at the next page or scope boundary and
     /// is recorded `interrupted`.
     pub cancel: CancellationToken,
@@ -74,8 +76,8 @@ impl Default for SyncOptions {
         SyncOptions {
             page_limit: DEFAULT_PAGE_LIMIT,
             filters: RegistryFilters::default(),
-            trigger: "cli".to_owned(),
-            progress: ProgressBar::hidden(),
+            trigger: Trigger::Library,
+            progress: Arc::new(NoProgress),
             cancel: CancellationToken::new(),
             concurrency: DEFAULT_CONCURRENCY,
             max_rewalks: DEFAULT_MAX_REWALKS,
@@ -131,7 +133,7 @@ pub async fn run_once(
     let started = Instant::now();
     let run_id = store
         .begin_run(
-            &options.trigger,
+            options.trigger,
             scopes.len() as i64,
             now(),
             options.scheduled_at,
@@ -144,10 +146,10 @@ pub async fn run_once(
         scopes.len()
     );
     metrics::gauge!("hss_sync_run_in_progress").set(1.0);
-    options.progress.set_length(scopes.len() as u64);
+    options.progress.started(scopes.len());
     let outcome = run_scopes(clients, store, scopes, options, run_id).await;
     metrics::gauge!("hss_sync_run_in_progress").set(0.0);
-    options.progress.finish_and_clear();
+    options.progress.finished();
 
     let mut report = RunReport {
         run_id,
@@ -173,7 +175,7 @@ pub async fn run_once(
     let n_applied = report
         .scopes
         .iter()
-        .filter(|s| s.status == "succeeded" || s.status == "held")
+        .filter(|s| matches!(s.status, ScopeStatus::Succeeded | ScopeStatus::Held))
         .count();
     report.status = if outcome.refused.is_some() {
         RunStatus::Failed
@@ -241,14 +243,14 @@ pub async fn run_once(
 /// fails here too is logged, not reported: the first error is the one that matters.
 pub async fn record_failed_run(
     store: &Store,
-    trigger: &str,
+    trigger: Trigger,
     scheduled_at: Option<DateTime<Utc>>,
     error: &str,
 ) {
     let result = async {
         let run_id = store.begin_run(trigger, 0, now(), scheduled_at).await?;
         let totals = RunTotals {
-            status: RunStatus::Failed.as_str().to_owned(),
+            status: RunStatus::Failed,
             error: Some(error.to_owned()),
             ..RunTotals::default()
         };
@@ -378,7 +380,7 @@ async fn run_scopes(
                 store_error = Some(e);
             }
         }
-        options.progress.inc(1);
+        options.progress.scope_applied();
     }
     if store_error.is_some() {
         close_unapplied(store, &reports, &scope_row_ids, run_id).await;
@@ -429,7 +431,7 @@ async fn close_unapplied(
 ) {
     let seen = HashSet::new();
     for (report, scope_row_id) in reports.iter().zip(scope_row_ids) {
-        if report.status != "failed" || report.counts != ScopeCounts::default() {
+        if report.status != ScopeStatus::Failed || report.counts != ScopeCounts::default() {
             continue;
         }
         let result = ScopeResult {
@@ -468,7 +470,7 @@ fn not_applied(scope: &Scope, walk: Walk, why: &str) -> ScopeReport {
     };
     ScopeReport {
         scope: scope.clone(),
-        status: "failed",
+        status: ScopeStatus::Failed,
         n_pages: walk.n_pages,
         n_requests: walk.attempts.n_requests.into(),
         n_throttled: walk.attempts.n_throttled.into(),
@@ -651,9 +653,9 @@ async fn apply_walk(
     retirement: Retirement<'_>,
 ) -> Result<ScopeReport, (ScopeReport, StoreError)> {
     let status = match &walk.outcome {
-        WalkOutcome::Complete | WalkOutcome::Filtered => "succeeded",
-        WalkOutcome::Failed(_) | WalkOutcome::Inconsistent(_) => "failed",
-        WalkOutcome::Interrupted => "interrupted",
+        WalkOutcome::Complete | WalkOutcome::Filtered => ScopeStatus::Succeeded,
+        WalkOutcome::Failed(_) | WalkOutcome::Inconsistent(_) => ScopeStatus::Failed,
+        WalkOutcome::Interrupted => ScopeStatus::Interrupted,
     };
     let error = match &walk.outcome {
         WalkOutcome::Failed(e) | WalkOutcome::Inconsistent(e) => Some(e.clone()),
@@ -703,12 +705,12 @@ async fn apply_walk(
             if let Some(held) = held {
                 metrics::counter!("hss_sync_deletions_held_total").increment(1);
                 warn!(scope = %scope, n_held = counts.n_held, "scope {scope}: {held}");
-                report.status = "held";
+                report.status = ScopeStatus::Held;
                 report.error = Some(held);
             }
         }
         Err(e) => {
-            report.status = "failed";
+            report.status = ScopeStatus::Failed;
             report.error = Some(format!(
                 "{}not written: database: {}",
                 report
@@ -721,7 +723,7 @@ async fn apply_walk(
             return Err((report, e));
         }
     }
-    if report.status == "failed" {
+    if report.status == ScopeStatus::Failed {
         metrics::counter!("hss_sync_scope_failures_total").increment(1);
         // Logged once, here, where the failure is handled.
         warn!(
@@ -989,9 +991,7 @@ async fn walk_scope(
                 }
             }
         }
-        options
-            .progress
-            .set_message(format!("{scope}: {} registries", walk.registries.len()));
+        options.progress.page_walked(scope, walk.registries.len());
         offset = offset.saturating_add(u32::try_from(n_items).unwrap_or(u32::MAX));
         if walk
             .api_total
@@ -1025,7 +1025,7 @@ async fn walk_scope(
 
 fn totals_of(report: &RunReport, n_scopes: usize, error: Option<String>) -> RunTotals {
     RunTotals {
-        status: report.status.as_str().to_owned(),
+        status: report.status,
         n_scopes: n_scopes as i64,
         n_scopes_failed: report.n_scopes_failed() as i64,
         n_pages: report.n_pages,
@@ -1035,9 +1035,4 @@ fn totals_of(report: &RunReport, n_scopes: usize, error: Option<String>) -> RunT
         counts: report.counts,
         error,
     }
-}
-
-/// The current time at the millisecond precision both databases keep.
-fn now() -> DateTime<Utc> {
-    Utc::now().trunc_subsecs(3)
 }

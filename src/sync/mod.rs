@@ -8,6 +8,7 @@
 mod engine;
 pub mod plan;
 pub mod scopes;
+mod status;
 
 use std::fmt;
 use std::time::Duration;
@@ -17,6 +18,7 @@ pub use engine::{
     DEFAULT_PAGE_LIMIT, MAX_OFFSET, PAGE_LIMIT_RANGE,
 };
 pub use plan::{DeletionGuard, ScopeCounts};
+pub use status::{RunStatus, ScopeStatus, Trigger};
 
 use crate::sync::plan::Location;
 
@@ -85,40 +87,83 @@ impl fmt::Display for Scope {
     }
 }
 
-/// How a run ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RunStatus {
-    /// Every scope succeeded.
-    Succeeded,
-    /// Some scopes failed; the others were applied.
-    Partial,
-    /// Every scope failed, or the store failed.
-    Failed,
-    /// Stopped by a signal before it finished.
-    Interrupted,
+/// What a run reports as it goes, for a progress display. The engine knows nothing of how
+/// it is shown; every method does nothing by default.
+pub trait Progress: Send + Sync + std::fmt::Debug {
+    /// The run will walk and apply `n_scopes` scopes.
+    fn started(&self, _n_scopes: usize) {}
+    /// A page of `scope` came in; the walk holds `n_registries` so far.
+    fn page_walked(&self, _scope: &Scope, _n_registries: usize) {}
+    /// One more scope was applied.
+    fn scope_applied(&self) {}
+    /// The run ended.
+    fn finished(&self) {}
 }
 
-impl RunStatus {
-    /// The `status` column value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunStatus::Succeeded => "succeeded",
-            RunStatus::Partial => "partial",
-            RunStatus::Failed => "failed",
-            RunStatus::Interrupted => "interrupted",
-        }
-    }
+/// A progress display that shows nothing.
+#[derive(Debug, Default)]
+pub struct NoProgress;
 
-    /// The process exit code for a run that ended so: 0 succeeded, 3 partial, 1 failed,
-    /// 130 interrupted (the shell's code for SIGINT).
-    pub fn exit_code(self) -> u8 {
-        match self {
-            RunStatus::Succeeded => 0,
-            RunStatus::Partial => 3,
-            RunStatus::Failed => 1,
-            RunStatus::Interrupted => 130,
+impl Progress for NoProgress {}
+
+/// A run set up from configuration that could not be carried out.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// Setting the run up failed before the first ListRegistry request (discovery, clients);
+    /// the run is recorded failed.
+    #[error(transparent)]
+    Setup(#[from] scopes::SetupError),
+    /// The run itself failed.
+    #[error(transparent)]
+    Sync(#[from] SyncError),
+}
+
+/// Sets a run up from `config` (credentials, discovery, one client per endpoint) and runs it:
+/// the one entry point that the command line, the service, the demo and the benchmarks share.
+///
+/// # Errors
+///
+/// [`RunError::Setup`] when IAM or EPS cannot be asked during discovery or a region has no
+/// endpoint (the run is recorded failed); [`RunError::Sync`] when the store fails.
+pub async fn run_configured(
+    config: &crate::config::SyncConfig,
+    store: &crate::store::Store,
+    trigger: Trigger,
+    scheduled_at: Option<chrono::DateTime<chrono::Utc>>,
+    progress: std::sync::Arc<dyn Progress>,
+    cancel: tokio_util::sync::CancellationToken,
+) -> Result<RunReport, RunError> {
+    tracing::info!(
+        auth = %config.auth_description(),
+        database = %config.database_url_redacted(),
+        discover = config.discover,
+        "starting a sync with {}",
+        config.auth_description()
+    );
+    let prepared = match scopes::prepare(config, |name| std::env::var(name).ok()).await {
+        Ok(prepared) => prepared,
+        Err(e) => {
+            // Discovery talks to IAM and EPS before the first ListRegistry request; a
+            // failure there is a failed run too, and the audit trail says so.
+            record_failed_run(store, trigger, scheduled_at, &e.to_string()).await;
+            return Err(e.into());
         }
-    }
+    };
+    let options = SyncOptions {
+        page_limit: config.page_limit,
+        filters: config.filters.clone(),
+        trigger,
+        progress,
+        cancel,
+        concurrency: config.concurrency,
+        max_rewalks: config.max_rewalks,
+        scheduled_at,
+        confirm_deletions: config.confirm_deletions,
+        deletion_guard: config.deletion_guard,
+        projects_with_every_enterprise_project: prepared.projects_with_every_enterprise_project,
+    };
+    Ok(run_once(&prepared.clients, store, &prepared.scopes, &options).await?)
 }
 
 /// What one scope of a run did.
@@ -126,8 +171,8 @@ impl RunStatus {
 pub struct ScopeReport {
     /// The scope.
     pub scope: Scope,
-    /// `succeeded`, `held` (deletions held by the guard), `failed` or `interrupted`.
-    pub status: &'static str,
+    /// How it ended: succeeded, held (deletions held by the guard), failed or interrupted.
+    pub status: ScopeStatus,
     /// Pages read.
     pub n_pages: i64,
     /// Requests sent, retries included.
@@ -174,12 +219,18 @@ pub struct RunReport {
 impl RunReport {
     /// Scopes that failed.
     pub fn n_scopes_failed(&self) -> usize {
-        self.scopes.iter().filter(|s| s.status == "failed").count()
+        self.scopes
+            .iter()
+            .filter(|s| s.status == ScopeStatus::Failed)
+            .count()
     }
 
     /// Scopes whose deletions the mass-deletion guard held.
     pub fn n_scopes_held(&self) -> usize {
-        self.scopes.iter().filter(|s| s.status == "held").count()
+        self.scopes
+            .iter()
+            .filter(|s| s.status == ScopeStatus::Held)
+            .count()
     }
 
     /// The one-line summary printed at the end of `hss-sync sync`.

@@ -597,12 +597,12 @@ async fn discovery_with_another_accounts_domain_id_is_refused_with_iams_message(
         },
     );
 
-    let error = hss_sync::cli::sync_with_config(
+    let error = hss_sync::sync::run_configured(
         &config,
         &app.store,
-        "cli",
+        hss_sync::sync::Trigger::Cli,
         None,
-        indicatif::ProgressBar::hidden(),
+        std::sync::Arc::new(hss_sync::sync::NoProgress),
         CancellationToken::new(),
     )
     .await

@@ -219,7 +219,7 @@ async fn a_run_left_running_by_a_dead_process_is_marked_interrupted_at_start(bac
     let app = TestApp::spawn(backend, estate(1, 0, 5)).await;
     let stale = app
         .store
-        .begin_run("cli", 1, Utc::now(), None)
+        .begin_run(hss_sync::sync::Trigger::Cli, 1, Utc::now(), None)
         .await
         .unwrap();
     let port = free_port().to_string();
