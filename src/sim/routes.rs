@@ -1891,7 +1891,10 @@ mod tests {
 
         assert_eq!(post(json!({"kind":"delete","id":id})).await.status, 200);
         assert_eq!(h.simulator.locate_registry(&id), None);
-        assert_eq!(h.simulator.deleted_registry_ids(), [id.clone()]);
+        assert_eq!(
+            h.simulator.deleted_registry_ids(),
+            std::slice::from_ref(&id)
+        );
         assert_eq!(post(json!({"kind":"restore","id":id})).await.status, 200);
         assert_eq!(
             h.simulator.locate_registry(&id),

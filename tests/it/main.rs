@@ -5,9 +5,12 @@
 //! create a fresh database per test, and fail (never skip) when it cannot be reached.
 
 mod helpers;
+mod invariants;
 
 mod cli;
 mod client;
+mod kill;
+mod model;
 mod pages;
 mod service;
 mod sync;
