@@ -65,6 +65,7 @@
 //! {"kind":"forbidden","project_id":".."}
 //! {"kind":"drift_during_walk","after_requests":1,"n_insert":3,"n_delete":2,"times":1}
 //! {"kind":"server_error","status":503,"every_nth":4}
+//! {"kind":"fail_enterprise_project","project_id":"..","enterprise_project_id":"0","status":500,"error_code":"HSS.1001","error_msg":".."}
 //! {"kind":"raw_page","offset":0,"body":"{\"data_list\": null}","times":1}   (status 200, this body)
 //! {"kind":"omit_total_num","project_id":"..","times":2}   (the real page without total_num)
 //! ```
@@ -378,8 +379,8 @@ pub enum EstateChangeError {
 /// 2. After authentication, the gateway faults [`Fault::ThrottleEveryNth`] and [`Fault::Quota`] may
 ///    answer 429 `APIG.0308` (APIG throttles per authenticated user, before the backend sees the call).
 /// 3. After the project check, [`Fault::Forbidden`] answers 403 `HSS.0013`.
-/// 4. After parameter validation, the first matching `FailPage`, `MalformedJson`, `RawPage`, `Hang` or
-///    `ServerError` fault (in the order the faults were added) answers the request; `MaxPageItems`,
+/// 4. After parameter validation, the first matching `FailPage`, `FailEnterpriseProject`, `MalformedJson`,
+///    `RawPage`, `Hang` or `ServerError` fault (in the order the faults were added) answers the request; `MaxPageItems`,
 ///    `WrongTotalNum` and `OmitTotalNum` shape the page.
 /// 5. After a page was answered, [`Fault::DriftDuringWalk`] may change the estate.
 ///
@@ -396,6 +397,23 @@ pub enum Fault {
         /// HTTP status, e.g. 429 or 500.
         status: u16,
         /// `error_code` of the body, e.g. `APIG.0308`.
+        error_code: String,
+        /// `error_msg` of the body.
+        error_msg: String,
+        /// How many requests to fail before the fault disappears; None = forever.
+        times: Option<u32>,
+    },
+    /// Fail ListRegistry for one enterprise project (of this project, or any) with this HTTP status and
+    /// a Huawei error body, `times` times (None = forever): one scope fails while the other enterprise
+    /// projects of its project answer. `all_granted_eps` requests are not affected.
+    FailEnterpriseProject {
+        /// Project to fail, or any.
+        project_id: Option<String>,
+        /// The enterprise project (`enterprise_project_id` after defaulting to `"0"`) to fail.
+        enterprise_project_id: String,
+        /// HTTP status, e.g. 500.
+        status: u16,
+        /// `error_code` of the body.
         error_code: String,
         /// `error_msg` of the body.
         error_msg: String,
@@ -579,6 +597,7 @@ impl Fault {
         matches!(
             self,
             Fault::FailPage { times: Some(0), .. }
+                | Fault::FailEnterpriseProject { times: Some(0), .. }
                 | Fault::MalformedJson { times: Some(0), .. }
                 | Fault::RawPage { times: Some(0), .. }
                 | Fault::OmitTotalNum { times: Some(0), .. }
@@ -601,6 +620,21 @@ pub enum FaultSpec {
         project_id: Option<String>,
         /// Offset to fail, or any.
         offset: Option<u32>,
+        /// HTTP status.
+        status: u16,
+        /// `error_code` of the body.
+        error_code: String,
+        /// `error_msg` of the body.
+        error_msg: String,
+        /// How many times; absent = forever.
+        times: Option<u32>,
+    },
+    /// [`Fault::FailEnterpriseProject`].
+    FailEnterpriseProject {
+        /// Project to fail, or any.
+        project_id: Option<String>,
+        /// The enterprise project to fail.
+        enterprise_project_id: String,
         /// HTTP status.
         status: u16,
         /// `error_code` of the body.
@@ -754,6 +788,21 @@ impl FaultSpec {
             } => Fault::FailPage {
                 project_id,
                 offset,
+                status: check_status(status)?,
+                error_code,
+                error_msg,
+                times,
+            },
+            FaultSpec::FailEnterpriseProject {
+                project_id,
+                enterprise_project_id,
+                status,
+                error_code,
+                error_msg,
+                times,
+            } => Fault::FailEnterpriseProject {
+                project_id,
+                enterprise_project_id,
                 status: check_status(status)?,
                 error_code,
                 error_msg,

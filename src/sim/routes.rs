@@ -444,6 +444,22 @@ fn answer_list_registry(
                     exhausted.push(index);
                 }
             }
+            Fault::FailEnterpriseProject {
+                project_id,
+                enterprise_project_id,
+                status,
+                error_code,
+                error_msg,
+                times,
+            } if undecided
+                && selects_project(project_id, request.project_id)
+                && *enterprise_project_id == query.enterprise_project_id =>
+            {
+                failure = Some((*status, error_code.clone(), error_msg.clone()));
+                if consume(times) {
+                    exhausted.push(index);
+                }
+            }
             Fault::MalformedJson {
                 project_id,
                 offset,
@@ -488,6 +504,7 @@ fn answer_list_registry(
                 }
             }
             Fault::FailPage { .. }
+            | Fault::FailEnterpriseProject { .. }
             | Fault::MalformedJson { .. }
             | Fault::RawPage { .. }
             | Fault::OmitTotalNum { .. }
@@ -1835,6 +1852,49 @@ mod tests {
             let answer = h.get(&format!("/v5/{other}/image/registries")).await;
             assert_eq!(answer.text, "{}", "forever");
         }
+    }
+
+    #[tokio::test]
+    async fn fail_enterprise_project_fault_fails_one_scope_while_the_others_answer() {
+        let h = harness(SimConfig::default()).await;
+        let ep = h.simulator.enterprise_project_ids()[1].clone();
+        let url = format!("{}/sim/faults", h.running.base_url());
+        let spec = json!({"kind":"fail_enterprise_project","project_id":h.project_id,"enterprise_project_id":ep,
+            "status":500,"error_code":"HSS.1001","error_msg":"injected","times":2});
+        assert_eq!(h.send(h.client.post(&url).json(&spec)).await.status, 204);
+
+        for _ in 0..2 {
+            h.list(&format!("enterprise_project_id={ep}&offset=10"))
+                .await
+                .assert_huawei_error(500, "HSS.1001", "injected");
+        }
+        assert_eq!(
+            h.list(&format!("enterprise_project_id={ep}")).await.status,
+            200,
+            "used up"
+        );
+
+        h.simulator.add_fault(Fault::FailEnterpriseProject {
+            project_id: None,
+            enterprise_project_id: "0".into(),
+            status: 503,
+            error_code: "APIG.0201".into(),
+            error_msg: "Backend unavailable".into(),
+            times: None,
+        });
+        assert_eq!(
+            h.list("").await.status,
+            503,
+            "the default enterprise project is \"0\""
+        );
+        assert_eq!(
+            h.list(&format!("enterprise_project_id={ep}")).await.status,
+            200
+        );
+        assert_eq!(
+            h.list("enterprise_project_id=all_granted_eps").await.status,
+            200
+        );
     }
 
     #[tokio::test]

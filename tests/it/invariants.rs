@@ -146,22 +146,37 @@ pub fn check_present_not_deleted(
 }
 
 /// (a): a run wrote no `deleted` row for a registry that was in the estate before the run
-/// and after it (`present_throughout`), even one it then restored.
+/// and after it (the keys of `present_throughout`, whose values say where it was stored and
+/// served, for the message), even one it then restored.
 pub fn check_no_deletion_of_present(
     run_history: &[HistoryRecord],
-    present_throughout: &HashSet<String>,
+    present_throughout: &HashMap<String, String>,
     violations: &mut Violations,
 ) {
     for row in run_history {
-        if row.change_kind == "deleted" && present_throughout.contains(&row.registry_id) {
-            violations.push(
-                'a',
-                format!(
-                    "run {} wrote a deleted row (version {}) for registry {}, which was in the estate all the while",
-                    row.sync_run_id, row.version, row.registry_id
-                ),
-            );
+        let Some(whereabouts) = present_throughout.get(&row.registry_id) else {
+            continue;
+        };
+        if row.change_kind != "deleted" {
+            continue;
         }
+        let later: Vec<String> = run_history
+            .iter()
+            .filter(|r| r.registry_id == row.registry_id && r.version > row.version)
+            .map(|r| format!("{} (version {})", r.change_kind, r.version))
+            .collect();
+        let later = if later.is_empty() {
+            String::new()
+        } else {
+            format!(", then {}", later.join(", "))
+        };
+        violations.push(
+            'a',
+            format!(
+                "run {} wrote a deleted row (version {}{later}) for registry {}, which was in the estate all the while ({whereabouts})",
+                row.sync_run_id, row.version, row.registry_id
+            ),
+        );
     }
 }
 

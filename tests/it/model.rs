@@ -75,6 +75,7 @@ async fn model_based_sync_keeps_the_inventory_true_under_any_answer(backend: Bac
         sim: app.sim.clone(),
         projects: app.sim.project_ids(),
         enterprise_projects: app.sim.enterprise_project_ids(),
+        move_targets: Vec::new(),
     };
     let ep_scopes = app.enterprise_project_scopes();
     let all_scopes: Vec<Scope> = ep_scopes
@@ -132,10 +133,24 @@ async fn model_based_sync_keeps_the_inventory_true_under_any_answer(backend: Bac
         .await;
         match &outcome {
             Ok(report) => {
-                let present_throughout: HashSet<String> = estate_before
-                    .keys()
-                    .filter(|id| estate_after.contains_key(*id))
-                    .cloned()
+                let stored_before: HashMap<&str, &RegistryRecord> = records
+                    .iter()
+                    .map(|r| (r.registry.id.as_str(), r))
+                    .collect();
+                let present_throughout: HashMap<String, String> = estate_before
+                    .iter()
+                    .filter(|(id, _)| estate_after.contains_key(*id))
+                    .map(|(id, entry)| {
+                        let stored = stored_before.get(id.as_str()).map_or_else(
+                            || "not stored".to_owned(),
+                            |r| format!("stored at {}/{:?}", r.project_id, r.enterprise_project_id),
+                        );
+                        let whereabouts = format!(
+                            "{stored} before the run, served at {}/{}",
+                            entry.project_id, entry.enterprise_project_id
+                        );
+                        (id.clone(), whereabouts)
+                    })
                     .collect();
                 let run_history = app.history(HistoryFilter::Run(report.run_id)).await;
                 invariants::check_no_deletion_of_present(
@@ -215,6 +230,9 @@ struct Model {
     projects: Vec<String>,
     /// Enterprise project ids, fixed for the test (no change creates a new one).
     enterprise_projects: Vec<String>,
+    /// Where registries moved to this round: a failing scope is often chosen among these,
+    /// since a move into a scope that fails is where a wrong retirement hides.
+    move_targets: Vec<(String, String)>,
 }
 
 /// How many more registries may leave each (project, enterprise project) scope this round.
@@ -253,6 +271,7 @@ impl Model {
     /// Applies up to six random changes; returns what it did, for failure messages.
     fn change_estate(&mut self, budget: &mut Budget) -> Vec<String> {
         let mut done = Vec::new();
+        self.move_targets.clear();
         let n_changes = self.rng.gen_range(0..=6);
         for _ in 0..n_changes {
             let estate = invariants::estate_snapshot(&self.sim);
@@ -326,6 +345,7 @@ impl Model {
                         .move_registry_to_enterprise_project(id, to)
                         .expect("move");
                     *budget.get_mut(&from).expect("scope") -= 1;
+                    self.move_targets.push((from.0.clone(), to.clone()));
                     format!(
                         "move {id} from {}/{} to enterprise project {to}",
                         from.0, from.1
@@ -340,6 +360,7 @@ impl Model {
                         .move_registry_to_project(id, project, ep)
                         .expect("move");
                     *budget.get_mut(&from).expect("scope") -= 1;
+                    self.move_targets.push((project.clone(), ep.clone()));
                     format!("move {id} from {}/{} to {project}/{ep}", from.0, from.1)
                 }
                 _ => continue,
@@ -357,6 +378,7 @@ impl Model {
             return done;
         }
         let n_faults = self.rng.gen_range(1..=3);
+        let mut drifted = false;
         for _ in 0..n_faults {
             let kind = [
                 ("throttled", 10),
@@ -419,11 +441,22 @@ impl Model {
                     offset,
                     times,
                 },
-                "wrong_total_num" => Fault::WrongTotalNum {
-                    project_id: project,
-                    total_num: self.rng.gen_range(0..=30),
-                },
+                "wrong_total_num" => {
+                    // More than the whole project holds, drift included, so every scope's
+                    // walk can tell: a smaller total that happens to fall on a page boundary
+                    // would be a consistent lie no engine could see through.
+                    let project_id = self.projects.choose(&mut self.rng).expect("projects");
+                    let true_total = self.sim.registries(project_id, None).len() as i64;
+                    Fault::WrongTotalNum {
+                        project_id: Some(project_id.clone()),
+                        total_num: true_total + self.rng.gen_range(3..=12),
+                    }
+                }
+                "drift" if drifted => continue,
                 "drift" => {
+                    // One drift a round: two could skip the same registry in a walk and in
+                    // its confirming walk, which no engine could tell from a deletion.
+                    drifted = true;
                     let project_id = self.projects.choose(&mut self.rng).expect("projects");
                     // A drift deletes from the front of whichever list is paged, so it counts
                     // against every scope of the project.
@@ -448,22 +481,39 @@ impl Model {
                     times: Some(1),
                 },
                 "failing_scope" => {
-                    let project_id = self
-                        .projects
-                        .choose(&mut self.rng)
-                        .expect("projects")
-                        .clone();
-                    if self.rng.gen_bool(0.5) {
-                        Fault::Forbidden { project_id }
-                    } else {
-                        Fault::FailPage {
+                    let (project_id, enterprise_project_id) =
+                        match self.move_targets.choose(&mut self.rng) {
+                            Some(target) if self.rng.gen_bool(0.6) => target.clone(),
+                            _ => (
+                                self.projects
+                                    .choose(&mut self.rng)
+                                    .expect("projects")
+                                    .clone(),
+                                self.enterprise_projects
+                                    .choose(&mut self.rng)
+                                    .expect("eps")
+                                    .clone(),
+                            ),
+                        };
+                    match self.rng.gen_range(0..3) {
+                        0 => Fault::Forbidden { project_id },
+                        // One scope fails while the other scopes of its project complete.
+                        1 => Fault::FailEnterpriseProject {
+                            project_id: Some(project_id),
+                            enterprise_project_id,
+                            status: 500,
+                            error_code: "HSS.1001".to_owned(),
+                            error_msg: "internal server error, please try again later".to_owned(),
+                            times: None,
+                        },
+                        _ => Fault::FailPage {
                             project_id: Some(project_id),
                             offset: Some(PAGE_LIMIT),
                             status: 500,
                             error_code: "HSS.1001".to_owned(),
                             error_msg: "internal server error, please try again later".to_owned(),
                             times: None,
-                        }
+                        },
                     }
                 }
                 _ => {
