@@ -449,3 +449,127 @@ fn describe_counts(counts: &ScopeCounts) -> String {
         counts.n_restored
     )
 }
+
+/// The checks themselves: each reports a broken store, and is quiet on a sound one.
+mod checks {
+    use std::collections::{BTreeMap, HashMap, HashSet};
+
+    use chrono::{TimeZone, Utc};
+    use hss_sync::registry::Registry;
+    use hss_sync::store::{HistoryRecord, RegistryRecord};
+    use serde_json::{json, Value};
+
+    use super::*;
+
+    fn record(id: &str, version: i64, deleted: bool) -> RegistryRecord {
+        let Value::Object(raw) = json!({"id": id, "status": "success"}) else {
+            unreachable!()
+        };
+        RegistryRecord {
+            registry: Registry::from_raw(raw).unwrap(),
+            project_id: "p".to_owned(),
+            enterprise_project_id: Some("0".to_owned()),
+            region: "cn-north-4".to_owned(),
+            version,
+            deleted_at: deleted.then(|| Utc.timestamp_opt(1, 0).unwrap()),
+        }
+    }
+
+    fn row(id: &str, version: i64, kind: &str, open: bool) -> HistoryRecord {
+        HistoryRecord {
+            registry_id: id.to_owned(),
+            version,
+            change_kind: kind.to_owned(),
+            changed_fields: Vec::new(),
+            valid_from: Utc.timestamp_opt(version, 0).unwrap(),
+            valid_to: (!open).then(|| Utc.timestamp_opt(version + 1, 0).unwrap()),
+            sync_run_id: version,
+            registry_name: None,
+        }
+    }
+
+    fn estate_of(ids: &[&str]) -> BTreeMap<String, EstateEntry> {
+        ids.iter()
+            .map(|id| {
+                let entry = EstateEntry {
+                    project_id: "p".to_owned(),
+                    enterprise_project_id: "0".to_owned(),
+                    region: "cn-north-4".to_owned(),
+                    item: json!({"id": id, "status": "success"}),
+                };
+                (id.to_string(), entry)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_sound_store_passes_every_check() {
+        let records = [record("r1", 2, false), record("gone", 2, true)];
+        let history = [
+            row("r1", 1, "created", false),
+            row("r1", 2, "updated", true),
+            row("gone", 1, "created", false),
+            row("gone", 2, "deleted", true),
+        ];
+        let estate = estate_of(&["r1"]);
+        let mut violations = Violations::default();
+        check_present_not_deleted(&records, &estate, &HashSet::new(), &mut violations);
+        check_history(&records, &history, &mut violations);
+        check_equals_estate(&records, &estate, &mut violations);
+        check_no_deletion_of_present(&history, &HashMap::new(), &mut violations);
+        assert!(violations.is_empty(), "{}", violations.report());
+    }
+
+    #[test]
+    fn each_broken_invariant_is_reported_under_its_letter() {
+        let estate = estate_of(&["r1", "r2"]);
+        let mut violations = Violations::default();
+
+        // (a) r1 is served but marked deleted; r2 was deleted and restored in one run.
+        let records = [record("r1", 2, true), record("r2", 3, false)];
+        check_present_not_deleted(&records, &estate, &HashSet::new(), &mut violations);
+        let run = [
+            row("r2", 2, "deleted", false),
+            row("r2", 3, "restored", true),
+        ];
+        let present = HashMap::from([("r2".to_owned(), "here".to_owned())]);
+        check_no_deletion_of_present(&run, &present, &mut violations);
+        assert_eq!(violations.letters(), "a");
+        assert!(violations.report().contains("then restored (version 3)"));
+        let excused = HashSet::from(["r1".to_owned()]);
+        let mut none = Violations::default();
+        check_present_not_deleted(&records, &estate, &excused, &mut none);
+        assert!(
+            none.is_empty(),
+            "deleted before the run and not walked since"
+        );
+
+        // (b) a version ahead of history; (c) two open rows.
+        let mut violations = Violations::default();
+        let records = [record("r1", 3, false), record("r2", 2, false)];
+        let history = [
+            row("r1", 1, "created", false),
+            row("r1", 2, "updated", true),
+            row("r2", 1, "created", true),
+            row("r2", 2, "updated", true),
+        ];
+        check_history(&records, &history, &mut violations);
+        assert_eq!(violations.letters(), "b, c", "{}", violations.report());
+
+        // (e) a changed item, a missing one, a live one not served.
+        let mut violations = Violations::default();
+        let mut changed = estate.clone();
+        changed.get_mut("r1").unwrap().item = json!({"id": "r1", "status": "fail"});
+        changed.remove("r2");
+        changed.insert("r3".to_owned(), estate_of(&["r3"])["r3"].clone());
+        check_equals_estate(&records, &changed, &mut violations);
+        let report = violations.report();
+        assert_eq!(violations.letters(), "e");
+        assert!(report.contains("registry r1 is stored as"), "{report}");
+        assert!(
+            report.contains("registry r3 of p/0 is not stored"),
+            "{report}"
+        );
+        assert!(report.contains("registry r2 is stored live"), "{report}");
+    }
+}
