@@ -14,9 +14,12 @@
 //!   signer so that a signer bug cannot be hidden by the same bug here;
 //! * IAM password tokens (`POST /v3/auth/tokens`, §4) accepted as `X-Auth-Token`, with expiry;
 //! * IAM `GET /v3/projects` (KeystoneListProjects) and EPS `GET /v1.0/enterprise-projects` (§6);
-//! * injectable faults (failed pages, truncated JSON, short pages, a wrong `total_num`, latency,
-//!   throttling and per-user quotas, hung responses, forbidden projects, estate drift during a walk,
-//!   periodic server errors) for retry and consistency tests;
+//! * injectable faults (failed pages or enterprise projects, truncated JSON, odd 200 answers such as
+//!   `{}` or a page without `total_num`, short pages, a wrong `total_num`, latency, throttling and
+//!   per-user quotas, hung responses, forbidden projects, estate drift during a walk, periodic server
+//!   errors) for retry and consistency tests;
+//! * targeted estate changes by registry id ([`EstateChange`]: add, update, delete, restore with the
+//!   same id, move between enterprise projects or projects) for model-based tests;
 //! * unauthenticated admin endpoints under `/sim/` for humans with curl.
 //!
 //! One server answers for every region and for the global IAM and EPS services, because the client
