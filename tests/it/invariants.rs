@@ -409,6 +409,34 @@ pub async fn check_store(
     violations
 }
 
+/// A scope may lose at most this many registries (deleted, drifted away or moved out, and
+/// not yet retired) before its next complete walk: well under the mass-deletion guard's
+/// minimum of 10, so the guard never holds a deletion the tests expect to be applied.
+pub const MAX_PENDING_DEPARTURES_PER_SCOPE: usize = 7;
+
+/// Per (project, enterprise project): registries stored live there that the estate no
+/// longer serves there, which the scope's next complete walk will retire or see moved.
+pub fn pending_departures(
+    records: &[RegistryRecord],
+    estate: &BTreeMap<String, EstateEntry>,
+) -> HashMap<(String, String), usize> {
+    let mut pending: HashMap<(String, String), usize> = HashMap::new();
+    for record in records.iter().filter(|r| r.deleted_at.is_none()) {
+        let Some(ep) = &record.enterprise_project_id else {
+            continue;
+        };
+        let still_there = estate
+            .get(&record.registry.id)
+            .is_some_and(|e| e.project_id == record.project_id && e.enterprise_project_id == *ep);
+        if !still_there {
+            *pending
+                .entry((record.project_id.clone(), ep.clone()))
+                .or_default() += 1;
+        }
+    }
+    pending
+}
+
 /// A seed or a count from the environment, if set; panics on a value that is not a number,
 /// rather than silently running another seed than the one asked for.
 pub fn env_number(name: &str) -> Option<u64> {

@@ -16,7 +16,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::helpers::{Backend, TestApp, ACCESS_KEY, SECRET_KEY};
-use crate::invariants::{self, env_number, Violations};
+use crate::invariants::{self, env_number, Violations, MAX_PENDING_DEPARTURES_PER_SCOPE};
 
 /// Kills per backend when `HSS_KILL_ITERATIONS` is not set.
 const DEFAULT_ITERATIONS: usize = 8;
@@ -184,9 +184,10 @@ fn sync_command(app: &TestApp) -> Command {
 }
 
 /// Between two runs: two updates, an addition, a deletion, every other time a move between
-/// enterprise projects or projects, and a restore when something was deleted. At most two
-/// registries leave a scope per iteration, so even if every run is killed the final sync
-/// retires far fewer than a mass-deletion guard would hold.
+/// enterprise projects or projects, and a restore when something was deleted. A registry
+/// leaves a scope only while the scope has fewer than [`MAX_PENDING_DEPARTURES_PER_SCOPE`]
+/// departures not yet retired, so even if every run is killed the final sync retires fewer
+/// than a mass-deletion guard would hold.
 async fn change_estate(
     app: &TestApp,
     rng: &mut ChaCha8Rng,
@@ -200,6 +201,21 @@ async fn change_estate(
         let ids: Vec<String> = invariants::estate_snapshot(sim).into_keys().collect();
         ids.choose(rng).expect("a registry").clone()
     };
+    let records = app.registries().await;
+    // A registry that may leave its scope, if any: one whose scope has room for a departure.
+    let pick_leaving = |rng: &mut ChaCha8Rng| -> Option<String> {
+        let estate = invariants::estate_snapshot(sim);
+        let pending = invariants::pending_departures(&records, &estate);
+        let ids: Vec<&String> = estate
+            .iter()
+            .filter(|(_, e)| {
+                let key = (e.project_id.clone(), e.enterprise_project_id.clone());
+                pending.get(&key).copied().unwrap_or(0) < MAX_PENDING_DEPARTURES_PER_SCOPE
+            })
+            .map(|(id, _)| id)
+            .collect();
+        ids.choose(rng).map(|id| (*id).clone())
+    };
     for _ in 0..2 {
         let id = pick(rng);
         sim.update_registry(&id, rng.gen()).expect("update");
@@ -207,9 +223,10 @@ async fn change_estate(
     let project = projects.choose(rng).expect("a project");
     let ep = enterprise_projects.choose(rng).expect("an ep");
     sim.add_registry(project, ep, rng.gen()).expect("add");
-    sim.delete_registry(&pick(rng)).expect("delete");
-    if iteration % 2 == 0 {
-        let id = pick(rng);
+    if let Some(id) = pick_leaving(rng) {
+        sim.delete_registry(&id).expect("delete");
+    }
+    if let Some(id) = pick_leaving(rng).filter(|_| iteration % 2 == 0) {
         let (from_project, from_ep) = sim.locate_registry(&id).expect("located");
         if rng.gen_bool(0.5) {
             let to = enterprise_projects

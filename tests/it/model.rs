@@ -21,15 +21,12 @@ use rand_chacha::ChaCha8Rng;
 use tokio_util::sync::CancellationToken;
 
 use crate::helpers::{client_with, Backend, TestApp, ACCESS_KEY, SECRET_KEY};
-use crate::invariants::{self, env_number, EstateEntry, Violations};
+use crate::invariants::{
+    self, env_number, EstateEntry, Violations, MAX_PENDING_DEPARTURES_PER_SCOPE,
+};
 
 /// Rounds per backend when `HSS_MODEL_ROUNDS` is not set: what the issue asks of CI.
 const DEFAULT_ROUNDS: usize = 200;
-
-/// A scope may lose at most this many registries (deleted, drifted away or moved out, and
-/// not yet retired) before its next complete walk, well under the mass-deletion guard's
-/// minimum of 10, so the guard never holds a deletion the model expects.
-const MAX_PENDING_DEPARTURES_PER_SCOPE: usize = 7;
 
 /// `limit` of each page: the smallest the API allows, so a scope of a dozen takes two pages.
 const PAGE_LIMIT: u32 = 10;
@@ -243,20 +240,7 @@ impl Model {
     /// holds there are departures its next complete walk will retire or move.
     fn departure_budget(&self, records: &[RegistryRecord]) -> Budget {
         let estate = invariants::estate_snapshot(&self.sim);
-        let mut pending: HashMap<(String, String), usize> = HashMap::new();
-        for record in records.iter().filter(|r| r.deleted_at.is_none()) {
-            let Some(ep) = &record.enterprise_project_id else {
-                continue;
-            };
-            let still_there = estate.get(&record.registry.id).is_some_and(|e| {
-                e.project_id == record.project_id && e.enterprise_project_id == *ep
-            });
-            if !still_there {
-                *pending
-                    .entry((record.project_id.clone(), ep.clone()))
-                    .or_default() += 1;
-            }
-        }
+        let pending = invariants::pending_departures(records, &estate);
         let mut budget = Budget::new();
         for project_id in &self.projects {
             for ep in &self.enterprise_projects {
