@@ -14,7 +14,7 @@ use hss_sync::api::{Auth, ClientSettings, HssClients, RetryPolicy};
 use hss_sync::signer::Credentials;
 use hss_sync::sim::{Fault, SimConfig, Simulator};
 use hss_sync::store::{HistoryFilter, RegistryRecord};
-use hss_sync::sync::{self, RunReport, Scope, SyncOptions};
+use hss_sync::sync::{self, RunReport, Scope, SyncOptions, ALL_GRANTED_EPS};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -232,8 +232,28 @@ struct Model {
     move_targets: Vec<(String, String)>,
 }
 
-/// How many more registries may leave each (project, enterprise project) scope this round.
+/// How many more registries may leave each (project, enterprise project) scope this round,
+/// and each project as a whole under the key (project, `all_granted_eps`).
 type Budget = HashMap<(String, String), usize>;
+
+/// A project may lose at most this many registries before its next complete walk: an
+/// `all_granted_eps` scope covers the whole project, and must stay under the guard too.
+const MAX_PENDING_DEPARTURES_PER_PROJECT: usize = 9;
+
+/// Whether a registry may leave scope `from` this round, under its scope's and its project's
+/// budget; if so, the departure is counted against both.
+fn take_departure(budget: &mut Budget, from: &(String, String)) -> bool {
+    let project = (from.0.clone(), ALL_GRANTED_EPS.to_owned());
+    if budget.get(from).copied().unwrap_or(0) == 0
+        || budget.get(&project).copied().unwrap_or(0) == 0
+    {
+        return false;
+    }
+    for key in [from, &project] {
+        *budget.get_mut(key).expect("budgeted") -= 1;
+    }
+    true
+}
 
 impl Model {
     /// What each scope may still lose: registries stored live in it that the estate no longer
@@ -243,11 +263,17 @@ impl Model {
         let pending = invariants::pending_departures(records, &estate);
         let mut budget = Budget::new();
         for project_id in &self.projects {
+            let mut used_in_project = 0;
             for ep in &self.enterprise_projects {
                 let key = (project_id.clone(), ep.clone());
                 let used = pending.get(&key).copied().unwrap_or(0);
+                used_in_project += used;
                 budget.insert(key, MAX_PENDING_DEPARTURES_PER_SCOPE.saturating_sub(used));
             }
+            budget.insert(
+                (project_id.clone(), ALL_GRANTED_EPS.to_owned()),
+                MAX_PENDING_DEPARTURES_PER_PROJECT.saturating_sub(used_in_project),
+            );
         }
         budget
     }
@@ -284,7 +310,6 @@ impl Model {
                 entry.project_id.clone(),
                 entry.enterprise_project_id.clone(),
             );
-            let may_leave = budget.get(&from).copied().unwrap_or(0) > 0;
             let seed: u64 = self.rng.gen();
             let line = match kind {
                 "add" => {
@@ -297,9 +322,8 @@ impl Model {
                     self.sim.update_registry(id, seed).expect("update");
                     format!("update {id}")
                 }
-                "delete" if may_leave => {
+                "delete" if take_departure(budget, &from) => {
                     self.sim.delete_registry(id).expect("delete");
-                    *budget.get_mut(&from).expect("scope") -= 1;
                     format!("delete {id} from {}/{}", from.0, from.1)
                 }
                 "restore" => {
@@ -318,7 +342,7 @@ impl Model {
                     };
                     format!("restore{changed} {restored}")
                 }
-                "move_ep" if may_leave => {
+                "move_ep" if take_departure(budget, &from) => {
                     let others: Vec<&String> = self
                         .enterprise_projects
                         .iter()
@@ -328,14 +352,13 @@ impl Model {
                     self.sim
                         .move_registry_to_enterprise_project(id, to)
                         .expect("move");
-                    *budget.get_mut(&from).expect("scope") -= 1;
                     self.move_targets.push((from.0.clone(), to.clone()));
                     format!(
                         "move {id} from {}/{} to enterprise project {to}",
                         from.0, from.1
                     )
                 }
-                "move_project" if may_leave => {
+                "move_project" if take_departure(budget, &from) => {
                     let others: Vec<&String> =
                         self.projects.iter().filter(|p| **p != from.0).collect();
                     let project = *others.choose(&mut self.rng).expect("another project");
@@ -343,7 +366,6 @@ impl Model {
                     self.sim
                         .move_registry_to_project(id, project, ep)
                         .expect("move");
-                    *budget.get_mut(&from).expect("scope") -= 1;
                     self.move_targets.push((project.clone(), ep.clone()));
                     format!("move {id} from {}/{} to {project}/{ep}", from.0, from.1)
                 }
@@ -447,7 +469,9 @@ impl Model {
                     let room = self
                         .enterprise_projects
                         .iter()
-                        .map(|ep| budget[&(project_id.clone(), ep.clone())])
+                        .map(String::as_str)
+                        .chain([ALL_GRANTED_EPS])
+                        .map(|ep| budget[&(project_id.clone(), ep.to_owned())])
                         .min()
                         .unwrap_or(0);
                     Fault::DriftDuringWalk {
