@@ -14,7 +14,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Map, Value};
 
-use super::{Mutation, MutationSummary, SimConfig};
+use super::{EstateChange, EstateChangeError, Mutation, MutationSummary, SimConfig};
 
 /// Base instant for generated `latest_sync_time` values: 2025-06-01T00:00:00Z in epoch milliseconds.
 /// A fixed base (instead of "now") keeps the estate identical across runs for the same seed.
@@ -67,6 +67,21 @@ pub struct Estate {
     pub enterprise_project_ids: Vec<String>,
     /// The projects, in generation order.
     pub projects: Vec<ProjectEstate>,
+    /// Registries removed from the estate (by a mutation, a drift or [`EstateChange::Delete`]) and not
+    /// restored since, oldest first, at most one per id: [`EstateChange::Restore`] brings one back with
+    /// the same id, as when an account re-adds a registry HSS forgot.
+    pub deleted: Vec<DeletedRegistry>,
+}
+
+/// A registry that left the estate, and where it was.
+#[derive(Clone, Debug)]
+pub struct DeletedRegistry {
+    /// The project it was in.
+    pub project_id: String,
+    /// The enterprise project it was in.
+    pub enterprise_project_id: String,
+    /// The registry as it was last served.
+    pub registry: Value,
 }
 
 impl Estate {
@@ -128,6 +143,7 @@ impl Estate {
             regions,
             enterprise_project_ids,
             projects,
+            deleted: Vec::new(),
         }
     }
 
@@ -260,6 +276,9 @@ impl Estate {
         for (p, s, i) in deletions {
             let removed = self.projects[p].scopes[s].registries.remove(i);
             summary.deleted.push(registry_id(&removed));
+            let project_id = self.projects[p].project_id.clone();
+            let enterprise_project_id = self.projects[p].scopes[s].enterprise_project_id.clone();
+            self.remember_deleted(project_id, enterprise_project_id, removed);
         }
         summary.deleted.reverse();
 
@@ -318,12 +337,14 @@ impl Estate {
             return summary;
         };
         let mut remaining = n_delete;
+        let mut removed = Vec::new();
         for &s in &selected {
-            let registries = &mut project.scopes[s].registries;
-            let n = remaining.min(registries.len());
-            summary
-                .deleted
-                .extend(registries.drain(..n).map(|r| registry_id(&r)));
+            let scope = &mut project.scopes[s];
+            let n = remaining.min(scope.registries.len());
+            for registry in scope.registries.drain(..n) {
+                summary.deleted.push(registry_id(&registry));
+                removed.push((scope.enterprise_project_id.clone(), registry));
+            }
             remaining -= n;
         }
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -342,7 +363,123 @@ impl Estate {
         project.scopes[first_scope]
             .registries
             .splice(0..0, inserted);
+        let project_id = project.project_id.clone();
+        for (enterprise_project_id, registry) in removed {
+            self.remember_deleted(project_id.clone(), enterprise_project_id, registry);
+        }
         summary
+    }
+
+    /// Where the registry with this id is: (project index, scope index, position in the scope).
+    pub fn position_of(&self, id: &str) -> Option<(usize, usize, usize)> {
+        self.projects.iter().enumerate().find_map(|(p, project)| {
+            project.scopes.iter().enumerate().find_map(|(s, scope)| {
+                scope
+                    .registries
+                    .iter()
+                    .position(|r| registry_id(r) == id)
+                    .map(|i| (p, s, i))
+            })
+        })
+    }
+
+    /// Apply one targeted change; see [`EstateChange`]. Returns the id of the registry changed.
+    ///
+    /// # Errors
+    /// When the change names a registry that is not where the change needs it (absent for an update,
+    /// a delete or a move; present, or never deleted, for a restore) or a project that does not exist.
+    /// The estate is unchanged then.
+    pub fn apply_change(&mut self, change: &EstateChange) -> Result<String, EstateChangeError> {
+        match change {
+            EstateChange::Add {
+                project_id,
+                enterprise_project_id,
+                seed,
+            } => {
+                let project = self
+                    .project(project_id)
+                    .ok_or_else(|| EstateChangeError::UnknownProject(project_id.clone()))?;
+                let (region, cluster_ids) = (project.region.clone(), project.cluster_ids.clone());
+                let mut rng = ChaCha8Rng::seed_from_u64(*seed);
+                let scope = self.scope_mut(project_id, enterprise_project_id);
+                let serial = scope.registries.len() + 1;
+                let registry = generate_registry(&mut rng, &region, &cluster_ids, serial);
+                let id = registry_id(&registry);
+                scope.registries.push(registry);
+                Ok(id)
+            }
+            EstateChange::Update { id, seed } => {
+                let (p, s, i) = self
+                    .position_of(id)
+                    .ok_or_else(|| EstateChangeError::UnknownRegistry(id.clone()))?;
+                let mut rng = ChaCha8Rng::seed_from_u64(*seed);
+                update_registry(&mut rng, &mut self.projects[p].scopes[s].registries[i]);
+                Ok(id.clone())
+            }
+            EstateChange::Delete { id } => {
+                let (p, s, i) = self
+                    .position_of(id)
+                    .ok_or_else(|| EstateChangeError::UnknownRegistry(id.clone()))?;
+                let removed = self.projects[p].scopes[s].registries.remove(i);
+                let project_id = self.projects[p].project_id.clone();
+                let enterprise_project_id =
+                    self.projects[p].scopes[s].enterprise_project_id.clone();
+                self.remember_deleted(project_id, enterprise_project_id, removed);
+                Ok(id.clone())
+            }
+            EstateChange::Restore { id, update_seed } => {
+                if self.position_of(id).is_some() {
+                    return Err(EstateChangeError::AlreadyPresent(id.clone()));
+                }
+                let index = self
+                    .deleted
+                    .iter()
+                    .position(|d| registry_id(&d.registry) == *id)
+                    .ok_or_else(|| EstateChangeError::NeverDeleted(id.clone()))?;
+                let mut restored = self.deleted.remove(index);
+                if let Some(seed) = update_seed {
+                    let mut rng = ChaCha8Rng::seed_from_u64(*seed);
+                    update_registry(&mut rng, &mut restored.registry);
+                }
+                self.scope_mut(&restored.project_id, &restored.enterprise_project_id)
+                    .registries
+                    .push(restored.registry);
+                Ok(id.clone())
+            }
+            EstateChange::Move {
+                id,
+                project_id,
+                enterprise_project_id,
+            } => {
+                if self.project(project_id).is_none() {
+                    return Err(EstateChangeError::UnknownProject(project_id.clone()));
+                }
+                let (p, s, i) = self
+                    .position_of(id)
+                    .ok_or_else(|| EstateChangeError::UnknownRegistry(id.clone()))?;
+                let registry = self.projects[p].scopes[s].registries.remove(i);
+                self.scope_mut(project_id, enterprise_project_id)
+                    .registries
+                    .push(registry);
+                Ok(id.clone())
+            }
+        }
+    }
+
+    /// Keep a removed registry for [`EstateChange::Restore`], replacing an older record of the same id.
+    fn remember_deleted(
+        &mut self,
+        project_id: String,
+        enterprise_project_id: String,
+        registry: Value,
+    ) {
+        let id = registry_id(&registry);
+        self.deleted.retain(|d| registry_id(&d.registry) != id);
+        self.deleted.push(DeletedRegistry {
+            project_id,
+            enterprise_project_id,
+            registry,
+        });
     }
 }
 
@@ -627,6 +764,7 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sim::{EstateChange, EstateChangeError};
 
     fn config(seed: u64) -> SimConfig {
         SimConfig {
@@ -1012,6 +1150,111 @@ mod tests {
         assert!(swr_addresses
             .iter()
             .all(|a| *a == "swr.ap-southeast-1.myhuaweicloud.com"));
+    }
+
+    #[test]
+    fn a_deleted_registry_is_restored_with_its_id_in_its_scope_as_it_was_or_changed() {
+        let mut estate = Estate::generate(&config(5));
+        let project_id = estate.projects[1].project_id.clone();
+        let original = estate.projects[1].scopes[2].registries[4].clone();
+        let id = registry_id(&original);
+        let delete = EstateChange::Delete { id: id.clone() };
+        let restore = |update_seed| EstateChange::Restore {
+            id: id.clone(),
+            update_seed,
+        };
+
+        assert_eq!(estate.apply_change(&delete), Ok(id.clone()));
+        assert_eq!(estate.position_of(&id), None);
+        assert_eq!(
+            estate.apply_change(&delete),
+            Err(EstateChangeError::UnknownRegistry(id.clone()))
+        );
+        assert_eq!(estate.apply_change(&restore(None)), Ok(id.clone()));
+        assert_eq!(estate.position_of(&id), Some((1, 2, 39)));
+        assert_eq!(estate.projects[1].scopes[2].registries[39], original);
+        assert_eq!(
+            estate.apply_change(&restore(None)),
+            Err(EstateChangeError::AlreadyPresent(id.clone()))
+        );
+
+        estate.apply_change(&delete).unwrap();
+        estate.apply_change(&restore(Some(8))).unwrap();
+        let changed = &estate.projects[1].scopes[2].registries[39];
+        assert_eq!(registry_id(changed), id);
+        assert_ne!(changed, &original);
+        assert!(estate.deleted.is_empty());
+
+        // Drift and random mutations remember what they delete, too.
+        let drifted = estate.drift_front(1, &project_id, Some("0"), 0, 2);
+        let mutated = estate.mutate(&Mutation {
+            seed: 4,
+            n_delete: 3,
+            ..Mutation::default()
+        });
+        let mut remembered: Vec<String> = estate
+            .deleted
+            .iter()
+            .map(|d| registry_id(&d.registry))
+            .collect();
+        let mut expected = [drifted.deleted, mutated.deleted].concat();
+        remembered.sort();
+        expected.sort();
+        assert_eq!(remembered, expected);
+        assert_eq!(estate.deleted[0].project_id, project_id);
+        assert_eq!(
+            estate.apply_change(&EstateChange::Restore {
+                id: "never-there".into(),
+                update_seed: None
+            }),
+            Err(EstateChangeError::NeverDeleted("never-there".into()))
+        );
+    }
+
+    #[test]
+    fn a_moved_registry_keeps_its_id_and_content_and_leaves_its_old_scope() {
+        let mut estate = Estate::generate(&config(5));
+        let count = estate.registry_count();
+        let original = estate.projects[0].scopes[0].registries[0].clone();
+        let id = registry_id(&original);
+        let (from_project, to_project) = (
+            estate.projects[0].project_id.clone(),
+            estate.projects[2].project_id.clone(),
+        );
+        let ep = estate.enterprise_project_ids[1].clone();
+        let move_to = |project_id: &str, enterprise_project_id: &str| EstateChange::Move {
+            id: id.clone(),
+            project_id: project_id.to_string(),
+            enterprise_project_id: enterprise_project_id.to_string(),
+        };
+
+        estate.apply_change(&move_to(&from_project, &ep)).unwrap();
+        assert_eq!(estate.position_of(&id), Some((0, 1, 40)));
+        estate.apply_change(&move_to(&to_project, "0")).unwrap();
+        assert_eq!(estate.position_of(&id), Some((2, 0, 40)));
+        assert_eq!(estate.projects[2].scopes[0].registries[40], original);
+        assert_eq!(estate.registry_count(), count);
+        assert_eq!(
+            estate.apply_change(&move_to("nope", "0")),
+            Err(EstateChangeError::UnknownProject("nope".into()))
+        );
+
+        let added = estate
+            .apply_change(&EstateChange::Add {
+                project_id: to_project.clone(),
+                enterprise_project_id: ep.clone(),
+                seed: 3,
+            })
+            .unwrap();
+        assert_eq!(estate.position_of(&added), Some((2, 1, 40)));
+        let before = estate.projects[2].scopes[1].registries[40].clone();
+        estate
+            .apply_change(&EstateChange::Update {
+                id: added.clone(),
+                seed: 3,
+            })
+            .unwrap();
+        assert_ne!(estate.projects[2].scopes[1].registries[40], before);
     }
 
     #[test]

@@ -14,9 +14,12 @@
 //!   signer so that a signer bug cannot be hidden by the same bug here;
 //! * IAM password tokens (`POST /v3/auth/tokens`, §4) accepted as `X-Auth-Token`, with expiry;
 //! * IAM `GET /v3/projects` (KeystoneListProjects) and EPS `GET /v1.0/enterprise-projects` (§6);
-//! * injectable faults (failed pages, truncated JSON, short pages, a wrong `total_num`, latency,
-//!   throttling and per-user quotas, hung responses, forbidden projects, estate drift during a walk,
-//!   periodic server errors) for retry and consistency tests;
+//! * injectable faults (failed pages or enterprise projects, truncated JSON, odd 200 answers such as
+//!   `{}` or a page without `total_num`, short pages, a wrong `total_num`, latency, throttling and
+//!   per-user quotas, hung responses, forbidden projects, estate drift during a walk, periodic server
+//!   errors) for retry and consistency tests;
+//! * targeted estate changes by registry id ([`EstateChange`]: add, update, delete, restore with the
+//!   same id, move between enterprise projects or projects) for model-based tests;
 //! * unauthenticated admin endpoints under `/sim/` for humans with curl.
 //!
 //! One server answers for every region and for the global IAM and EPS services, because the client
@@ -65,9 +68,23 @@
 //! {"kind":"forbidden","project_id":".."}
 //! {"kind":"drift_during_walk","after_requests":1,"n_insert":3,"n_delete":2,"times":1}
 //! {"kind":"server_error","status":503,"every_nth":4}
+//! {"kind":"fail_enterprise_project","project_id":"..","enterprise_project_id":"0","status":500,"error_code":"HSS.1001","error_msg":".."}
+//! {"kind":"raw_page","offset":0,"body":"{\"data_list\": null}","times":1}   (status 200, this body)
+//! {"kind":"omit_total_num","project_id":"..","times":2}   (the real page without total_num)
 //! ```
 //! For example: `curl -X POST -d '{"kind":"quota","max_requests":5,"window_seconds":60,"retry_after":true}'
 //! http://127.0.0.1:8080/sim/faults`.
+//!
+//! # Changing the estate with curl
+//! `POST /sim/mutate` takes a [`Mutation`] (`{"seed":1,"n_update":5,"n_delete":2,"n_add":3}`) or one
+//! [`EstateChange`] tagged by `kind`, answered with `{"id": ..}` or 400 and the reason:
+//! ```text
+//! {"kind":"add","project_id":"..","enterprise_project_id":"0","seed":7}
+//! {"kind":"update","id":"..","seed":7}
+//! {"kind":"delete","id":".."}
+//! {"kind":"restore","id":"..","update_seed":7}        (update_seed may be omitted: restored as it was)
+//! {"kind":"move","id":"..","project_id":"..","enterprise_project_id":".."}
+//! ```
 //!
 //! # Layout
 //! * `mod.rs`: the [`Simulator`] handle, [`SimConfig`], [`Mutation`], [`Fault`] and serving.
@@ -289,6 +306,75 @@ pub struct MutationSummary {
     pub added: Vec<String>,
 }
 
+/// One targeted change to the estate, by registry id, as the tests of moves and restores need; for
+/// `POST /sim/mutate` it is tagged by `kind` (see the module docs).
+///
+/// A registry keeps its id and content when it moves: HSS lists it under its new project or enterprise
+/// project from then on, and no longer under the old one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EstateChange {
+    /// Add a new registry, generated from `seed`, at the end of a scope (an EP new to the project is
+    /// created).
+    Add {
+        /// The project to add to.
+        project_id: String,
+        /// The enterprise project to add to.
+        enterprise_project_id: String,
+        /// Seed of the new registry's fields and id.
+        seed: u64,
+    },
+    /// Change a registry's fields as a real registry changes between syncs (from `seed`).
+    Update {
+        /// The registry.
+        id: String,
+        /// Seed of the change.
+        seed: u64,
+    },
+    /// Remove a registry; it is remembered for [`EstateChange::Restore`].
+    Delete {
+        /// The registry.
+        id: String,
+    },
+    /// Bring back a registry removed earlier, with the same id, at the end of the scope it was in;
+    /// changed as by [`EstateChange::Update`] with `update_seed` when given.
+    Restore {
+        /// The registry.
+        id: String,
+        /// Seed of a change to apply on the way back, none to restore it as it was.
+        #[serde(default)]
+        update_seed: Option<u64>,
+    },
+    /// Move a registry to the end of another scope: another enterprise project of its project, or
+    /// another project (an EP new to the project is created).
+    Move {
+        /// The registry.
+        id: String,
+        /// The project it moves to (its own, for a move between enterprise projects).
+        project_id: String,
+        /// The enterprise project it moves to.
+        enterprise_project_id: String,
+    },
+}
+
+/// Why an [`EstateChange`] could not be applied; the estate is unchanged.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EstateChangeError {
+    /// No registry with this id is in the estate.
+    #[error("no registry {0} in the simulated estate")]
+    UnknownRegistry(String),
+    /// No project with this id.
+    #[error("no project {0} in the simulated estate")]
+    UnknownProject(String),
+    /// A restore of a registry that is in the estate.
+    #[error("registry {0} is in the simulated estate already")]
+    AlreadyPresent(String),
+    /// A restore of a registry that was never deleted.
+    #[error("registry {0} was never deleted from the simulated estate")]
+    NeverDeleted(String),
+}
+
 /// A failure to inject. Unless a variant says otherwise, faults affect ListRegistry only.
 ///
 /// Faults meet a request where the matching layer of Huawei's stack would:
@@ -296,9 +382,9 @@ pub struct MutationSummary {
 /// 2. After authentication, the gateway faults [`Fault::ThrottleEveryNth`] and [`Fault::Quota`] may
 ///    answer 429 `APIG.0308` (APIG throttles per authenticated user, before the backend sees the call).
 /// 3. After the project check, [`Fault::Forbidden`] answers 403 `HSS.0013`.
-/// 4. After parameter validation, the first matching `FailPage`, `MalformedJson`, `Hang` or
-///    `ServerError` fault (in the order the faults were added) answers the request; `MaxPageItems` and
-///    `WrongTotalNum` shape the page.
+/// 4. After parameter validation, the first matching `FailPage`, `FailEnterpriseProject`, `MalformedJson`,
+///    `RawPage`, `Hang` or `ServerError` fault (in the order the faults were added) answers the request; `MaxPageItems`,
+///    `WrongTotalNum` and `OmitTotalNum` shape the page.
 /// 5. After a page was answered, [`Fault::DriftDuringWalk`] may change the estate.
 ///
 /// Every request a fault answers is still counted and logged.
@@ -314,6 +400,23 @@ pub enum Fault {
         /// HTTP status, e.g. 429 or 500.
         status: u16,
         /// `error_code` of the body, e.g. `APIG.0308`.
+        error_code: String,
+        /// `error_msg` of the body.
+        error_msg: String,
+        /// How many requests to fail before the fault disappears; None = forever.
+        times: Option<u32>,
+    },
+    /// Fail ListRegistry for one enterprise project (of this project, or any) with this HTTP status and
+    /// a Huawei error body, `times` times (None = forever): one scope fails while the other enterprise
+    /// projects of its project answer. `all_granted_eps` requests are not affected.
+    FailEnterpriseProject {
+        /// Project to fail, or any.
+        project_id: Option<String>,
+        /// The enterprise project (`enterprise_project_id` after defaulting to `"0"`) to fail.
+        enterprise_project_id: String,
+        /// HTTP status, e.g. 500.
+        status: u16,
+        /// `error_code` of the body.
         error_code: String,
         /// `error_msg` of the body.
         error_msg: String,
@@ -399,6 +502,28 @@ pub enum Fault {
         /// How many times to drift; None = forever.
         times: Option<u32>,
     },
+    /// Answer ListRegistry with status 200 and exactly `body`, whatever it is: `{}`,
+    /// `{"data_list": null}`, an error body, a page without `total_num`, items without `id`. These are
+    /// the odd answers a client must take for a failed page, never for an empty scope.
+    RawPage {
+        /// Project to affect, or any.
+        project_id: Option<String>,
+        /// Effective offset to affect, or any.
+        offset: Option<u32>,
+        /// The response body, sent as it is with `Content-Type: application/json`.
+        body: String,
+        /// How many requests to affect; None = forever.
+        times: Option<u32>,
+    },
+    /// Serve the real page without its `total_num` key (a gateway or a backend version that drops it).
+    OmitTotalNum {
+        /// Project to affect, or any.
+        project_id: Option<String>,
+        /// Effective offset to affect, or any.
+        offset: Option<u32>,
+        /// How many pages to shape so; None = forever.
+        times: Option<u32>,
+    },
     /// Answer every `every_nth` ListRegistry request (among those that passed validation) with a
     /// transient server error: 502, 503 and 504 carry APIG's `APIG.0201` (backend unavailable or timeout,
     /// HUAWEI-API.md §5); 500 carries `HSS.1001` "internal server error", a code this simulator chose
@@ -455,12 +580,30 @@ impl Fault {
         }
     }
 
+    /// A 200 answer with exactly `body` (see [`Fault::RawPage`]) for `project_id` at `offset`.
+    pub fn raw_page(
+        project_id: Option<String>,
+        offset: Option<u32>,
+        body: impl Into<String>,
+        times: Option<u32>,
+    ) -> Fault {
+        Fault::RawPage {
+            project_id,
+            offset,
+            body: body.into(),
+            times,
+        }
+    }
+
     /// Whether the fault can never fire, so adding it would change nothing.
     fn never_fires(&self) -> bool {
         matches!(
             self,
             Fault::FailPage { times: Some(0), .. }
+                | Fault::FailEnterpriseProject { times: Some(0), .. }
                 | Fault::MalformedJson { times: Some(0), .. }
+                | Fault::RawPage { times: Some(0), .. }
+                | Fault::OmitTotalNum { times: Some(0), .. }
                 | Fault::Hang { times: Some(0), .. }
                 | Fault::DriftDuringWalk { times: Some(0), .. }
                 | Fault::ThrottleEveryNth { n: 0, .. }
@@ -480,6 +623,21 @@ pub enum FaultSpec {
         project_id: Option<String>,
         /// Offset to fail, or any.
         offset: Option<u32>,
+        /// HTTP status.
+        status: u16,
+        /// `error_code` of the body.
+        error_code: String,
+        /// `error_msg` of the body.
+        error_msg: String,
+        /// How many times; absent = forever.
+        times: Option<u32>,
+    },
+    /// [`Fault::FailEnterpriseProject`].
+    FailEnterpriseProject {
+        /// Project to fail, or any.
+        project_id: Option<String>,
+        /// The enterprise project to fail.
+        enterprise_project_id: String,
         /// HTTP status.
         status: u16,
         /// `error_code` of the body.
@@ -586,6 +744,26 @@ pub enum FaultSpec {
         /// Period.
         every_nth: u32,
     },
+    /// [`Fault::RawPage`].
+    RawPage {
+        /// Project to affect, or any.
+        project_id: Option<String>,
+        /// Offset to affect, or any.
+        offset: Option<u32>,
+        /// The body as it is sent, a string (it need not be JSON).
+        body: String,
+        /// How many times; absent = forever.
+        times: Option<u32>,
+    },
+    /// [`Fault::OmitTotalNum`].
+    OmitTotalNum {
+        /// Project to affect, or any.
+        project_id: Option<String>,
+        /// Offset to affect, or any.
+        offset: Option<u32>,
+        /// How many times; absent = forever.
+        times: Option<u32>,
+    },
 }
 
 impl FaultSpec {
@@ -613,6 +791,21 @@ impl FaultSpec {
             } => Fault::FailPage {
                 project_id,
                 offset,
+                status: check_status(status)?,
+                error_code,
+                error_msg,
+                times,
+            },
+            FaultSpec::FailEnterpriseProject {
+                project_id,
+                enterprise_project_id,
+                status,
+                error_code,
+                error_msg,
+                times,
+            } => Fault::FailEnterpriseProject {
+                project_id,
+                enterprise_project_id,
                 status: check_status(status)?,
                 error_code,
                 error_msg,
@@ -693,6 +886,26 @@ impl FaultSpec {
             FaultSpec::ServerError { status, every_nth } => Fault::ServerError {
                 status: check_status(status)?,
                 every_nth,
+            },
+            FaultSpec::RawPage {
+                project_id,
+                offset,
+                body,
+                times,
+            } => Fault::RawPage {
+                project_id,
+                offset,
+                body,
+                times,
+            },
+            FaultSpec::OmitTotalNum {
+                project_id,
+                offset,
+                times,
+            } => Fault::OmitTotalNum {
+                project_id,
+                offset,
+                times,
             },
         })
     }
@@ -1015,6 +1228,130 @@ impl Simulator {
             .scope_mut(project_id, enterprise_project_id)
             .registries
             .push(registry);
+    }
+
+    /// Apply one [`EstateChange`]; returns the id of the registry it changed (the new one for `Add`).
+    ///
+    /// # Errors
+    /// See [`EstateChangeError`]; the estate is unchanged then.
+    pub fn apply_change(&self, change: &EstateChange) -> Result<String, EstateChangeError> {
+        let result = self.lock().estate.apply_change(change);
+        if let Ok(id) = &result {
+            tracing::debug!(registry.id = %id, ?change, "simulated hss registry {id} changed");
+        }
+        result
+    }
+
+    /// Add a registry generated from `seed` at the end of a scope; returns its id.
+    ///
+    /// # Errors
+    /// [`EstateChangeError::UnknownProject`].
+    pub fn add_registry(
+        &self,
+        project_id: &str,
+        enterprise_project_id: &str,
+        seed: u64,
+    ) -> Result<String, EstateChangeError> {
+        self.apply_change(&EstateChange::Add {
+            project_id: project_id.to_string(),
+            enterprise_project_id: enterprise_project_id.to_string(),
+            seed,
+        })
+    }
+
+    /// Change a registry's fields (from `seed`) as a real one changes between syncs.
+    ///
+    /// # Errors
+    /// [`EstateChangeError::UnknownRegistry`].
+    pub fn update_registry(&self, id: &str, seed: u64) -> Result<(), EstateChangeError> {
+        self.apply_change(&EstateChange::Update {
+            id: id.to_string(),
+            seed,
+        })
+        .map(drop)
+    }
+
+    /// Remove a registry, remembering it for [`Simulator::restore_registry`].
+    ///
+    /// # Errors
+    /// [`EstateChangeError::UnknownRegistry`].
+    pub fn delete_registry(&self, id: &str) -> Result<(), EstateChangeError> {
+        self.apply_change(&EstateChange::Delete { id: id.to_string() })
+            .map(drop)
+    }
+
+    /// Bring back a deleted registry with its id, in the scope it left, changed (from `update_seed`)
+    /// or as it was.
+    ///
+    /// # Errors
+    /// [`EstateChangeError::AlreadyPresent`] or [`EstateChangeError::NeverDeleted`].
+    pub fn restore_registry(
+        &self,
+        id: &str,
+        update_seed: Option<u64>,
+    ) -> Result<(), EstateChangeError> {
+        self.apply_change(&EstateChange::Restore {
+            id: id.to_string(),
+            update_seed,
+        })
+        .map(drop)
+    }
+
+    /// Move a registry to another enterprise project of its own project, keeping id and content.
+    ///
+    /// # Errors
+    /// [`EstateChangeError::UnknownRegistry`].
+    pub fn move_registry_to_enterprise_project(
+        &self,
+        id: &str,
+        enterprise_project_id: &str,
+    ) -> Result<(), EstateChangeError> {
+        let project_id = self
+            .locate_registry(id)
+            .ok_or_else(|| EstateChangeError::UnknownRegistry(id.to_string()))?
+            .0;
+        self.move_registry_to_project(id, &project_id, enterprise_project_id)
+    }
+
+    /// Move a registry to a scope of another project (or its own), keeping id and content.
+    ///
+    /// # Errors
+    /// [`EstateChangeError::UnknownRegistry`] or [`EstateChangeError::UnknownProject`].
+    pub fn move_registry_to_project(
+        &self,
+        id: &str,
+        project_id: &str,
+        enterprise_project_id: &str,
+    ) -> Result<(), EstateChangeError> {
+        self.apply_change(&EstateChange::Move {
+            id: id.to_string(),
+            project_id: project_id.to_string(),
+            enterprise_project_id: enterprise_project_id.to_string(),
+        })
+        .map(drop)
+    }
+
+    /// `(project id, enterprise project id)` of the registry with this id, `None` when it is not in the
+    /// estate.
+    pub fn locate_registry(&self, id: &str) -> Option<(String, String)> {
+        let state = self.lock();
+        let (p, s, _) = state.estate.position_of(id)?;
+        let project = &state.estate.projects[p];
+        Some((
+            project.project_id.clone(),
+            project.scopes[s].enterprise_project_id.clone(),
+        ))
+    }
+
+    /// Ids of the registries deleted from the estate and not restored since, oldest deletion first;
+    /// each can be passed to [`Simulator::restore_registry`].
+    pub fn deleted_registry_ids(&self) -> Vec<String> {
+        self.lock()
+            .estate
+            .deleted
+            .iter()
+            .map(|d| estate::registry_id(&d.registry))
+            .collect()
     }
 
     /// Add a fault after the existing ones. A fault that can never fire (`times: Some(0)`, a period of

@@ -34,8 +34,8 @@ use serde_json::{json, Value};
 use super::iam;
 use super::verify::{self, ReceivedRequest};
 use super::{
-    Fault, FaultSpec, Mutation, RequestRecord, Simulator, State as SimState, API_ADMIN,
-    API_LIST_REGISTRY,
+    EstateChange, Fault, FaultSpec, Mutation, RequestRecord, Simulator, State as SimState,
+    API_ADMIN, API_LIST_REGISTRY,
 };
 
 /// Path of HSS ListRegistry (Go SDK `GenReqDefForListRegistry`).
@@ -412,12 +412,15 @@ fn answer_list_registry(
     let mut truncate_body = false;
     let mut hang = false;
     let mut failure = None;
-    let mut exhausted = None;
+    let mut raw_body: Option<String> = None;
+    // The first `OmitTotalNum` that selects the request; used up only if a page is served.
+    let mut omit_total_num: Option<usize> = None;
+    let mut exhausted = Vec::new();
     let targets = |project: &Option<String>, offset: &Option<u32>| {
         selects_project(project, request.project_id) && offset.map_or(true, |o| o == query.offset)
     };
     for (index, active) in state.faults.iter_mut().enumerate() {
-        let undecided = failure.is_none() && !truncate_body && !hang;
+        let undecided = failure.is_none() && !truncate_body && !hang && raw_body.is_none();
         match &mut active.fault {
             Fault::MaxPageItems(n) => max_page_items = max_page_items.min(*n),
             Fault::WrongTotalNum {
@@ -438,7 +441,23 @@ fn answer_list_registry(
             } if undecided && targets(project_id, offset) => {
                 failure = Some((*status, error_code.clone(), error_msg.clone()));
                 if consume(times) {
-                    exhausted = Some(index);
+                    exhausted.push(index);
+                }
+            }
+            Fault::FailEnterpriseProject {
+                project_id,
+                enterprise_project_id,
+                status,
+                error_code,
+                error_msg,
+                times,
+            } if undecided
+                && selects_project(project_id, request.project_id)
+                && *enterprise_project_id == query.enterprise_project_id =>
+            {
+                failure = Some((*status, error_code.clone(), error_msg.clone()));
+                if consume(times) {
+                    exhausted.push(index);
                 }
             }
             Fault::MalformedJson {
@@ -448,7 +467,7 @@ fn answer_list_registry(
             } if undecided && targets(project_id, offset) => {
                 truncate_body = true;
                 if consume(times) {
-                    exhausted = Some(index);
+                    exhausted.push(index);
                 }
             }
             Fault::Hang {
@@ -458,8 +477,24 @@ fn answer_list_registry(
             } if undecided && targets(project_id, offset) => {
                 hang = true;
                 if consume(times) {
-                    exhausted = Some(index);
+                    exhausted.push(index);
                 }
+            }
+            Fault::RawPage {
+                project_id,
+                offset,
+                body,
+                times,
+            } if undecided && targets(project_id, offset) => {
+                raw_body = Some(body.clone());
+                if consume(times) {
+                    exhausted.push(index);
+                }
+            }
+            Fault::OmitTotalNum {
+                project_id, offset, ..
+            } if omit_total_num.is_none() && targets(project_id, offset) => {
+                omit_total_num = Some(index);
             }
             Fault::ServerError { status, every_nth } => {
                 active.n_seen += 1;
@@ -469,7 +504,10 @@ fn answer_list_registry(
                 }
             }
             Fault::FailPage { .. }
+            | Fault::FailEnterpriseProject { .. }
             | Fault::MalformedJson { .. }
+            | Fault::RawPage { .. }
+            | Fault::OmitTotalNum { .. }
             | Fault::Hang { .. }
             | Fault::Latency { .. }
             | Fault::ThrottleEveryNth { .. }
@@ -478,7 +516,20 @@ fn answer_list_registry(
             | Fault::DriftDuringWalk { .. } => {}
         }
     }
-    if let Some(index) = exhausted {
+    let serves_page = failure.is_none() && !hang && raw_body.is_none();
+    let omit_total_num = match omit_total_num {
+        Some(index) if serves_page => {
+            if let Fault::OmitTotalNum { times, .. } = &mut state.faults[index].fault {
+                if consume(times) {
+                    exhausted.push(index);
+                }
+            }
+            true
+        }
+        _ => false,
+    };
+    exhausted.sort_unstable();
+    for index in exhausted.into_iter().rev() {
         state.faults.remove(index);
     }
     if let Some((status, error_code, error_msg)) = failure {
@@ -497,6 +548,9 @@ fn answer_list_registry(
             hang: true,
             retry_after: None,
         };
+    }
+    if let Some(body) = raw_body {
+        return raw_json_response(StatusCode::OK, request_id, body).into();
     }
 
     let body = {
@@ -519,7 +573,14 @@ fn answer_list_registry(
         let page_size = (query.limit as usize).min(max_page_items);
         let end = start.saturating_add(page_size).min(matching.len());
         let data_list: Vec<Value> = matching.drain(start..end).cloned().collect();
-        json!({"total_num": reported_total.unwrap_or(true_total), "data_list": data_list})
+        let mut body =
+            json!({"total_num": reported_total.unwrap_or(true_total), "data_list": data_list});
+        if omit_total_num {
+            if let Some(object) = body.as_object_mut() {
+                object.remove("total_num");
+            }
+        }
+        body
     };
     apply_drift_faults(state, request.project_id, &query.enterprise_project_id);
     if truncate_body {
@@ -745,11 +806,33 @@ async fn admin_estate(State(simulator): State<Simulator>) -> Response {
     Json(body).into_response()
 }
 
-async fn admin_mutate(
-    State(simulator): State<Simulator>,
-    Json(mutation): Json<Mutation>,
-) -> Response {
-    Json(simulator.mutate(&mutation)).into_response()
+/// `POST /sim/mutate`: a [`Mutation`], or one [`EstateChange`] when the body has a `kind`.
+async fn admin_mutate(State(simulator): State<Simulator>, body: Bytes) -> Response {
+    let bad_request = |error: String| {
+        (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": format!("invalid mutation: {error}")})),
+        )
+            .into_response()
+    };
+    let value: Value = match serde_json::from_slice(&body) {
+        Ok(value) => value,
+        Err(error) => return bad_request(error.to_string()),
+    };
+    if value.get("kind").is_none() {
+        return match serde_json::from_value::<Mutation>(value) {
+            Ok(mutation) => Json(simulator.mutate(&mutation)).into_response(),
+            Err(error) => bad_request(error.to_string()),
+        };
+    }
+    let change = match serde_json::from_value::<EstateChange>(value) {
+        Ok(change) => change,
+        Err(error) => return bad_request(error.to_string()),
+    };
+    match simulator.apply_change(&change) {
+        Ok(id) => Json(json!({"id": id})).into_response(),
+        Err(error) => bad_request(error.to_string()),
+    }
 }
 
 async fn admin_faults(State(simulator): State<Simulator>) -> Response {
@@ -1727,6 +1810,195 @@ mod tests {
             parse(r#"{"kind":"max_page_items","max_items":3}"#),
             Fault::MaxPageItems(3)
         ));
+        assert!(matches!(
+            parse(r#"{"kind":"raw_page","offset":0,"body":"{\"data_list\": null}","times":1}"#),
+            Fault::RawPage { offset: Some(0), body, times: Some(1), project_id: None } if body == r#"{"data_list": null}"#
+        ));
+        assert!(matches!(
+            parse(r#"{"kind":"omit_total_num","project_id":"p"}"#),
+            Fault::OmitTotalNum { project_id: Some(p), offset: None, times: None } if p == "p"
+        ));
+    }
+
+    #[tokio::test]
+    async fn raw_page_fault_answers_200_with_exactly_the_given_body_at_its_offset() {
+        let h = harness(SimConfig::default()).await;
+        let bodies = [
+            "{}",
+            r#"{"data_list": null}"#,
+            r#"{"error_code":"HSS.1001","error_msg":"internal"}"#,
+            r#"{"data_list":[{"id":"a"}]}"#,
+            r#"{"total_num":1,"data_list":{"id":"a"}}"#,
+            r#"{"total_num":1,"data_list":[{"registry_name":"no id"}]}"#,
+        ];
+        for body in bodies {
+            h.simulator
+                .add_fault(Fault::raw_page(None, Some(10), body, Some(1)));
+            assert_eq!(h.list("offset=0").await.json()["total_num"], 25);
+            let odd = h.list("offset=10").await;
+            assert_eq!((odd.status, odd.text.as_str()), (200, body));
+            assert_eq!(
+                odd.headers["content-type"],
+                "application/json;charset=UTF-8"
+            );
+            assert!(!odd.request_id_header.is_empty());
+            assert_eq!(h.list("offset=10").await.json()["total_num"], 25, "used up");
+        }
+        let other = h.simulator.project_ids()[1].clone();
+        h.simulator
+            .add_fault(Fault::raw_page(Some(other.clone()), None, "{}", None));
+        assert_eq!(h.list("").await.json()["total_num"], 25);
+        for _ in 0..3 {
+            let answer = h.get(&format!("/v5/{other}/image/registries")).await;
+            assert_eq!(answer.text, "{}", "forever");
+        }
+    }
+
+    #[tokio::test]
+    async fn fail_enterprise_project_fault_fails_one_scope_while_the_others_answer() {
+        let h = harness(SimConfig::default()).await;
+        let ep = h.simulator.enterprise_project_ids()[1].clone();
+        let url = format!("{}/sim/faults", h.running.base_url());
+        let spec = json!({"kind":"fail_enterprise_project","project_id":h.project_id,"enterprise_project_id":ep,
+            "status":500,"error_code":"HSS.1001","error_msg":"injected","times":2});
+        assert_eq!(h.send(h.client.post(&url).json(&spec)).await.status, 204);
+
+        for _ in 0..2 {
+            h.list(&format!("enterprise_project_id={ep}&offset=10"))
+                .await
+                .assert_huawei_error(500, "HSS.1001", "injected");
+        }
+        assert_eq!(
+            h.list(&format!("enterprise_project_id={ep}")).await.status,
+            200,
+            "used up"
+        );
+
+        h.simulator.add_fault(Fault::FailEnterpriseProject {
+            project_id: None,
+            enterprise_project_id: "0".into(),
+            status: 503,
+            error_code: "APIG.0201".into(),
+            error_msg: "Backend unavailable".into(),
+            times: None,
+        });
+        assert_eq!(
+            h.list("").await.status,
+            503,
+            "the default enterprise project is \"0\""
+        );
+        assert_eq!(
+            h.list(&format!("enterprise_project_id={ep}")).await.status,
+            200
+        );
+        assert_eq!(
+            h.list("enterprise_project_id=all_granted_eps").await.status,
+            200
+        );
+    }
+
+    #[tokio::test]
+    async fn omit_total_num_fault_serves_the_real_page_without_total_num() {
+        let h = harness(SimConfig::default()).await;
+        h.simulator.add_fault(Fault::rate_limited(None, Some(1)));
+        h.simulator.add_fault(Fault::OmitTotalNum {
+            project_id: Some(h.project_id.clone()),
+            offset: Some(0),
+            times: Some(1),
+        });
+        assert_eq!(
+            h.list("").await.status,
+            429,
+            "a throttled request uses none of it"
+        );
+        let page = h.list("limit=20").await.json();
+        assert!(page.get("total_num").is_none(), "{page}");
+        let expected: Vec<Value> = h.simulator.registries(&h.project_id, Some("0"))[..20].to_vec();
+        assert_eq!(page["data_list"].as_array().unwrap(), &expected);
+        assert_eq!(h.list("limit=20").await.json()["total_num"], 25, "used up");
+        assert!(h.simulator.faults().is_empty());
+    }
+
+    #[tokio::test]
+    async fn estate_changes_posted_to_the_mutate_route_apply_and_bad_ones_are_rejected() {
+        let h = harness(SimConfig::default()).await;
+        let url = format!("{}/sim/mutate", h.running.base_url());
+        let post = |body: Value| h.send(h.client.post(&url).json(&body));
+        let id = h.simulator.registries(&h.project_id, Some("0"))[0]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let ep = h.simulator.enterprise_project_ids()[1].clone();
+        let other = h.simulator.project_ids()[1].clone();
+
+        let moved = post(
+            json!({"kind":"move","id":id,"project_id":h.project_id,"enterprise_project_id":ep}),
+        )
+        .await;
+        assert_eq!((moved.status, moved.json()), (200, json!({"id": id})));
+        assert_eq!(
+            h.simulator.locate_registry(&id),
+            Some((h.project_id.clone(), ep))
+        );
+        let moved =
+            post(json!({"kind":"move","id":id,"project_id":other,"enterprise_project_id":"0"}))
+                .await;
+        assert_eq!(moved.status, 200);
+        assert_eq!(
+            h.simulator.locate_registry(&id),
+            Some((other.clone(), "0".to_string()))
+        );
+
+        assert_eq!(post(json!({"kind":"delete","id":id})).await.status, 200);
+        assert_eq!(h.simulator.locate_registry(&id), None);
+        assert_eq!(
+            h.simulator.deleted_registry_ids(),
+            std::slice::from_ref(&id)
+        );
+        assert_eq!(post(json!({"kind":"restore","id":id})).await.status, 200);
+        assert_eq!(
+            h.simulator.locate_registry(&id),
+            Some((other, "0".to_string()))
+        );
+
+        let added = post(
+            json!({"kind":"add","project_id":h.project_id,"enterprise_project_id":"0","seed":3}),
+        )
+        .await;
+        let new_id = added.json()["id"].as_str().unwrap().to_string();
+        assert_eq!(h.simulator.locate_registry(&new_id).unwrap().1, "0");
+        assert_eq!(
+            post(json!({"kind":"update","id":new_id,"seed":4}))
+                .await
+                .status,
+            200
+        );
+
+        for (bad, reason) in [
+            (
+                json!({"kind":"update","id":"nope","seed":1}),
+                "no registry nope",
+            ),
+            (
+                json!({"kind":"restore","id":new_id}),
+                "is in the simulated estate already",
+            ),
+            (json!({"kind":"restore","id":"nope"}), "was never deleted"),
+            (
+                json!({"kind":"add","project_id":"nope","enterprise_project_id":"0","seed":1}),
+                "no project nope",
+            ),
+            (json!({"kind":"teleport"}), "unknown variant"),
+        ] {
+            let answer = post(bad.clone()).await;
+            assert_eq!(answer.status, 400, "{bad}");
+            assert!(
+                answer.json()["error"].as_str().unwrap().contains(reason),
+                "{}",
+                answer.text
+            );
+        }
+        assert_eq!(h.simulator.registry_count(), 151);
     }
 
     #[test]

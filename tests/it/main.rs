@@ -5,10 +5,13 @@
 //! create a fresh database per test, and fail (never skip) when it cannot be reached.
 
 mod helpers;
+mod invariants;
 
 mod cli;
 mod client;
 mod deploy;
+mod kill;
+mod model;
 mod pages;
 mod pipes;
 mod readonly;
