@@ -700,6 +700,16 @@ impl Store {
         dispatch!(self, pool => Queries::<Db>::history(pool, filter).await)
     }
 
+    /// How many history rows each run wrote, by change kind: `(run id, change_kind, count)`,
+    /// to check a run's counts against what it wrote.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the database fails.
+    pub async fn history_counts_by_run(&self) -> Result<Vec<(i64, String, i64)>, StoreError> {
+        dispatch!(self, pool => Queries::<Db>::history_counts_by_run(pool).await)
+    }
+
     /// Closes the pool, waiting for connections to be returned.
     pub async fn close(&self) {
         dispatch!(self, pool => pool.close().await)

@@ -797,8 +797,62 @@ where
         .execute(&mut *conn)
         .await
         .map_err(query_error(CONTEXT))?;
-        rows.iter()
+        let ids: Vec<i64> = rows
+            .iter()
             .map(|row| row.try_get::<i64, _>("id").map_err(query_error(CONTEXT)))
+            .collect::<Result<_, _>>()?;
+        // A run that died while applying had committed some scopes, each with its counts
+        // in the same transaction as its rows: the run's counts are their sum.
+        for chunk in ids.chunks(IDS_PER_STATEMENT) {
+            let sums: Vec<String> = COUNT_COLUMNS
+                .iter()
+                .chain(&["n_pages", "n_requests", "n_throttled", "n_retries"])
+                .map(|column| {
+                    format!(
+                        "{column} = (SELECT COALESCE(SUM(s.{column}), 0) FROM sync_run_scopes s \
+                         WHERE s.sync_run_id = sync_runs.id)"
+                    )
+                })
+                .collect();
+            let sql = format!(
+                "UPDATE sync_runs SET {}, n_scopes_failed = (SELECT COUNT(*) FROM sync_run_scopes s \
+                 WHERE s.sync_run_id = sync_runs.id AND s.status = 'failed') WHERE id IN ({})",
+                sums.join(", "),
+                placeholders(1, chunk.len())
+            );
+            let mut query = sqlx::query::<DB>(&sql);
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            query
+                .execute(&mut *conn)
+                .await
+                .map_err(query_error(CONTEXT))?;
+        }
+        Ok(ids)
+    }
+
+    /// Counts `registry_history` rows by run and change kind.
+    pub(crate) async fn history_counts_by_run(
+        pool: &Pool<DB>,
+    ) -> Result<Vec<(i64, String, i64)>, StoreError> {
+        const CONTEXT: &str = "counting history rows by run";
+        let mut conn = pool.acquire().await.map_err(query_error(CONTEXT))?;
+        let rows = sqlx::query::<DB>(
+            "SELECT sync_run_id, change_kind, COUNT(*) AS n FROM registry_history \
+             GROUP BY sync_run_id, change_kind ORDER BY sync_run_id, change_kind",
+        )
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(query_error(CONTEXT))?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    row.try_get("sync_run_id").map_err(query_error(CONTEXT))?,
+                    row.try_get("change_kind").map_err(query_error(CONTEXT))?,
+                    row.try_get("n").map_err(query_error(CONTEXT))?,
+                ))
+            })
             .collect()
     }
 

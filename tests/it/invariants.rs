@@ -449,16 +449,12 @@ pub fn env_number(name: &str) -> Option<u64> {
     )
 }
 
-/// History rows per run and `change_kind`. The store's read API has no per-kind counts, so
-/// this is SQL on the store's own pool (tests may run SQL; the product keeps it in `store`).
+/// History rows per run and `change_kind`, as the store counts them.
 pub async fn history_counts_by_run(store: &Store) -> HashMap<i64, HashMap<String, i64>> {
-    const SQL: &str = "SELECT sync_run_id, change_kind, COUNT(*) FROM registry_history \
-                       GROUP BY sync_run_id, change_kind";
-    let rows: Vec<(i64, String, i64)> = match store {
-        Store::Sqlite(pool) => sqlx::query_as(SQL).fetch_all(pool).await,
-        Store::Postgres(pool) => sqlx::query_as(SQL).fetch_all(pool).await,
-    }
-    .expect("count history rows per run");
+    let rows = store
+        .history_counts_by_run()
+        .await
+        .expect("count history rows per run");
     let mut counts: HashMap<i64, HashMap<String, i64>> = HashMap::new();
     for (run_id, kind, n) in rows {
         counts.entry(run_id).or_default().insert(kind, n);

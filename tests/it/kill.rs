@@ -86,9 +86,13 @@ async fn kill_9_at_random_moments_leaves_a_store_the_next_sync_repairs_at_once(b
     );
 
     // Assert: an intact store whose invariants hold.
-    if let Store::Sqlite(pool) = &app.store {
+    if backend == Backend::Sqlite {
+        use sqlx::Connection;
+        let mut connection = sqlx::SqliteConnection::connect(&app.db.url)
+            .await
+            .expect("open the file");
         let integrity: Vec<String> = sqlx::query_scalar("PRAGMA integrity_check")
-            .fetch_all(pool)
+            .fetch_all(&mut connection)
             .await
             .expect("integrity check");
         assert_eq!(integrity, ["ok"], "{context}: sqlite integrity check");
