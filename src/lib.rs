@@ -24,6 +24,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod errors;
 pub mod exit;
 pub mod progress;
 pub mod registry;

@@ -25,7 +25,9 @@ async fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(error) => {
             // writeln!, not eprintln!: a closed standard error must not turn into a panic.
-            let _ = writeln!(io::stderr(), "error: {error:#}");
+            // Each cause once: libraries often repeat their source in their own message.
+            let text = hss_sync::errors::chain(error.as_ref());
+            let _ = writeln!(io::stderr(), "error: {text}");
             ExitCode::from(cli::exit_code_of(&error))
         }
     }

@@ -238,7 +238,7 @@ fn record_request(api: &'static str, status: &str) {
 }
 
 fn transport_error(operation: &str, error: &reqwest::Error) -> ApiError {
-    let chain = error_chain(error);
+    let chain = crate::errors::chain(error);
     // hyper-util's resolver says "dns error"; the system resolver's own words follow it.
     let unresolved = error.is_connect()
         && (chain.contains("dns error") || chain.contains("failed to lookup address"));
@@ -333,20 +333,6 @@ fn parse_retry_after(value: &str) -> Option<Duration> {
             .ok()?
     };
     Some(after.min(retry::MAX_RETRY_AFTER))
-}
-
-/// An error and its sources, joined with `: `.
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![error.to_string()];
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        source = cause.source();
-    }
-    parts.join(": ")
 }
 
 /// `base` with its path replaced by `request_uri` (which already holds base's path prefix).

@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tracing::warn;
 
+use crate::errors::chain;
 use crate::service::metrics;
 use crate::store::Store;
 use crate::sync::RunStatus;
@@ -51,7 +52,7 @@ async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
         Ok(Err(e)) => {
             return (
                 StatusCode::SERVICE_UNAVAILABLE,
-                format!("not ready: database: {e}\n"),
+                format!("not ready: database: {}\n", chain(&e)),
             )
         }
         Err(_) => {
@@ -106,7 +107,7 @@ async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
         ),
         Ok(Err(e)) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: database: {e}\n"),
+            format!("not ready: database: {}\n", chain(&e)),
         ),
         Err(_) => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -123,7 +124,7 @@ async fn metrics_text(State(state): State<HttpState>) -> impl IntoResponse {
     .await
     {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => warn!("metrics: could not read registry gauges: {e}"),
+        Ok(Err(e)) => warn!("metrics: could not read registry gauges: {}", chain(&e)),
         Err(_) => warn!("metrics: the database did not answer in time; registry gauges are stale"),
     }
     (

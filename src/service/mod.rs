@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::config::{ConfigError, RawService, SyncConfig};
+use crate::errors::chain;
 use crate::store::{now, Lease, LeaseOutcome, Store, StoreError};
 use crate::sync::{self, Progress, RunReport, Trigger};
 
@@ -227,7 +228,10 @@ pub async fn run_leased(
     match Arc::try_unwrap(held) {
         Ok(held) => {
             if let Err(e) = held.into_inner().release().await {
-                warn!("could not release the sync lease (it lapses on its own): {e}");
+                warn!(
+                    "could not release the sync lease (it lapses on its own): {}",
+                    chain(&e)
+                );
             }
         }
         Err(_) => warn!("could not release the sync lease (it lapses on its own)"),
@@ -257,7 +261,7 @@ async fn renew_lease(
                 cancel.cancel();
                 return;
             }
-            Err(e) => warn!("could not renew the sync lease: {e}"),
+            Err(e) => warn!("could not renew the sync lease: {}", chain(&e)),
         }
     }
 }
@@ -386,7 +390,7 @@ pub async fn run_daemon(
                             .increment(1);
                         info!("not syncing at this tick: {reason}");
                     }
-                    Err(e) => error!("sync failed: {e:#}"),
+                    Err(e) => error!("sync failed: {}", chain(&e)),
                 }
             }
         },
@@ -415,13 +419,13 @@ async fn recover_at_start(store: &Store, lease: Duration) {
                         warn!(run.id = run_id, "run {run_id} was left running by a process that stopped; marked interrupted");
                     }
                 }
-                Err(e) => warn!("could not recover stale runs: {e}"),
+                Err(e) => warn!("could not recover stale runs: {}", chain(&e)),
             }
             if let Err(e) = held.release().await {
-                warn!("could not release the sync lease: {e}");
+                warn!("could not release the sync lease: {}", chain(&e));
             }
         }
         Ok(_) => info!("another process holds the sync lease; it recovers stale runs itself"),
-        Err(e) => warn!("could not check for stale runs: {e}"),
+        Err(e) => warn!("could not check for stale runs: {}", chain(&e)),
     }
 }

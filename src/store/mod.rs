@@ -46,7 +46,7 @@ pub enum StoreError {
     #[error("invalid database url: {0}")]
     InvalidUrl(String),
     /// The database could not be reached or opened.
-    #[error("cannot connect to the {backend} database: {source}")]
+    #[error("cannot connect to the {backend} database")]
     Connect {
         /// `sqlite` or `postgres`.
         backend: &'static str,
@@ -54,10 +54,10 @@ pub enum StoreError {
         source: sqlx::Error,
     },
     /// A migration failed.
-    #[error("database migration failed: {0}")]
+    #[error("database migration failed")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     /// A query failed.
-    #[error("database error while {context}: {source}")]
+    #[error("database error while {context}")]
     Query {
         /// What was being done.
         context: &'static str,
@@ -300,6 +300,7 @@ impl Store {
                     .synchronous(SqliteSynchronous::Normal)
                     .foreign_keys(true)
                     .busy_timeout(SQLITE_BUSY_TIMEOUT);
+                probe(&options, "sqlite").await?;
                 let pool = SqlitePoolOptions::new()
                     .max_connections(4)
                     .acquire_timeout(CONNECT_TIMEOUT)
@@ -315,6 +316,7 @@ impl Store {
                 let options = PgConnectOptions::from_str(url)
                     .map_err(|e| StoreError::InvalidUrl(format!("{}: {e}", redact_url(url))))?
                     .application_name("hss-sync");
+                probe(&options, "postgres").await?;
                 let pool = PgPoolOptions::new()
                     .max_connections(8)
                     .acquire_timeout(CONNECT_TIMEOUT)
@@ -802,6 +804,26 @@ pub enum HistoryFilter<'a> {
     Registry(&'a str),
     /// The rows one run wrote.
     Run(i64),
+}
+
+/// Opens one connection and closes it, so that a database that refuses, does not exist or
+/// rejects the credentials is reported at once with that cause; a pool would retry until its
+/// acquire timeout and then report only that it timed out.
+async fn probe<C>(options: &C, backend: &'static str) -> Result<(), StoreError>
+where
+    C: sqlx::ConnectOptions,
+    C::Connection: Sized,
+{
+    use sqlx::Connection;
+    let connection = tokio::time::timeout(CONNECT_TIMEOUT, options.connect())
+        .await
+        .map_err(|_| StoreError::Connect {
+            backend,
+            source: sqlx::Error::PoolTimedOut,
+        })?
+        .map_err(|source| StoreError::Connect { backend, source })?;
+    let _ = connection.close().await;
+    Ok(())
 }
 
 fn hostname() -> String {

@@ -14,6 +14,7 @@ use crate::api::retry::is_credential_refusal;
 use crate::api::{
     ApiError, Attempts, HssClient, HssClients, ListRegistryQuery, RegistryFilters, RegistryPage,
 };
+use crate::errors::chain;
 use crate::registry::Registry;
 use crate::store::{now, RunTotals, ScopeResult, Store, StoreError};
 use crate::sync::plan::{DeletionGuard, Retirement};
@@ -97,7 +98,7 @@ pub enum SyncError {
     #[error("no scopes to sync: give at least one project id, or --discover")]
     NoScopes,
     /// The store failed; what was committed before stays, the rest was rolled back.
-    #[error("sync run {run_id} failed: {source}")]
+    #[error("sync run {run_id} failed")]
     Store {
         /// The run, or 0 when it could not even be recorded.
         run_id: i64,
@@ -196,7 +197,7 @@ pub async fn run_once(
             outcome
                 .store_error
                 .as_ref()
-                .map(|e| format!("database: {}", error_chain(e)))
+                .map(|e| format!("database: {}", chain(e)))
         })
         .or_else(|| {
             report
@@ -209,7 +210,11 @@ pub async fn run_once(
     if let Some(source) = outcome.store_error {
         if let Err(e) = finished {
             // The database may be gone; the error that matters is the first one.
-            warn!(run.id = run_id, error = %e, "could not record the failure of run {run_id}");
+            warn!(
+                run.id = run_id,
+                "could not record the failure of run {run_id}: {}",
+                chain(&e)
+            );
         }
         return Err(SyncError::Store { run_id, source });
     }
@@ -259,7 +264,7 @@ pub async fn record_failed_run(
     }
     .await;
     if let Err(e) = result {
-        warn!(error = %e, "could not record the failed run");
+        warn!("could not record the failed run: {}", chain(&e));
     }
 }
 
@@ -375,7 +380,7 @@ async fn run_scopes(
         match apply_walk(store, run_id, scope, scope_row_ids[index], walk, retirement).await {
             Ok(report) => reports.push(report),
             Err((report, e)) => {
-                warn!(scope = %scope, "scope {scope} could not be written: {}", error_chain(&e));
+                warn!(scope = %scope, "scope {scope} could not be written: {}", chain(&e));
                 reports.push(report);
                 store_error = Some(e);
             }
@@ -718,7 +723,7 @@ async fn apply_walk(
                     .as_deref()
                     .map(|e| format!("{e}; "))
                     .unwrap_or_default(),
-                error_chain(&e)
+                chain(&e)
             ));
             return Err((report, e));
         }
@@ -805,20 +810,6 @@ impl AuthGate {
             _ => None,
         }
     }
-}
-
-/// An error and its sources, each once.
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![error.to_string()];
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        source = cause.source();
-    }
-    parts.join(": ")
 }
 
 /// How a walk ended.

@@ -146,7 +146,7 @@ pub async fn run_configured(
         Err(e) => {
             // Discovery talks to IAM and EPS before the first ListRegistry request; a
             // failure there is a failed run too, and the audit trail says so.
-            record_failed_run(store, trigger, scheduled_at, &e.to_string()).await;
+            record_failed_run(store, trigger, scheduled_at, &crate::errors::chain(&e)).await;
             return Err(e.into());
         }
     };

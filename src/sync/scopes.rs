@@ -36,11 +36,11 @@ pub struct Prepared {
 #[non_exhaustive]
 pub enum SetupError {
     /// The HTTP client could not be built.
-    #[error("{0}")]
+    #[error(transparent)]
     Api(#[from] ApiError),
     /// Discovery could not list the account's projects.
-    #[error("project discovery failed: {0}")]
-    Discovery(ApiError),
+    #[error("project discovery failed")]
+    Discovery(#[source] ApiError),
     /// A region has no usable endpoint.
     #[error("endpoint of region {region}: {detail}")]
     Endpoint {
@@ -166,7 +166,8 @@ async fn discover_scopes(
             }
             Err(e) => {
                 warn!(
-                    "enterprise projects could not be listed ({e}); syncing each project with {ALL_GRANTED_EPS} instead"
+                    "enterprise projects could not be listed ({}); syncing each project with {ALL_GRANTED_EPS} instead",
+                    crate::errors::chain(&e)
                 );
                 EnterpriseProjects::AllGranted
             }
@@ -214,7 +215,7 @@ pub fn hss_projects(projects: &[ProjectInfo], only_region: Option<&str>) -> Vec<
         } else {
             continue;
         };
-        if only_region.map_or(true, |only| only == region) {
+        if only_region.is_none_or(|only| only == region) {
             found.push((region.to_owned(), project.id.clone()));
         }
     }

@@ -606,8 +606,8 @@ async fn discovery_with_another_accounts_domain_id_is_refused_with_iams_message(
         CancellationToken::new(),
     )
     .await
-    .unwrap_err()
-    .to_string();
+    .unwrap_err();
+    let error = hss_sync::errors::chain(&error);
 
     assert!(
         error.contains("project discovery failed") && error.contains("HTTP 403"),

@@ -230,7 +230,7 @@ async fn change_estate(
     if let Some(id) = pick_leaving(rng) {
         sim.delete_registry(&id).expect("delete");
     }
-    if let Some(id) = pick_leaving(rng).filter(|_| iteration % 2 == 0) {
+    if let Some(id) = pick_leaving(rng).filter(|_| iteration.is_multiple_of(2)) {
         let (from_project, from_ep) = sim.locate_registry(&id).expect("located");
         if rng.gen_bool(0.5) {
             let to = enterprise_projects

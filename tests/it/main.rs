@@ -10,6 +10,7 @@ mod invariants;
 mod cli;
 mod client;
 mod deploy;
+mod errors;
 mod kill;
 mod model;
 mod pages;

@@ -657,3 +657,59 @@ fn a_region_of_unresolvable_name_fails_without_backed_off_retries() {
         started.elapsed()
     );
 }
+
+async fn a_registry_moved_into_a_failing_enterprise_project_is_not_retired(backend: Backend) {
+    // Arrange: one project, three enterprise projects, synced per enterprise project.
+    let app = TestApp::spawn(backend, estate(1, 2, 6)).await;
+    let scopes = app.enterprise_project_scopes();
+    app.sync(&scopes).await;
+    let project = app.sim.project_ids()[0].clone();
+    let (from, to) = (
+        app.sim.enterprise_project_ids()[0].clone(),
+        app.sim.enterprise_project_ids()[1].clone(),
+    );
+    let moved = app.sim.registries(&project, Some(&from))[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.sim
+        .move_registry_to_enterprise_project(&moved, &to)
+        .unwrap();
+    // The enterprise project it moved into fails.
+    app.sim.add_fault(Fault::FailEnterpriseProject {
+        project_id: Some(project.clone()),
+        enterprise_project_id: to.clone(),
+        status: 500,
+        error_code: "HSS.1001".to_owned(),
+        error_msg: "internal".to_owned(),
+        times: None,
+    });
+
+    // Act
+    let report = app.sync(&scopes).await;
+
+    // Assert: its old scope completed, yet it is not retired; no history row for it.
+    assert_eq!(report.status, RunStatus::Partial, "{report:?}");
+    let row = app
+        .registries()
+        .await
+        .into_iter()
+        .find(|r| r.registry.id == moved)
+        .unwrap();
+    assert_eq!(row.deleted_at, None, "{moved} moved, it is not gone");
+    assert_eq!(row.version, 1);
+    assert!(app
+        .history(HistoryFilter::Registry(&moved))
+        .await
+        .iter()
+        .all(|h| h.change_kind == "created"));
+
+    // Act: once the new scope answers, the registry is moved, not deleted and restored.
+    app.sim.clear_faults();
+    app.sync(&scopes).await;
+    let history = app.history(HistoryFilter::Registry(&moved)).await;
+    let kinds: Vec<&str> = history.iter().map(|h| h.change_kind.as_str()).collect();
+    assert_eq!(kinds, ["created", "updated"]);
+    assert_eq!(history[1].changed_fields, ["enterprise_project_id"]);
+}
+on_both_backends!(a_registry_moved_into_a_failing_enterprise_project_is_not_retired);
