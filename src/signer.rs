@@ -812,7 +812,7 @@ mod tests {
         );
     }
 
-    /// Inputs of vector 6 of HUAWEI-API.md §3 (ListRegistry), optionally without the `X-Sdk-Date` header.
+    /// Inputs of vector 6 of docs/huawei-api.md §3 (ListRegistry), optionally without the `X-Sdk-Date` header.
     fn list_registry_example(with_date_header: bool) -> SignedRequest {
         let mut headers = pairs(&[
             ("Content-Type", "application/json"),
@@ -843,7 +843,7 @@ mod tests {
         sign(&request, &sdk_credentials(), now)
     }
 
-    /// `Authorization` of vector 6 of HUAWEI-API.md §3.
+    /// `Authorization` of vector 6 of docs/huawei-api.md §3.
     const LIST_REGISTRY_EXAMPLE_AUTHORIZATION: &str =
         "SDK-HMAC-SHA256 Access=AccessKey, SignedHeaders=content-type;host;x-project-id;x-sdk-date, \
          Signature=ea9d0be300c200ee7ba4ce8c61cecd7ae2679eb1afba92bdd1411da7ccf1ae95";

@@ -2,7 +2,7 @@
 //!
 //! `hss-sync demo`, `hss-sync simulate`, the integration tests and the benchmarks all talk to this
 //! simulator over real HTTP, exactly as they would talk to `https://hss.{region}.myhuaweicloud.com`.
-//! It is product code, not a test helper, and follows HUAWEI-API.md:
+//! It is product code, not a test helper, and follows docs/huawei-api.md:
 //!
 //! * `GET /v5/{project_id}/image/registries` with the documented query parameters, ranges and defaults
 //!   (§0), `{"total_num", "data_list"}` pages, and Huawei error bodies
@@ -52,27 +52,12 @@
 //!   "message":..}}`.
 //!
 //! # Injecting faults with curl
-//! `POST /sim/faults` takes one fault as JSON, tagged by `kind` (every `project_id`, `offset` and `times`
-//! may be omitted, meaning "any" or "forever"); `POST /sim/faults/clear` removes them all and
-//! `GET /sim/faults` lists them:
-//! ```text
-//! {"kind":"fail_page","project_id":"..","offset":200,"status":500,"error_code":"HSS.9999","error_msg":"..","times":1}
-//! {"kind":"rate_limited","times":3}
-//! {"kind":"malformed_json"}            {"kind":"truncated_body","offset":0}  (the same fault)
-//! {"kind":"max_page_items","max_items":7}
-//! {"kind":"wrong_total_num","total_num":3}
-//! {"kind":"latency","min_ms":50,"max_ms":400}
-//! {"kind":"throttle_every_nth","n":3,"retry_after_seconds":2}
-//! {"kind":"quota","max_requests":5,"window_seconds":60,"retry_after":true}
-//! {"kind":"hang","project_id":"..","times":1}
-//! {"kind":"forbidden","project_id":".."}
-//! {"kind":"drift_during_walk","after_requests":1,"n_insert":3,"n_delete":2,"times":1}
-//! {"kind":"server_error","status":503,"every_nth":4}
-//! {"kind":"fail_enterprise_project","project_id":"..","enterprise_project_id":"0","status":500,"error_code":"HSS.1001","error_msg":".."}
-//! {"kind":"raw_page","offset":0,"body":"{\"data_list\": null}","times":1}   (status 200, this body)
-//! {"kind":"omit_total_num","project_id":"..","times":2}   (the real page without total_num)
-//! ```
-//! For example: `curl -X POST -d '{"kind":"quota","max_requests":5,"window_seconds":60,"retry_after":true}'
+//! `POST /sim/faults` takes one [`Fault`] as JSON, tagged by `kind`, and answers 201 with the fault as
+//! installed, or 400 naming the unknown kind, the unknown or missing field or the bad value;
+//! `POST /sim/faults/clear` removes them all. `GET /sim/faults` answers
+//! `{"installed": [..], "kinds": [..]}`: the installed faults in the same JSON, and every kind with
+//! its required and optional fields and an example ([`FAULT_KINDS`]). For example:
+//! `curl -X POST -d '{"kind":"quota","max_requests":5,"window_seconds":60,"retry_after":true}'
 //! http://127.0.0.1:8080/sim/faults`.
 //!
 //! # Changing the estate with curl
@@ -87,12 +72,25 @@
 //! ```
 //!
 //! # Layout
-//! * `mod.rs`: the [`Simulator`] handle, [`SimConfig`], [`Mutation`], [`Fault`] and serving.
-//! * `estate.rs`: the deterministic synthetic estate and its mutations.
+//! Dependencies point one way: `router` → the services (`list_registry`, `iam`, `eps`, `admin`) →
+//! `global`, `auth`, `faults`, `account` → `http`, `verify`, `estate`, and everything may use the
+//! [`Simulator`] state defined here. No service imports another.
+//! * `mod.rs`: the [`Simulator`] handle, [`SimConfig`], the request log and serving.
+//! * `router.rs`: which handler answers which route.
+//! * `list_registry.rs`: HSS ListRegistry, its parameters, pages and checks.
+//! * `iam.rs`: IAM tokens, project listing and the caller's domain.
+//! * `eps.rs`: EPS enterprise-project listing.
+//! * `global.rs`: what IAM and EPS do around every answer (`X-Domain-Id`, logging).
+//! * `auth.rs`: AK/SK and token authentication for every route, and APIG's refusals.
+//! * `faults.rs`: the [`Fault`] enum (also its JSON), each kind's documentation, and where faults meet
+//!   a request.
+//! * `admin.rs`: the `/sim/` routes.
+//! * `account.rs`: the account around the estate (domain, system projects, enterprise projects).
+//! * `estate.rs`: the deterministic synthetic estate, [`Mutation`] and [`EstateChange`].
+//! * `http.rs`: Huawei's error bodies, request ids and JSON responses.
 //! * `verify.rs`: the independent signature verifier and `X-Sdk-Date` skew check.
-//! * `iam.rs`: the simulated account (domain, system projects, EP metadata), token issue and checks,
-//!   IAM project listing and EPS listing.
-//! * `routes.rs`: the axum router, the ListRegistry handler, faults and Huawei-style error bodies.
+//!
+//! Each module's tests are in `<module>/tests.rs`, so a reader sees the code first.
 //!
 //! # Example
 //! ```no_run
@@ -106,9 +104,17 @@
 //! # }
 //! ```
 
+pub mod account;
+pub mod admin;
+pub mod auth;
+pub mod eps;
 pub mod estate;
+pub mod faults;
+pub mod global;
+pub mod http;
 pub mod iam;
-pub mod routes;
+pub mod list_registry;
+pub mod router;
 pub mod verify;
 
 #[cfg(test)]
@@ -119,15 +125,20 @@ use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 
+use account::Account;
+use auth::IssuedToken;
 use estate::Estate;
-use iam::{Account, IssuedToken};
+use faults::ActiveFault;
+
+pub use estate::{EstateChange, EstateChangeError, Mutation, MutationSummary};
+pub use faults::{Fault, FaultKind, FAULT_KINDS};
 
 /// APIG rejects a request whose `X-Sdk-Date` is more than 15 minutes from server time (API signing guide).
 pub const DEFAULT_MAX_CLOCK_SKEW: Duration = Duration::from_secs(15 * 60);
@@ -136,7 +147,7 @@ pub const DEFAULT_MAX_CLOCK_SKEW: Duration = Duration::from_secs(15 * 60);
 /// benchmark cannot grow the log without bound; far more than any test inspects.
 pub const REQUEST_LOG_CAPACITY: usize = 10_000;
 
-/// IAM tokens are valid for 24 hours (HUAWEI-API.md §4).
+/// IAM tokens are valid for 24 hours (docs/huawei-api.md §4).
 pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// How long a [`Fault::Hang`] request waits before it finally answers 504: far longer than any client
@@ -281,636 +292,6 @@ impl fmt::Debug for SimCredentials {
     }
 }
 
-/// A deterministic change to the estate, as between two syncs.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Mutation {
-    /// Seed for choosing and changing registries; the same seed on the same estate gives the same result.
-    pub seed: u64,
-    /// Registries to update (sync time always; sometimes status, fail reason, image count, name, protocol).
-    pub n_update: usize,
-    /// Registries to delete.
-    pub n_delete: usize,
-    /// Registries to add, spread round-robin over all scopes.
-    pub n_add: usize,
-}
-
-/// The registry ids a [`Mutation`] touched.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MutationSummary {
-    /// Ids of updated registries.
-    pub updated: Vec<String>,
-    /// Ids of deleted registries.
-    pub deleted: Vec<String>,
-    /// Ids of added registries.
-    pub added: Vec<String>,
-}
-
-/// One targeted change to the estate, by registry id, as the tests of moves and restores need; for
-/// `POST /sim/mutate` it is tagged by `kind` (see the module docs).
-///
-/// A registry keeps its id and content when it moves: HSS lists it under its new project or enterprise
-/// project from then on, and no longer under the old one.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum EstateChange {
-    /// Add a new registry, generated from `seed`, at the end of a scope (an EP new to the project is
-    /// created).
-    Add {
-        /// The project to add to.
-        project_id: String,
-        /// The enterprise project to add to.
-        enterprise_project_id: String,
-        /// Seed of the new registry's fields and id.
-        seed: u64,
-    },
-    /// Change a registry's fields as a real registry changes between syncs (from `seed`).
-    Update {
-        /// The registry.
-        id: String,
-        /// Seed of the change.
-        seed: u64,
-    },
-    /// Remove a registry; it is remembered for [`EstateChange::Restore`].
-    Delete {
-        /// The registry.
-        id: String,
-    },
-    /// Bring back a registry removed earlier, with the same id, at the end of the scope it was in;
-    /// changed as by [`EstateChange::Update`] with `update_seed` when given.
-    Restore {
-        /// The registry.
-        id: String,
-        /// Seed of a change to apply on the way back, none to restore it as it was.
-        #[serde(default)]
-        update_seed: Option<u64>,
-    },
-    /// Move a registry to the end of another scope: another enterprise project of its project, or
-    /// another project (an EP new to the project is created).
-    Move {
-        /// The registry.
-        id: String,
-        /// The project it moves to (its own, for a move between enterprise projects).
-        project_id: String,
-        /// The enterprise project it moves to.
-        enterprise_project_id: String,
-    },
-}
-
-/// Why an [`EstateChange`] could not be applied; the estate is unchanged.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum EstateChangeError {
-    /// No registry with this id is in the estate.
-    #[error("no registry {0} in the simulated estate")]
-    UnknownRegistry(String),
-    /// No project with this id.
-    #[error("no project {0} in the simulated estate")]
-    UnknownProject(String),
-    /// A restore of a registry that is in the estate.
-    #[error("registry {0} is in the simulated estate already")]
-    AlreadyPresent(String),
-    /// A restore of a registry that was never deleted.
-    #[error("registry {0} was never deleted from the simulated estate")]
-    NeverDeleted(String),
-}
-
-/// A failure to inject. Unless a variant says otherwise, faults affect ListRegistry only.
-///
-/// Faults meet a request where the matching layer of Huawei's stack would:
-/// 1. [`Fault::Latency`] delays every HSS, IAM and EPS request before anything else.
-/// 2. After authentication, the gateway faults [`Fault::ThrottleEveryNth`] and [`Fault::Quota`] may
-///    answer 429 `APIG.0308` (APIG throttles per authenticated user, before the backend sees the call).
-/// 3. After the project check, [`Fault::Forbidden`] answers 403 `HSS.0013`.
-/// 4. After parameter validation, the first matching `FailPage`, `FailEnterpriseProject`, `MalformedJson`,
-///    `RawPage`, `Hang` or `ServerError` fault (in the order the faults were added) answers the request; `MaxPageItems`,
-///    `WrongTotalNum` and `OmitTotalNum` shape the page.
-/// 5. After a page was answered, [`Fault::DriftDuringWalk`] may change the estate.
-///
-/// Every request a fault answers is still counted and logged.
-#[derive(Clone, Debug)]
-pub enum Fault {
-    /// Fail ListRegistry for this project (None = any) at this offset (None = any) with this HTTP status
-    /// and a Huawei error body, `times` times (None = forever).
-    FailPage {
-        /// Project to fail, or any.
-        project_id: Option<String>,
-        /// Effective offset (after defaulting) to fail, or any.
-        offset: Option<u32>,
-        /// HTTP status, e.g. 429 or 500.
-        status: u16,
-        /// `error_code` of the body, e.g. `APIG.0308`.
-        error_code: String,
-        /// `error_msg` of the body.
-        error_msg: String,
-        /// How many requests to fail before the fault disappears; None = forever.
-        times: Option<u32>,
-    },
-    /// Fail ListRegistry for one enterprise project (of this project, or any) with this HTTP status and
-    /// a Huawei error body, `times` times (None = forever): one scope fails while the other enterprise
-    /// projects of its project answer. `all_granted_eps` requests are not affected.
-    FailEnterpriseProject {
-        /// Project to fail, or any.
-        project_id: Option<String>,
-        /// The enterprise project (`enterprise_project_id` after defaulting to `"0"`) to fail.
-        enterprise_project_id: String,
-        /// HTTP status, e.g. 500.
-        status: u16,
-        /// `error_code` of the body.
-        error_code: String,
-        /// `error_msg` of the body.
-        error_msg: String,
-        /// How many requests to fail before the fault disappears; None = forever.
-        times: Option<u32>,
-    },
-    /// Return a syntactically broken JSON body (a truncated page) with status 200.
-    MalformedJson {
-        /// Project to affect, or any.
-        project_id: Option<String>,
-        /// Effective offset to affect, or any.
-        offset: Option<u32>,
-        /// How many requests to affect; None = forever.
-        times: Option<u32>,
-    },
-    /// Cap every page at this many items regardless of limit (the real API may return fewer than limit).
-    MaxPageItems(usize),
-    /// Report total_num as this value instead of the true count (inconsistency tests).
-    WrongTotalNum {
-        /// Project to affect, or any.
-        project_id: Option<String>,
-        /// The `total_num` to report.
-        total_num: i64,
-    },
-    /// Delay every HSS, IAM and EPS request by a time drawn uniformly from `min..=max`, from a generator
-    /// seeded with the estate seed (the same sequence of requests gets the same delays).
-    Latency {
-        /// Shortest delay.
-        min: Duration,
-        /// Longest delay; a `max` below `min` counts as `min`.
-        max: Duration,
-    },
-    /// Answer every `n`th ListRegistry request (counted from when the fault was added, among requests
-    /// that passed authentication) with 429 `APIG.0308` and APIG's usual message for HSS's documented
-    /// limit (`limit:5,time:1 minute`). `n = 0` never fires.
-    ThrottleEveryNth {
-        /// Period of the throttling.
-        n: u32,
-        /// Value of the `Retry-After` header, none when `None`.
-        retry_after_seconds: Option<u32>,
-    },
-    /// APIG's per-user, per-API limit: at most `max_requests` ListRegistry requests per access key (per
-    /// token for token auth) in any sliding `window`; excess requests get 429 `APIG.0308` with the limit in
-    /// the message, and do not use up quota. Real HSS allows 5 per minute (HUAWEI-API.md §7).
-    Quota {
-        /// Requests allowed per window and user.
-        max_requests: u32,
-        /// The sliding window.
-        window: Duration,
-        /// Send `Retry-After`: seconds until a slot frees, rounded up, at least 1.
-        retry_after: bool,
-    },
-    /// Never answer (the handler waits [`HANG_DURATION`], then answers 504), so the client's timeout must
-    /// fire. Hung requests are released when the server shuts down.
-    Hang {
-        /// Project to affect, or any.
-        project_id: Option<String>,
-        /// Effective offset to affect, or any.
-        offset: Option<u32>,
-        /// How many requests to affect; None = forever.
-        times: Option<u32>,
-    },
-    /// ListRegistry for this project answers 403 `HSS.0013` "Insufficient permissions" until the faults
-    /// are cleared (a project the credentials may list in IAM but not read in HSS).
-    Forbidden {
-        /// The project to forbid.
-        project_id: String,
-    },
-    /// After `after_requests` ListRegistry requests for the project (None = whichever project reaches the
-    /// count first) were answered with a page, delete the first `n_delete` registries of the list the
-    /// request paged and insert `n_insert` new ones at its front, as concurrent changes would; offset
-    /// paging then skips and repeats items. The counter restarts after each trigger; `times` triggers
-    /// (None = forever). A later walk sees the changed, consistent list.
-    DriftDuringWalk {
-        /// Project to watch, or any.
-        project_id: Option<String>,
-        /// Answered requests for the project before the drift happens.
-        after_requests: u32,
-        /// Registries inserted at the front.
-        n_insert: usize,
-        /// Registries deleted from the front.
-        n_delete: usize,
-        /// How many times to drift; None = forever.
-        times: Option<u32>,
-    },
-    /// Answer ListRegistry with status 200 and exactly `body`, whatever it is: `{}`,
-    /// `{"data_list": null}`, an error body, a page without `total_num`, items without `id`. These are
-    /// the odd answers a client must take for a failed page, never for an empty scope.
-    RawPage {
-        /// Project to affect, or any.
-        project_id: Option<String>,
-        /// Effective offset to affect, or any.
-        offset: Option<u32>,
-        /// The response body, sent as it is with `Content-Type: application/json`.
-        body: String,
-        /// How many requests to affect; None = forever.
-        times: Option<u32>,
-    },
-    /// Serve the real page without its `total_num` key (a gateway or a backend version that drops it).
-    OmitTotalNum {
-        /// Project to affect, or any.
-        project_id: Option<String>,
-        /// Effective offset to affect, or any.
-        offset: Option<u32>,
-        /// How many pages to shape so; None = forever.
-        times: Option<u32>,
-    },
-    /// Answer every `every_nth` ListRegistry request (among those that passed validation) with a
-    /// transient server error: 502, 503 and 504 carry APIG's `APIG.0201` (backend unavailable or timeout,
-    /// HUAWEI-API.md §5); 500 carries `HSS.1001` "internal server error", a code this simulator chose
-    /// because Huawei's HSS error table names none for it. `every_nth = 0` never fires.
-    ServerError {
-        /// HTTP status, normally 500, 502, 503 or 504.
-        status: u16,
-        /// Period of the failures.
-        every_nth: u32,
-    },
-}
-
-impl Fault {
-    /// APIG's throttling answer (HTTP 429, `APIG.0308`) for `project_id` (None = any), `times` times.
-    pub fn rate_limited(project_id: Option<String>, times: Option<u32>) -> Fault {
-        Fault::FailPage {
-            project_id,
-            offset: None,
-            status: 429,
-            error_code: "APIG.0308".to_string(),
-            error_msg: "The throttling threshold has been reached: policy user over ratelimit,limit:5,time:1 minute"
-                .to_string(),
-            times,
-        }
-    }
-
-    /// APIG's answer when the HSS backend is down (HTTP 502, `APIG.0201`) for `project_id` at `offset`.
-    pub fn backend_unavailable(
-        project_id: Option<String>,
-        offset: Option<u32>,
-        times: Option<u32>,
-    ) -> Fault {
-        Fault::FailPage {
-            project_id,
-            offset,
-            status: 502,
-            error_code: "APIG.0201".to_string(),
-            error_msg: "Backend unavailable".to_string(),
-            times,
-        }
-    }
-
-    /// A 200 response whose body is the first half of the real page's JSON. This is exactly
-    /// [`Fault::MalformedJson`]; the name says what the client sees.
-    pub fn truncated_body(
-        project_id: Option<String>,
-        offset: Option<u32>,
-        times: Option<u32>,
-    ) -> Fault {
-        Fault::MalformedJson {
-            project_id,
-            offset,
-            times,
-        }
-    }
-
-    /// A 200 answer with exactly `body` (see [`Fault::RawPage`]) for `project_id` at `offset`.
-    pub fn raw_page(
-        project_id: Option<String>,
-        offset: Option<u32>,
-        body: impl Into<String>,
-        times: Option<u32>,
-    ) -> Fault {
-        Fault::RawPage {
-            project_id,
-            offset,
-            body: body.into(),
-            times,
-        }
-    }
-
-    /// Whether the fault can never fire, so adding it would change nothing.
-    fn never_fires(&self) -> bool {
-        matches!(
-            self,
-            Fault::FailPage { times: Some(0), .. }
-                | Fault::FailEnterpriseProject { times: Some(0), .. }
-                | Fault::MalformedJson { times: Some(0), .. }
-                | Fault::RawPage { times: Some(0), .. }
-                | Fault::OmitTotalNum { times: Some(0), .. }
-                | Fault::Hang { times: Some(0), .. }
-                | Fault::DriftDuringWalk { times: Some(0), .. }
-                | Fault::ThrottleEveryNth { n: 0, .. }
-                | Fault::ServerError { every_nth: 0, .. }
-        )
-    }
-}
-
-/// A [`Fault`] as JSON, for `POST /sim/faults`; tagged by `kind` (see the module docs for examples).
-/// Durations are given in milliseconds (`latency`) or seconds (`quota`, fractions allowed).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum FaultSpec {
-    /// [`Fault::FailPage`].
-    FailPage {
-        /// Project to fail, or any.
-        project_id: Option<String>,
-        /// Offset to fail, or any.
-        offset: Option<u32>,
-        /// HTTP status.
-        status: u16,
-        /// `error_code` of the body.
-        error_code: String,
-        /// `error_msg` of the body.
-        error_msg: String,
-        /// How many times; absent = forever.
-        times: Option<u32>,
-    },
-    /// [`Fault::FailEnterpriseProject`].
-    FailEnterpriseProject {
-        /// Project to fail, or any.
-        project_id: Option<String>,
-        /// The enterprise project to fail.
-        enterprise_project_id: String,
-        /// HTTP status.
-        status: u16,
-        /// `error_code` of the body.
-        error_code: String,
-        /// `error_msg` of the body.
-        error_msg: String,
-        /// How many times; absent = forever.
-        times: Option<u32>,
-    },
-    /// [`Fault::rate_limited`].
-    RateLimited {
-        /// Project to throttle, or any.
-        project_id: Option<String>,
-        /// How many times; absent = forever.
-        times: Option<u32>,
-    },
-    /// [`Fault::MalformedJson`].
-    MalformedJson {
-        /// Project to affect, or any.
-        project_id: Option<String>,
-        /// Offset to affect, or any.
-        offset: Option<u32>,
-        /// How many times; absent = forever.
-        times: Option<u32>,
-    },
-    /// [`Fault::truncated_body`], the same fault as `malformed_json`.
-    TruncatedBody {
-        /// Project to affect, or any.
-        project_id: Option<String>,
-        /// Offset to affect, or any.
-        offset: Option<u32>,
-        /// How many times; absent = forever.
-        times: Option<u32>,
-    },
-    /// [`Fault::MaxPageItems`].
-    MaxPageItems {
-        /// Largest page.
-        max_items: usize,
-    },
-    /// [`Fault::WrongTotalNum`].
-    WrongTotalNum {
-        /// Project to affect, or any.
-        project_id: Option<String>,
-        /// The `total_num` to report.
-        total_num: i64,
-    },
-    /// [`Fault::Latency`].
-    Latency {
-        /// Shortest delay in milliseconds.
-        min_ms: u64,
-        /// Longest delay in milliseconds.
-        max_ms: u64,
-    },
-    /// [`Fault::ThrottleEveryNth`].
-    ThrottleEveryNth {
-        /// Period.
-        n: u32,
-        /// `Retry-After` seconds, if any.
-        retry_after_seconds: Option<u32>,
-    },
-    /// [`Fault::Quota`].
-    Quota {
-        /// Requests allowed per window and user.
-        max_requests: u32,
-        /// The sliding window in seconds (fractions allowed), more than 0.
-        window_seconds: f64,
-        /// Send `Retry-After`.
-        #[serde(default)]
-        retry_after: bool,
-    },
-    /// [`Fault::Hang`].
-    Hang {
-        /// Project to affect, or any.
-        project_id: Option<String>,
-        /// Offset to affect, or any.
-        offset: Option<u32>,
-        /// How many times; absent = forever.
-        times: Option<u32>,
-    },
-    /// [`Fault::Forbidden`].
-    Forbidden {
-        /// The project to forbid.
-        project_id: String,
-    },
-    /// [`Fault::DriftDuringWalk`].
-    DriftDuringWalk {
-        /// Project to watch, or any.
-        project_id: Option<String>,
-        /// Answered requests before the drift.
-        after_requests: u32,
-        /// Registries inserted at the front.
-        #[serde(default)]
-        n_insert: usize,
-        /// Registries deleted from the front.
-        #[serde(default)]
-        n_delete: usize,
-        /// How many times; absent = forever.
-        times: Option<u32>,
-    },
-    /// [`Fault::ServerError`].
-    ServerError {
-        /// HTTP status.
-        status: u16,
-        /// Period.
-        every_nth: u32,
-    },
-    /// [`Fault::RawPage`].
-    RawPage {
-        /// Project to affect, or any.
-        project_id: Option<String>,
-        /// Offset to affect, or any.
-        offset: Option<u32>,
-        /// The body as it is sent, a string (it need not be JSON).
-        body: String,
-        /// How many times; absent = forever.
-        times: Option<u32>,
-    },
-    /// [`Fault::OmitTotalNum`].
-    OmitTotalNum {
-        /// Project to affect, or any.
-        project_id: Option<String>,
-        /// Offset to affect, or any.
-        offset: Option<u32>,
-        /// How many times; absent = forever.
-        times: Option<u32>,
-    },
-}
-
-impl FaultSpec {
-    /// The fault this JSON describes.
-    ///
-    /// # Errors
-    /// A message naming the bad field: a status outside 100..=599, a window that is not a positive
-    /// finite number of seconds.
-    pub fn into_fault(self) -> Result<Fault, String> {
-        let check_status = |status: u16| {
-            if (100..=599).contains(&status) {
-                Ok(status)
-            } else {
-                Err(format!("status {status} is not an http status"))
-            }
-        };
-        Ok(match self {
-            FaultSpec::FailPage {
-                project_id,
-                offset,
-                status,
-                error_code,
-                error_msg,
-                times,
-            } => Fault::FailPage {
-                project_id,
-                offset,
-                status: check_status(status)?,
-                error_code,
-                error_msg,
-                times,
-            },
-            FaultSpec::FailEnterpriseProject {
-                project_id,
-                enterprise_project_id,
-                status,
-                error_code,
-                error_msg,
-                times,
-            } => Fault::FailEnterpriseProject {
-                project_id,
-                enterprise_project_id,
-                status: check_status(status)?,
-                error_code,
-                error_msg,
-                times,
-            },
-            FaultSpec::RateLimited { project_id, times } => Fault::rate_limited(project_id, times),
-            FaultSpec::MalformedJson {
-                project_id,
-                offset,
-                times,
-            }
-            | FaultSpec::TruncatedBody {
-                project_id,
-                offset,
-                times,
-            } => Fault::truncated_body(project_id, offset, times),
-            FaultSpec::MaxPageItems { max_items } => Fault::MaxPageItems(max_items),
-            FaultSpec::WrongTotalNum {
-                project_id,
-                total_num,
-            } => Fault::WrongTotalNum {
-                project_id,
-                total_num,
-            },
-            FaultSpec::Latency { min_ms, max_ms } => Fault::Latency {
-                min: Duration::from_millis(min_ms),
-                max: Duration::from_millis(max_ms),
-            },
-            FaultSpec::ThrottleEveryNth {
-                n,
-                retry_after_seconds,
-            } => Fault::ThrottleEveryNth {
-                n,
-                retry_after_seconds,
-            },
-            FaultSpec::Quota {
-                max_requests,
-                window_seconds,
-                retry_after,
-            } => {
-                let window = Duration::try_from_secs_f64(window_seconds)
-                    .ok()
-                    .filter(|w| !w.is_zero())
-                    .ok_or_else(|| {
-                        format!(
-                            "window_seconds {window_seconds} is not a positive number of seconds"
-                        )
-                    })?;
-                Fault::Quota {
-                    max_requests,
-                    window,
-                    retry_after,
-                }
-            }
-            FaultSpec::Hang {
-                project_id,
-                offset,
-                times,
-            } => Fault::Hang {
-                project_id,
-                offset,
-                times,
-            },
-            FaultSpec::Forbidden { project_id } => Fault::Forbidden { project_id },
-            FaultSpec::DriftDuringWalk {
-                project_id,
-                after_requests,
-                n_insert,
-                n_delete,
-                times,
-            } => Fault::DriftDuringWalk {
-                project_id,
-                after_requests,
-                n_insert,
-                n_delete,
-                times,
-            },
-            FaultSpec::ServerError { status, every_nth } => Fault::ServerError {
-                status: check_status(status)?,
-                every_nth,
-            },
-            FaultSpec::RawPage {
-                project_id,
-                offset,
-                body,
-                times,
-            } => Fault::RawPage {
-                project_id,
-                offset,
-                body,
-                times,
-            },
-            FaultSpec::OmitTotalNum {
-                project_id,
-                offset,
-                times,
-            } => Fault::OmitTotalNum {
-                project_id,
-                offset,
-                times,
-            },
-        })
-    }
-}
-
 /// One request as the simulator saw it: ListRegistry, IAM, EPS or admin.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct RequestRecord {
@@ -982,16 +363,6 @@ pub(crate) struct State {
     pub(crate) n_drifts: u64,
 }
 
-/// A fault and the bookkeeping that makes it periodic, windowed or counted.
-pub(crate) struct ActiveFault {
-    /// The fault as added.
-    pub(crate) fault: Fault,
-    /// Requests this fault has seen (`ThrottleEveryNth`, `ServerError`, `DriftDuringWalk` counters).
-    pub(crate) n_seen: u64,
-    /// Accepted request instants per user key, for [`Fault::Quota`].
-    pub(crate) accepted: HashMap<String, VecDeque<Instant>>,
-}
-
 impl State {
     /// Append a record to the request log, dropping the oldest beyond [`REQUEST_LOG_CAPACITY`].
     pub(crate) fn log_request(&mut self, record: RequestRecord) {
@@ -999,17 +370,6 @@ impl State {
             self.request_log.pop_front();
         }
         self.request_log.push_back(record);
-    }
-
-    /// The delay [`Fault::Latency`] imposes on the next request, if such a fault is active.
-    pub(crate) fn next_latency(&mut self) -> Option<Duration> {
-        use rand::Rng;
-        let (min, max) = self.faults.iter().find_map(|f| match f.fault {
-            Fault::Latency { min, max } => Some((min, max.max(min))),
-            _ => None,
-        })?;
-        let span = u64::try_from((max - min).as_micros()).unwrap_or(u64::MAX);
-        Some(min + Duration::from_micros(self.latency_rng.gen_range(0..=span)))
     }
 }
 
@@ -1059,7 +419,7 @@ impl Simulator {
 
     /// The axum router serving the Huawei routes, the `/sim/` admin routes and the APIG 404 fallback.
     pub fn router(&self) -> axum::Router {
-        routes::router(self.clone())
+        router::router(self.clone())
     }
 
     /// Serve on an already bound listener until `shutdown` resolves (tests bind 127.0.0.1:0).
@@ -1180,7 +540,7 @@ impl Simulator {
         project
             .scopes
             .iter()
-            .filter(|s| enterprise_project_id.map_or(true, |ep| s.enterprise_project_id == ep))
+            .filter(|s| enterprise_project_id.is_none_or(|ep| s.enterprise_project_id == ep))
             .flat_map(|s| s.registries.iter().cloned())
             .collect()
     }
@@ -1358,11 +718,7 @@ impl Simulator {
     /// 0) is not added.
     pub fn add_fault(&self, fault: Fault) {
         if !fault.never_fires() {
-            self.lock().faults.push(ActiveFault {
-                fault,
-                n_seen: 0,
-                accepted: HashMap::new(),
-            });
+            self.lock().faults.push(ActiveFault::new(fault));
         }
     }
 

@@ -6,7 +6,7 @@ use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::routes::REQUEST_ID_HEADER;
+use super::http::REQUEST_ID_HEADER;
 use super::{RunningSimulator, SimConfig, SimCredentials, Simulator};
 
 pub(crate) const ACCESS_KEY: &str = "HPUATESTACCESSKEY000";
