@@ -56,6 +56,18 @@ const EU_WEST_101: &str = "eu-west-101";
 /// HSS endpoint of [`EU_WEST_101`], from the Go SDK's region table.
 const EU_WEST_101_ENDPOINT: &str = "https://hss.eu-west-101.myhuaweicloud.eu";
 
+/// IAM's global endpoint; it issues tokens and lists projects for every region but [`EU_WEST_101`].
+pub const DEFAULT_IAM_ENDPOINT: &str = "https://iam.myhuaweicloud.com";
+
+/// EPS's global endpoint; EPS is a global service, except in [`EU_WEST_101`].
+pub const DEFAULT_EPS_ENDPOINT: &str = "https://eps.myhuaweicloud.com";
+
+/// IAM of [`EU_WEST_101`], which the global endpoint does not serve.
+const EU_WEST_101_IAM_ENDPOINT: &str = "https://iam.eu-west-101.myhuaweicloud.eu";
+
+/// EPS of [`EU_WEST_101`], which the global endpoint does not serve.
+const EU_WEST_101_EPS_ENDPOINT: &str = "https://eps.eu-west-101.myhuaweicloud.eu";
+
 /// Longest accepted region id: the id is one DNS label of the endpoint's host name, and a DNS label
 /// holds at most 63 bytes.
 const MAX_REGION_ID_LEN: usize = 63;
@@ -87,6 +99,28 @@ pub fn default_hss_endpoint(region: &str) -> Result<Url, EndpointError> {
     Url::parse(&endpoint).map_err(|_| EndpointError::InvalidRegion {
         region: region.to_owned(),
     })
+}
+
+/// A global service that hss-sync calls besides HSS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GlobalService {
+    /// IAM: tokens and project listing.
+    Iam,
+    /// EPS: enterprise project listing.
+    Eps,
+}
+
+/// The endpoint of a global service for `region`: the global one ([`DEFAULT_IAM_ENDPOINT`],
+/// [`DEFAULT_EPS_ENDPOINT`]), or the EU sovereign region's own. `None` (discovery over every
+/// region) takes the global one.
+pub fn default_global_endpoint(service: GlobalService, region: Option<&str>) -> Url {
+    let text = match (service, region == Some(EU_WEST_101)) {
+        (GlobalService::Iam, false) => DEFAULT_IAM_ENDPOINT,
+        (GlobalService::Iam, true) => EU_WEST_101_IAM_ENDPOINT,
+        (GlobalService::Eps, false) => DEFAULT_EPS_ENDPOINT,
+        (GlobalService::Eps, true) => EU_WEST_101_EPS_ENDPOINT,
+    };
+    Url::parse(text).expect("a constant URL")
 }
 
 /// Name of the SDKs' endpoint override variable for HSS in `region`:
@@ -235,13 +269,23 @@ mod tests {
 
     use super::*;
 
-    fn no_env(_: &str) -> Option<String> {
-        None
-    }
-
-    /// An environment holding exactly one variable.
-    fn env_with(name: &'static str, value: &'static str) -> impl Fn(&str) -> Option<String> {
-        move |asked: &str| (asked == name).then(|| value.to_owned())
+    #[test]
+    fn the_eu_sovereign_region_has_its_own_iam_and_eps_and_every_other_the_global_ones() {
+        let endpoint = |service, region| default_global_endpoint(service, region).to_string();
+        use GlobalService::{Eps, Iam};
+        let eu = Some("eu-west-101");
+        assert_eq!(
+            endpoint(Iam, eu),
+            "https://iam.eu-west-101.myhuaweicloud.eu/"
+        );
+        assert_eq!(
+            endpoint(Eps, eu),
+            "https://eps.eu-west-101.myhuaweicloud.eu/"
+        );
+        for region in [Some("cn-north-4"), None] {
+            assert_eq!(endpoint(Iam, region), "https://iam.myhuaweicloud.com/");
+            assert_eq!(endpoint(Eps, region), "https://eps.myhuaweicloud.com/");
+        }
     }
 
     #[test]
