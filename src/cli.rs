@@ -336,7 +336,7 @@ pub struct SimulateArgs {
     /// Registries in each (project, enterprise project) scope.
     #[arg(long, default_value_t = 25)]
     pub registries_per_scope: usize,
-    /// Access key the simulator accepts; with --secret-key it checks every signature.
+    /// Access key the simulator accepts; with HSS_SIM_SECRET_KEY set too, it checks every signature.
     #[arg(long, env = "HSS_SIM_ACCESS_KEY")]
     pub access_key: Option<String>,
     /// Secret key the simulator checks signatures with (environment only, never shown).

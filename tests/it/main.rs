@@ -19,4 +19,5 @@ mod readonly;
 mod safety;
 mod service;
 mod signals;
+mod sim_admin;
 mod sync;
