@@ -269,6 +269,15 @@ mod tests {
 
     use super::*;
 
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    /// An environment holding exactly one variable.
+    fn env_with(name: &'static str, value: &'static str) -> impl Fn(&str) -> Option<String> {
+        move |asked: &str| (asked == name).then(|| value.to_owned())
+    }
+
     #[test]
     fn the_eu_sovereign_region_has_its_own_iam_and_eps_and_every_other_the_global_ones() {
         let endpoint = |service, region| default_global_endpoint(service, region).to_string();

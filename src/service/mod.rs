@@ -21,130 +21,16 @@ use tokio_cron_scheduler::{Job, JobScheduler};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::config::{ConfigError, RawService, SyncConfig};
+pub use crate::config::service::{
+    ServiceConfig, DEFAULT_LEASE, DEFAULT_LISTEN, DEFAULT_SHUTDOWN_DEADLINE,
+};
+use crate::config::SyncConfig;
 use crate::errors::chain;
 use crate::store::{now, Lease, LeaseOutcome, Store, StoreError};
 use crate::sync::{self, Progress, RunReport, Trigger};
 
 pub use runner::{RunnerStats, Tick};
 pub use schedule::{Schedule, DEFAULT_SCHEDULE};
-
-/// Where the HTTP endpoint listens by default: loopback, port 9464 (the port Prometheus
-/// exporters conventionally take from the exporter registry's range).
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:9464";
-
-/// How long a running sync may take to finish after SIGTERM before it is stopped.
-/// Kubernetes waits 30 s (terminationGracePeriodSeconds) before SIGKILL; stay inside it.
-pub const DEFAULT_SHUTDOWN_DEADLINE: Duration = Duration::from_secs(20);
-
-/// How long the sync lease lasts without renewal: the longest a replica that died mid-run
-/// blocks the others. Renewed every third of it while a sync runs.
-pub const DEFAULT_LEASE: Duration = Duration::from_secs(120);
-
-/// The shortest `max_run_age` by default, for schedules that fire often.
-const MIN_DEFAULT_MAX_RUN_AGE: Duration = Duration::from_secs(3600);
-
-/// What the service overrides from flags and environment; `None` defers to the file.
-#[derive(Clone, Debug, Default)]
-pub struct ServiceOverrides {
-    /// `--schedule`.
-    pub schedule: Option<String>,
-    /// `--run-at-start`.
-    pub run_at_start: Option<bool>,
-    /// `--listen`.
-    pub listen: Option<String>,
-    /// `--shutdown-deadline-seconds`.
-    pub shutdown_deadline_seconds: Option<u64>,
-    /// `--max-run-age-seconds`.
-    pub max_run_age_seconds: Option<u64>,
-    /// `--lease-seconds`.
-    pub lease_seconds: Option<u64>,
-}
-
-/// The validated service settings.
-#[derive(Clone, Debug)]
-pub struct ServiceConfig {
-    /// When to sync.
-    pub schedule: Schedule,
-    /// Whether to sync once at start, before the first tick.
-    pub run_at_start: bool,
-    /// The HTTP endpoint's address.
-    pub listen: SocketAddr,
-    /// How long a running sync may finish after SIGTERM.
-    pub shutdown_deadline: Duration,
-    /// `/readyz` fails when the last completed run is older than this.
-    pub max_run_age: Duration,
-    /// The sync lease's length.
-    pub lease: Duration,
-}
-
-impl ServiceConfig {
-    /// Merges flags and environment over the file's `[service]`, then validates.
-    ///
-    /// # Errors
-    ///
-    /// [`ConfigError`] listing every problem, each naming its key.
-    pub fn build(
-        overrides: ServiceOverrides,
-        file: RawService,
-    ) -> Result<ServiceConfig, ConfigError> {
-        let mut problems = Vec::new();
-        let text = overrides
-            .schedule
-            .or(file.schedule)
-            .unwrap_or_else(|| DEFAULT_SCHEDULE.to_owned());
-        let schedule = Schedule::parse(&text)
-            .map_err(|e| problems.push(format!("schedule: {e}")))
-            .ok();
-        let listen_text = overrides
-            .listen
-            .or(file.listen)
-            .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
-        let listen = listen_text
-            .parse::<SocketAddr>()
-            .map_err(|_| {
-                problems.push(format!(
-                    "listen: {listen_text:?} is not an address such as 127.0.0.1:9464"
-                ))
-            })
-            .ok();
-        let lease = overrides
-            .lease_seconds
-            .or(file.lease_seconds)
-            .map_or(DEFAULT_LEASE, Duration::from_secs);
-        if lease < Duration::from_secs(3) {
-            problems.push("lease_seconds: must be at least 3".to_owned());
-        }
-        let shutdown_deadline = overrides
-            .shutdown_deadline_seconds
-            .or(file.shutdown_deadline_seconds)
-            .map_or(DEFAULT_SHUTDOWN_DEADLINE, Duration::from_secs);
-        let (Some(schedule), Some(listen)) = (schedule, listen) else {
-            return Err(ConfigError { problems });
-        };
-        if !problems.is_empty() {
-            return Err(ConfigError { problems });
-        }
-        let max_run_age = overrides
-            .max_run_age_seconds
-            .or(file.max_run_age_seconds)
-            .map_or_else(
-                || (schedule.typical_interval() * 3).max(MIN_DEFAULT_MAX_RUN_AGE),
-                Duration::from_secs,
-            );
-        Ok(ServiceConfig {
-            schedule,
-            run_at_start: overrides
-                .run_at_start
-                .or(file.run_at_start)
-                .unwrap_or(false),
-            listen,
-            shutdown_deadline,
-            max_run_age,
-            lease,
-        })
-    }
-}
 
 /// Why the service, or one leased sync, could not go on.
 #[derive(Debug, thiserror::Error)]
