@@ -275,3 +275,107 @@ fn config_check_prints_the_effective_configuration_without_secrets() {
         assert!(message.contains(key), "{key} missing from {message}");
     }
 }
+
+#[test]
+fn config_check_prints_toml_that_config_check_takes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hss-sync.toml");
+    std::fs::write(
+        &file,
+        "region = \"cn-north-4\"\nproject_ids = [\"p1\", \"p2\"]\nmax_delete_percent = 20\n[filters]\nregistry_type = \"Harbor\"\n",
+    )
+    .unwrap();
+    let keys = [
+        ("CLOUD_SDK_AK", "AKCHECK"),
+        ("CLOUD_SDK_SK", "sk-value-never-printed"),
+    ];
+    let first = hss_sync(
+        &[
+            "--config",
+            file.to_str().unwrap(),
+            "config",
+            "check",
+            "--concurrency",
+            "2",
+            "--schedule",
+            "*/10 * * * *",
+        ],
+        &keys,
+    );
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first));
+    let printed = String::from_utf8(first.stdout.clone()).unwrap();
+    let table: toml::Table = toml::from_str(&printed).expect("config check prints TOML");
+    assert_eq!(table["concurrency"].as_integer(), Some(2));
+    assert_eq!(
+        table["endpoint"].as_str(),
+        Some("https://hss.cn-north-4.myhuaweicloud.com/")
+    );
+    assert_eq!(
+        table["enterprise_project_ids"].as_array().unwrap()[0].as_str(),
+        Some("all_granted_eps")
+    );
+    assert!(!text(&first).contains("sk-value-never-printed"));
+
+    let printed_file = dir.path().join("printed.toml");
+    std::fs::write(&printed_file, &printed).unwrap();
+    let again = hss_sync(
+        &[
+            "--config",
+            printed_file.to_str().unwrap(),
+            "config",
+            "check",
+        ],
+        &keys,
+    );
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+    assert_eq!(String::from_utf8_lossy(&again.stdout), printed);
+
+    // Without the secret in the environment, the placeholder is refused, by name.
+    let without = hss_sync(
+        &[
+            "--config",
+            printed_file.to_str().unwrap(),
+            "config",
+            "check",
+        ],
+        &[],
+    );
+    assert_eq!(without.status.code(), Some(2), "{}", text(&without));
+    assert!(
+        text(&without).contains("CLOUD_SDK_SK"),
+        "{}",
+        text(&without)
+    );
+}
+
+#[test]
+fn config_file_problems_are_all_reported_with_their_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hss-sync.toml");
+    std::fs::write(
+        &file,
+        "regoin = \"cn-north-4\"\npage_limit = \"0\"\nconcurency = 2\n[service]\nlisten_addr = \"x\"\n",
+    )
+    .unwrap();
+    let output = hss_sync(
+        &["--config", file.to_str().unwrap(), "config", "check"],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    let message = text(&output);
+    for expected in [
+        "regoin: unknown key; did you mean region?",
+        "line 1,",
+        "page_limit: invalid type: string \"0\", expected u32",
+        "line 2,",
+        "concurency: unknown key; did you mean concurrency?",
+        "line 3,",
+        "service.listen_addr: unknown key",
+        "line 5,",
+    ] {
+        assert!(
+            message.contains(expected),
+            "{expected} missing from {message}"
+        );
+    }
+}
