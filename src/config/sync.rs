@@ -98,81 +98,16 @@ impl SyncConfig {
         lookup_env: impl Fn(&str) -> Option<String>,
     ) -> Result<SyncConfig, ConfigError> {
         let mut problems = Vec::new();
-        let discover = merged.discover.unwrap_or_default();
-        let region = merged.region.clone().filter(|r| !r.trim().is_empty());
-        if region.is_none() && !discover {
-            problems.push(
-                "region: missing (set --region, HSS_SYNC_REGION or `region` in the config file, or use --discover)"
-                    .to_owned(),
-            );
-        }
-        if let Some(region) = &region {
-            if let Err(e) = endpoint::default_hss_endpoint(region) {
-                problems.push(format!("region: {e}"));
-            }
-        }
-        let explicit_endpoint = parse_url("endpoint", merged.endpoint.clone(), &mut problems);
-        let mut effective_endpoint = explicit_endpoint.clone();
-        if let (Some(region), None) = (&region, &explicit_endpoint) {
-            match endpoint::resolve_hss_endpoint(region, None, &lookup_env) {
-                Err(e @ endpoint::EndpointError::UnknownRegion { .. }) => {
-                    problems.push(format!("region: {e}"))
-                }
-                Err(e) => problems.push(format!("endpoint: {e}")),
-                Ok(url) => effective_endpoint = Some(url),
-            }
-        }
-        let iam_endpoint = parse_url(
-            "iam_endpoint",
-            merged
-                .iam_endpoint
-                .clone()
-                .or_else(|| lookup_env(env::SDK_IAM_ENDPOINT).filter(|v| !v.is_empty())),
-            &mut problems,
-        )
-        .unwrap_or_else(|| {
-            endpoint::default_global_endpoint(GlobalService::Iam, region.as_deref())
-        });
-        let eps_endpoint = parse_url("eps_endpoint", merged.eps_endpoint.clone(), &mut problems)
-            .unwrap_or_else(|| {
-                endpoint::default_global_endpoint(GlobalService::Eps, region.as_deref())
-            });
-        let project_ids = dedup(trimmed(&merged.project_ids));
-        if project_ids.is_empty() && !discover {
-            problems.push(
-                "project_ids: none given (set --project-id, HSS_SYNC_PROJECT_IDS or `project_ids` in the config file, or use --discover)"
-                    .to_owned(),
-            );
-        }
-        if !project_ids.is_empty() && region.is_none() {
-            problems.push("region: explicit project ids need the region they are in".to_owned());
-        }
-        let enterprise_project_ids = dedup(trimmed(&merged.enterprise_project_ids));
-        if enterprise_project_ids.len() > 1
-            && enterprise_project_ids.iter().any(|e| e == ALL_GRANTED_EPS)
-        {
-            problems.push(format!(
-                "enterprise_project_ids: {ALL_GRANTED_EPS} already covers every enterprise project; \
-                 give either it or specific ids, not both (their registries would be counted twice)"
-            ));
-        }
-        for (key, values, max) in [
-            ("project_ids", &project_ids, 64),
-            ("enterprise_project_ids", &enterprise_project_ids, 256),
-        ] {
-            for value in values.iter() {
-                if value.is_empty()
-                    || value.len() > max
-                    || !value
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-                {
-                    problems.push(format!(
-                        "{key}: {value:?} is not a valid id (1 to {max} letters, digits, '-' or '_')"
-                    ));
-                }
-            }
-        }
+        let Scoping {
+            region,
+            discover,
+            explicit_endpoint,
+            effective_endpoint,
+            iam_endpoint,
+            eps_endpoint,
+            project_ids,
+            enterprise_project_ids,
+        } = scoping(merged, &lookup_env, &mut problems);
         // From here on every key has a default, so `unwrap_or_default` never takes its default.
         let page_limit = merged.page_limit.unwrap_or_default();
         if !PAGE_LIMIT_RANGE.contains(&page_limit) {
@@ -182,24 +117,7 @@ impl SyncConfig {
                 PAGE_LIMIT_RANGE.end()
             ));
         }
-        let timeout_seconds = merged.request_timeout_seconds.unwrap_or_default();
-        if timeout_seconds == 0 {
-            problems.push("request_timeout_seconds: must be at least 1".to_owned());
-        }
-        let retry = RetryPolicy {
-            max_retries: merged.max_retries.unwrap_or_default(),
-            base_delay: Duration::from_millis(merged.retry_base_delay_ms.unwrap_or_default()),
-            max_delay: Duration::from_secs(merged.retry_max_delay_seconds.unwrap_or_default()),
-        };
-        if retry.max_retries > 20 {
-            problems.push(format!(
-                "max_retries: {} is more than 20",
-                retry.max_retries
-            ));
-        }
-        if retry.base_delay > retry.max_delay {
-            problems.push("retry_base_delay_ms: larger than retry_max_delay_seconds".to_owned());
-        }
+        let client = client_settings(merged, &mut problems);
         let concurrency = merged.concurrency.unwrap_or_default();
         if !(1..=64).contains(&concurrency) {
             problems.push(format!("concurrency: {concurrency} is outside 1..=64"));
@@ -218,22 +136,6 @@ impl SyncConfig {
             max_percent: max_delete_percent,
             min_count: i64::from(merged.max_delete_min.unwrap_or_default()),
             accept: merged.accept_deletions,
-        };
-        let ca_file = merged.ca_file.clone();
-        if let Some(path) = &ca_file {
-            if !path.is_file() {
-                problems.push(format!(
-                    "ca_file: {} is not a readable file",
-                    path.display()
-                ));
-            }
-        }
-        let client = ClientSettings {
-            request_timeout: Duration::from_secs(timeout_seconds),
-            ca_file,
-            insecure_skip_tls_verify: merged.insecure_skip_tls_verify.unwrap_or_default(),
-            retry,
-            max_requests_per_minute: merged.max_requests_per_minute.unwrap_or_default(),
         };
         let database_url = merged.database_url().unwrap_or_default().to_owned();
         if let Err(e) = BackendKind::from_url(&database_url) {
@@ -391,6 +293,148 @@ impl CredentialConfig {
                 ..CredentialSettings::default()
             },
         }
+    }
+}
+
+/// The keys that say what a run covers and where it sends its requests.
+struct Scoping {
+    region: Option<String>,
+    discover: bool,
+    explicit_endpoint: Option<Url>,
+    /// The HSS endpoint of `region` as it will be used (explicit, override variable, or table).
+    effective_endpoint: Option<Url>,
+    iam_endpoint: Url,
+    eps_endpoint: Url,
+    project_ids: Vec<String>,
+    enterprise_project_ids: Vec<String>,
+}
+
+/// Validates the region, the endpoints and the ids.
+fn scoping(
+    merged: &RawConfig,
+    lookup_env: &impl Fn(&str) -> Option<String>,
+    problems: &mut Vec<String>,
+) -> Scoping {
+    let discover = merged.discover.unwrap_or_default();
+    let region = merged.region.clone().filter(|r| !r.trim().is_empty());
+    if region.is_none() && !discover {
+        problems.push(
+                "region: missing (set --region, HSS_SYNC_REGION or `region` in the config file, or use --discover)"
+                    .to_owned(),
+            );
+    }
+    if let Some(region) = &region {
+        if let Err(e) = endpoint::default_hss_endpoint(region) {
+            problems.push(format!("region: {e}"));
+        }
+    }
+    let explicit_endpoint = parse_url("endpoint", merged.endpoint.clone(), problems);
+    let mut effective_endpoint = explicit_endpoint.clone();
+    if let (Some(region), None) = (&region, &explicit_endpoint) {
+        match endpoint::resolve_hss_endpoint(region, None, lookup_env) {
+            Err(e @ endpoint::EndpointError::UnknownRegion { .. }) => {
+                problems.push(format!("region: {e}"))
+            }
+            Err(e) => problems.push(format!("endpoint: {e}")),
+            Ok(url) => effective_endpoint = Some(url),
+        }
+    }
+    let iam_endpoint = parse_url(
+        "iam_endpoint",
+        merged
+            .iam_endpoint
+            .clone()
+            .or_else(|| lookup_env(env::SDK_IAM_ENDPOINT).filter(|v| !v.is_empty())),
+        problems,
+    )
+    .unwrap_or_else(|| endpoint::default_global_endpoint(GlobalService::Iam, region.as_deref()));
+    let eps_endpoint = parse_url("eps_endpoint", merged.eps_endpoint.clone(), problems)
+        .unwrap_or_else(|| {
+            endpoint::default_global_endpoint(GlobalService::Eps, region.as_deref())
+        });
+    let project_ids = dedup(trimmed(&merged.project_ids));
+    if project_ids.is_empty() && !discover {
+        problems.push(
+                "project_ids: none given (set --project-id, HSS_SYNC_PROJECT_IDS or `project_ids` in the config file, or use --discover)"
+                    .to_owned(),
+            );
+    }
+    if !project_ids.is_empty() && region.is_none() {
+        problems.push("region: explicit project ids need the region they are in".to_owned());
+    }
+    let enterprise_project_ids = dedup(trimmed(&merged.enterprise_project_ids));
+    if enterprise_project_ids.len() > 1
+        && enterprise_project_ids.iter().any(|e| e == ALL_GRANTED_EPS)
+    {
+        problems.push(format!(
+                "enterprise_project_ids: {ALL_GRANTED_EPS} already covers every enterprise project; \
+                 give either it or specific ids, not both (their registries would be counted twice)"
+            ));
+    }
+    for (key, values, max) in [
+        ("project_ids", &project_ids, 64),
+        ("enterprise_project_ids", &enterprise_project_ids, 256),
+    ] {
+        for value in values.iter() {
+            if value.is_empty()
+                || value.len() > max
+                || !value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                problems.push(format!(
+                    "{key}: {value:?} is not a valid id (1 to {max} letters, digits, '-' or '_')"
+                ));
+            }
+        }
+    }
+    Scoping {
+        region,
+        discover,
+        explicit_endpoint,
+        effective_endpoint,
+        iam_endpoint,
+        eps_endpoint,
+        project_ids,
+        enterprise_project_ids,
+    }
+}
+
+/// The HTTP client's keys: timeout, retries, rate, TLS.
+fn client_settings(merged: &RawConfig, problems: &mut Vec<String>) -> ClientSettings {
+    let timeout_seconds = merged.request_timeout_seconds.unwrap_or_default();
+    if timeout_seconds == 0 {
+        problems.push("request_timeout_seconds: must be at least 1".to_owned());
+    }
+    let retry = RetryPolicy {
+        max_retries: merged.max_retries.unwrap_or_default(),
+        base_delay: Duration::from_millis(merged.retry_base_delay_ms.unwrap_or_default()),
+        max_delay: Duration::from_secs(merged.retry_max_delay_seconds.unwrap_or_default()),
+    };
+    if retry.max_retries > 20 {
+        problems.push(format!(
+            "max_retries: {} is more than 20",
+            retry.max_retries
+        ));
+    }
+    if retry.base_delay > retry.max_delay {
+        problems.push("retry_base_delay_ms: larger than retry_max_delay_seconds".to_owned());
+    }
+    let ca_file = merged.ca_file.clone();
+    if let Some(path) = &ca_file {
+        if !path.is_file() {
+            problems.push(format!(
+                "ca_file: {} is not a readable file",
+                path.display()
+            ));
+        }
+    }
+    ClientSettings {
+        request_timeout: Duration::from_secs(timeout_seconds),
+        ca_file,
+        insecure_skip_tls_verify: merged.insecure_skip_tls_verify.unwrap_or_default(),
+        retry,
+        max_requests_per_minute: merged.max_requests_per_minute.unwrap_or_default(),
     }
 }
 
