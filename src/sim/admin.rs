@@ -122,24 +122,11 @@ pub(crate) async fn log_admin_request(
     request: Request,
     next: Next,
 ) -> Response {
-    let method = request.method().to_string();
-    let path = request.uri().path().to_string();
-    let query = request.uri().query().unwrap_or("").to_string();
+    let received = RequestRecord::received(API_ADMIN, "none", request.method(), request.uri());
     let response = next.run(request).await;
     let record = RequestRecord {
-        api: API_ADMIN.to_string(),
-        auth: "none".to_string(),
-        method,
-        path,
-        query,
         status: response.status().as_u16(),
-        retry_after: None,
-        project_id: String::new(),
-        offset: None,
-        limit: None,
-        enterprise_project_id: None,
-        had_valid_signature: false,
-        request_id: String::new(),
+        ..received
     };
     simulator.lock().log_request(record);
     response

@@ -22,7 +22,7 @@ pub struct IssuedToken {
     pub project_id: Option<String>,
     /// When IAM issued it.
     pub issued_at: DateTime<Utc>,
-    /// When it stops being accepted; moved to "now" by [`Simulator::expire_tokens`].
+    /// When it stops being accepted; moved to "now" by [`super::Simulator::expire_tokens`].
     pub expires_at: DateTime<Utc>,
 }
 

@@ -1,15 +1,14 @@
 //! The simulated EPS: `GET /v1.0/enterprise-projects` (ListEnterpriseProject), its paging, filters
 //! and sort orders, and `EPS.0004` for an account without enterprise projects (docs/huawei-api.md §6).
 
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::{StatusCode, Uri};
 use axum::response::Response;
 use serde_json::{json, Value};
 
 use super::auth::apig_auth_error;
 use super::global::{serve_global, GlobalRequest};
-use super::http::{decode_query_pairs, huawei_error, json_response};
+use super::http::{decode_query_pairs, first_value, huawei_error, json_response};
 use super::{Simulator, State as SimState, API_LIST_ENTERPRISE_PROJECTS};
 
 /// Path of EPS ListEnterpriseProject.
@@ -21,17 +20,8 @@ pub const EPS_LIMIT_RANGE: std::ops::RangeInclusive<i64> = 1..=1000;
 /// `GET /v1.0/enterprise-projects`: EPS ListEnterpriseProject.
 pub(crate) async fn list_enterprise_projects(
     State(simulator): State<Simulator>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    request: GlobalRequest,
 ) -> Response {
-    let request = GlobalRequest {
-        method,
-        uri,
-        headers,
-        body,
-    };
     serve_global(
         &simulator,
         API_LIST_ENTERPRISE_PROJECTS,
@@ -55,13 +45,7 @@ pub(crate) async fn list_enterprise_projects(
 /// ListEnterpriseProject over the account's enterprise projects.
 fn answer_list_enterprise_projects(state: &SimState, uri: &Uri, request_id: &str) -> Response {
     let pairs = decode_query_pairs(uri.query().unwrap_or(""));
-    let get = |name: &str| {
-        pairs
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-            .filter(|v| !v.is_empty())
-    };
+    let get = |name: &str| first_value(&pairs, name);
     let error = |code: &str, message: &str| {
         huawei_error(StatusCode::BAD_REQUEST, code, message, request_id)
     };

@@ -470,6 +470,17 @@ pub(crate) enum PageAnswer {
     Truncated,
 }
 
+impl PageAnswer {
+    /// A Huawei error body with this status, code and message.
+    fn fail(status: u16, error_code: &str, error_msg: &str) -> Self {
+        PageAnswer::Fail {
+            status,
+            error_code: error_code.to_string(),
+            error_msg: error_msg.to_string(),
+        }
+    }
+}
+
 /// What the page faults decided for one ListRegistry request.
 pub(crate) struct PageFaults {
     /// The answer a fault gives instead of (or, for `Truncated`, on top of) the page, if any.
@@ -566,8 +577,12 @@ pub(crate) fn page_faults(
     };
     for (index, active) in state.faults.iter_mut().enumerate() {
         let undecided = answer.is_none();
-        match &mut active.fault {
-            Fault::MaxPageItems(n) => max_page_items = max_page_items.min(*n),
+        // The answer of a fault that counts its uses, and its count.
+        let counted: Option<(PageAnswer, &mut Option<u32>)> = match &mut active.fault {
+            Fault::MaxPageItems(n) => {
+                max_page_items = max_page_items.min(*n);
+                None
+            }
             Fault::WrongTotalNum {
                 project_id,
                 total_num,
@@ -575,6 +590,7 @@ pub(crate) fn page_faults(
                 if selects_project(project_id, request_project_id) {
                     reported_total = Some(*total_num);
                 }
+                None
             }
             Fault::FailPage {
                 project_id,
@@ -584,27 +600,13 @@ pub(crate) fn page_faults(
                 error_msg,
                 times,
             } if undecided && targets(project_id, offset) => {
-                answer = Some(PageAnswer::Fail {
-                    status: *status,
-                    error_code: error_code.clone(),
-                    error_msg: error_msg.clone(),
-                });
-                if consume(times) {
-                    exhausted.push(index);
-                }
+                Some((PageAnswer::fail(*status, error_code, error_msg), times))
             }
-            Fault::RateLimited {
-                project_id: wanted,
-                times,
-            } if undecided && selects_project(wanted, request_project_id) => {
-                answer = Some(PageAnswer::Fail {
-                    status: 429,
-                    error_code: "APIG.0308".to_string(),
-                    error_msg: HSS_THROTTLING_MESSAGE.to_string(),
-                });
-                if consume(times) {
-                    exhausted.push(index);
-                }
+            Fault::RateLimited { project_id, times }
+                if undecided && selects_project(project_id, request_project_id) =>
+            {
+                let answer = PageAnswer::fail(429, "APIG.0308", HSS_THROTTLING_MESSAGE);
+                Some((answer, times))
             }
             Fault::FailEnterpriseProject {
                 project_id,
@@ -617,50 +619,33 @@ pub(crate) fn page_faults(
                 && selects_project(project_id, request_project_id)
                 && enterprise_project_id == request_enterprise_project_id =>
             {
-                answer = Some(PageAnswer::Fail {
-                    status: *status,
-                    error_code: error_code.clone(),
-                    error_msg: error_msg.clone(),
-                });
-                if consume(times) {
-                    exhausted.push(index);
-                }
+                Some((PageAnswer::fail(*status, error_code, error_msg), times))
             }
             Fault::MalformedJson {
                 project_id,
                 offset,
                 times,
-            } if undecided && targets(project_id, offset) => {
-                answer = Some(PageAnswer::Truncated);
-                if consume(times) {
-                    exhausted.push(index);
-                }
-            }
+            } if undecided && targets(project_id, offset) => Some((PageAnswer::Truncated, times)),
             Fault::Hang {
                 project_id,
                 offset,
                 times,
-            } if undecided && targets(project_id, offset) => {
-                answer = Some(PageAnswer::Hang);
-                if consume(times) {
-                    exhausted.push(index);
-                }
-            }
+            } if undecided && targets(project_id, offset) => Some((PageAnswer::Hang, times)),
             Fault::RawPage {
                 project_id,
                 offset,
                 body,
                 times,
             } if undecided && targets(project_id, offset) => {
-                answer = Some(PageAnswer::Raw(body.clone()));
-                if consume(times) {
-                    exhausted.push(index);
-                }
+                Some((PageAnswer::Raw(body.clone()), times))
             }
             Fault::OmitTotalNum {
                 project_id, offset, ..
-            } if omit_total_num.is_none() && targets(project_id, offset) => {
-                omit_total_num = Some(index);
+            } => {
+                if omit_total_num.is_none() && targets(project_id, offset) {
+                    omit_total_num = Some(index);
+                }
+                None
             }
             Fault::ServerError { status, every_nth } => {
                 active.n_seen += 1;
@@ -669,25 +654,27 @@ pub(crate) fn page_faults(
                     && active.n_seen.is_multiple_of(u64::from(*every_nth))
                 {
                     let (error_code, error_msg) = server_error_body(*status);
-                    answer = Some(PageAnswer::Fail {
-                        status: *status,
-                        error_code: error_code.to_string(),
-                        error_msg: error_msg.to_string(),
-                    });
+                    answer = Some(PageAnswer::fail(*status, error_code, error_msg));
                 }
+                None
             }
             Fault::FailPage { .. }
             | Fault::RateLimited { .. }
             | Fault::FailEnterpriseProject { .. }
             | Fault::MalformedJson { .. }
             | Fault::RawPage { .. }
-            | Fault::OmitTotalNum { .. }
             | Fault::Hang { .. }
             | Fault::Latency { .. }
             | Fault::ThrottleEveryNth { .. }
             | Fault::Quota { .. }
             | Fault::Forbidden { .. }
-            | Fault::DriftDuringWalk { .. } => {}
+            | Fault::DriftDuringWalk { .. } => None,
+        };
+        if let Some((decided, times)) = counted {
+            answer = Some(decided);
+            if consume(times) {
+                exhausted.push(index);
+            }
         }
     }
     let serves_page = matches!(answer, None | Some(PageAnswer::Truncated));

@@ -3,6 +3,8 @@
 //! request log.
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::Response;
 
@@ -11,7 +13,7 @@ use super::http::{iam_error, new_request_id};
 use super::verify::ReceivedRequest;
 use super::{RequestRecord, Simulator, State as SimState, API_LIST_AUTH_DOMAINS};
 
-/// A request to a global service (IAM, EPS), as the handlers receive it.
+/// A request to a global service (IAM, EPS), as the handlers receive it (an axum extractor).
 pub(crate) struct GlobalRequest {
     /// HTTP method.
     pub(crate) method: Method,
@@ -21,6 +23,23 @@ pub(crate) struct GlobalRequest {
     pub(crate) headers: HeaderMap,
     /// Request body.
     pub(crate) body: Bytes,
+}
+
+impl<S: Send + Sync> FromRequest<S> for GlobalRequest {
+    type Rejection = BytesRejection;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let method = request.method().clone();
+        let uri = request.uri().clone();
+        let headers = request.headers().clone();
+        let body = Bytes::from_request(request, state).await?;
+        Ok(GlobalRequest {
+            method,
+            uri,
+            headers,
+            body,
+        })
+    }
 }
 
 /// What every global-service listing does around its answer: latency, authentication (the
@@ -54,14 +73,7 @@ pub(crate) async fn serve_global(
             _ => answer(&state, &request, &request_id),
         },
     };
-    let mut record = base_record(
-        api,
-        &request.method,
-        &request.uri,
-        &request.headers,
-        &request_id,
-        &response,
-    );
+    let mut record = base_record(api, &request, &request_id, &response);
     record.had_valid_signature = authenticated.is_ok_and(|a| a.valid_signature);
     state.log_request(record);
     response
@@ -89,28 +101,21 @@ fn domain_header_problem(
     Some(iam_error(StatusCode::FORBIDDEN, message, request_id))
 }
 
-/// A request record for the IAM and EPS routes.
+/// The record of an answered IAM or EPS request.
 pub(crate) fn base_record(
     api: &str,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
+    request: &GlobalRequest,
     request_id: &str,
     response: &Response,
 ) -> RequestRecord {
     RequestRecord {
-        api: api.to_string(),
-        auth: auth_kind(headers).to_string(),
-        method: method.to_string(),
-        path: uri.path().to_string(),
-        query: uri.query().unwrap_or("").to_string(),
         status: response.status().as_u16(),
-        retry_after: None,
-        project_id: String::new(),
-        offset: None,
-        limit: None,
-        enterprise_project_id: None,
-        had_valid_signature: false,
         request_id: request_id.to_string(),
+        ..RequestRecord::received(
+            api,
+            auth_kind(&request.headers),
+            &request.method,
+            &request.uri,
+        )
     }
 }

@@ -4,9 +4,8 @@
 //! IAM answers errors in its own shape, `{"error":{"code":401,"title":"Unauthorized","message":..}}`
 //! (the Go and Python SDKs read `error.code` / `error.message` one level down, §5).
 
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use rand::Rng;
@@ -46,23 +45,13 @@ pub const WRONG_PASSWORD_MESSAGE: &str = "The username or password is wrong.";
 /// `POST /v3/auth/tokens`: issue a password token, see the module docs.
 pub(crate) async fn create_token(
     State(simulator): State<Simulator>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    request: GlobalRequest,
 ) -> Response {
     simulator.apply_latency().await;
     let request_id = new_request_id();
     let mut state = simulator.lock();
-    let response = answer_create_token(&mut state, &uri, &body, &request_id);
-    let record = base_record(
-        API_CREATE_TOKEN,
-        &method,
-        &uri,
-        &headers,
-        &request_id,
-        &response,
-    );
+    let response = answer_create_token(&mut state, &request.uri, &request.body, &request_id);
+    let record = base_record(API_CREATE_TOKEN, &request, &request_id, &response);
     state.log_request(record);
     response
 }
@@ -70,17 +59,8 @@ pub(crate) async fn create_token(
 /// `GET /v3/projects`: KeystoneListProjects over the estate's projects plus system entries.
 pub(crate) async fn list_projects(
     State(simulator): State<Simulator>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    request: GlobalRequest,
 ) -> Response {
-    let request = GlobalRequest {
-        method,
-        uri,
-        headers,
-        body,
-    };
     serve_global(
         &simulator,
         API_LIST_PROJECTS,
@@ -96,17 +76,8 @@ pub(crate) async fn list_projects(
 /// `GET /v3/auth/domains`: KeystoneListAuthDomains, the caller's own account.
 pub(crate) async fn list_auth_domains(
     State(simulator): State<Simulator>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    request: GlobalRequest,
 ) -> Response {
-    let request = GlobalRequest {
-        method,
-        uri,
-        headers,
-        body,
-    };
     serve_global(
         &simulator,
         API_LIST_AUTH_DOMAINS,

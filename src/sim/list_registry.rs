@@ -169,20 +169,13 @@ pub(crate) async fn list_registry(
     let sent_integer =
         |name: &str| first_value(&query_pairs, name).and_then(|v| v.parse::<u32>().ok());
     let mut record = RequestRecord {
-        api: API_LIST_REGISTRY.to_string(),
-        auth: auth::auth_kind(&headers).to_string(),
-        method: method.to_string(),
-        path: uri.path().to_string(),
-        query: uri.query().unwrap_or("").to_string(),
-        status: 0,
-        retry_after: None,
         project_id: project_id.clone(),
         offset: sent_integer("offset"),
         limit: sent_integer("limit"),
         enterprise_project_id: first_value(&query_pairs, "enterprise_project_id")
             .map(str::to_string),
-        had_valid_signature: false,
         request_id: request_id.clone(),
+        ..RequestRecord::received(API_LIST_REGISTRY, auth::auth_kind(&headers), &method, &uri)
     };
 
     let outcome = {

@@ -363,6 +363,33 @@ pub(crate) struct State {
     pub(crate) n_drifts: u64,
 }
 
+impl RequestRecord {
+    /// The record of a request to `api` as received, before it is answered: status 0, no retry, no
+    /// ListRegistry parameters, no request id; the caller fills in what it learns.
+    pub(crate) fn received(
+        api: &str,
+        auth: &str,
+        method: &axum::http::Method,
+        uri: &axum::http::Uri,
+    ) -> Self {
+        RequestRecord {
+            api: api.to_string(),
+            auth: auth.to_string(),
+            method: method.to_string(),
+            path: uri.path().to_string(),
+            query: uri.query().unwrap_or("").to_string(),
+            status: 0,
+            retry_after: None,
+            project_id: String::new(),
+            offset: None,
+            limit: None,
+            enterprise_project_id: None,
+            had_valid_signature: false,
+            request_id: String::new(),
+        }
+    }
+}
+
 impl State {
     /// Append a record to the request log, dropping the oldest beyond [`REQUEST_LOG_CAPACITY`].
     pub(crate) fn log_request(&mut self, record: RequestRecord) {
