@@ -98,16 +98,7 @@ impl SyncConfig {
         lookup_env: impl Fn(&str) -> Option<String>,
     ) -> Result<SyncConfig, ConfigError> {
         let mut problems = Vec::new();
-        let Scoping {
-            region,
-            discover,
-            explicit_endpoint,
-            effective_endpoint,
-            iam_endpoint,
-            eps_endpoint,
-            project_ids,
-            enterprise_project_ids,
-        } = scoping(merged, &lookup_env, &mut problems);
+        let scope = scoping(merged, &lookup_env, &mut problems);
         // From here on every key has a default, so `unwrap_or_default` never takes its default.
         let page_limit = merged.page_limit.unwrap_or_default();
         if !PAGE_LIMIT_RANGE.contains(&page_limit) {
@@ -163,29 +154,30 @@ impl SyncConfig {
         };
         let confirm_deletions = merged.confirm_deletions.unwrap_or_default();
         // The keys as they will be used, for `config check`.
-        merged.region = region.clone();
-        merged.endpoint = effective_endpoint.map(String::from);
-        merged.iam_endpoint = Some(iam_endpoint.to_string());
-        merged.eps_endpoint = Some(eps_endpoint.to_string());
-        merged.project_ids = project_ids.clone();
-        merged.enterprise_project_ids = match (enterprise_project_ids.is_empty(), discover) {
-            // Discovery lists them from EPS; nothing to show.
-            (true, true) => Vec::new(),
-            (true, false) => vec![ALL_GRANTED_EPS.to_owned()],
-            (false, _) => enterprise_project_ids.clone(),
-        };
+        merged.region = scope.region.clone();
+        merged.endpoint = scope.effective_endpoint.map(String::from);
+        merged.iam_endpoint = Some(scope.iam_endpoint.to_string());
+        merged.eps_endpoint = Some(scope.eps_endpoint.to_string());
+        merged.project_ids = scope.project_ids.clone();
+        merged.enterprise_project_ids =
+            match (scope.enterprise_project_ids.is_empty(), scope.discover) {
+                // Discovery lists them from EPS; nothing to show.
+                (true, true) => Vec::new(),
+                (true, false) => vec![ALL_GRANTED_EPS.to_owned()],
+                (false, _) => scope.enterprise_project_ids.clone(),
+            };
         merged.domain_id = domain_id.clone();
         merged.database.database_url = Some(redact_url(&database_url));
         merged.auth_mode = Some(credentials.mode());
         merged.credentials = credentials.settings();
         Ok(SyncConfig {
-            region,
-            explicit_endpoint,
-            project_ids,
-            enterprise_project_ids,
-            discover,
-            iam_endpoint,
-            eps_endpoint,
+            region: scope.region,
+            explicit_endpoint: scope.explicit_endpoint,
+            project_ids: scope.project_ids,
+            enterprise_project_ids: scope.enterprise_project_ids,
+            discover: scope.discover,
+            iam_endpoint: scope.iam_endpoint,
+            eps_endpoint: scope.eps_endpoint,
             domain_id,
             database_url,
             page_limit,
