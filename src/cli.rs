@@ -197,7 +197,7 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> anyhow::Result<u8> {
             Ok(Exit::Success.code())
         }
         Command::Simulate(args) => simulate_command(*args, out).await,
-        Command::Demo(args) => crate::demo::run(args, out).await,
+        Command::Demo(args) => Ok(crate::demo::run(args, out).await?),
     }
 }
 

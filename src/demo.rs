@@ -8,7 +8,6 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::Context;
 use rand::distributions::{Alphanumeric, DistString};
 use tokio_util::sync::CancellationToken;
 
@@ -37,13 +36,48 @@ pub struct DemoArgs {
     pub registries_per_scope: usize,
 }
 
+/// Why the demo could not be carried out.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DemoError {
+    /// The previous demo database could not be removed.
+    #[error("cannot replace the demo database {path}")]
+    Replace {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The simulated API could not listen on a loopback port, or stopped with an error.
+    #[error("the simulated API failed")]
+    Simulator(#[source] std::io::Error),
+    /// The report could not be written to standard output.
+    #[error("cannot write the demo's report")]
+    Output(#[from] std::io::Error),
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// A sync failed.
+    #[error(transparent)]
+    Sync(#[from] sync::SyncError),
+    /// The client could not be set up.
+    #[error(transparent)]
+    Api(#[from] crate::api::ApiError),
+    /// The demo's keys could not be used.
+    #[error(transparent)]
+    Signer(#[from] crate::signer::SignerError),
+    /// Printing the runs failed.
+    #[error(transparent)]
+    Report(#[from] crate::report::ReportError),
+}
+
 /// Runs the demo and returns the exit code of the second sync.
 ///
 /// # Errors
 ///
 /// When the database file cannot be replaced, the loopback port cannot be bound, or the
 /// store fails.
-pub async fn run(args: DemoArgs, out: &mut (dyn Write + Send)) -> anyhow::Result<u8> {
+pub async fn run(args: DemoArgs, out: &mut (dyn Write + Send)) -> Result<u8, DemoError> {
     remove_database_file(&args.database_file)?;
     let database_url = format!("sqlite://{}", args.database_file.display());
     // Fresh keys per demo, known only to this process: the simulator checks real signatures.
@@ -68,8 +102,8 @@ pub async fn run(args: DemoArgs, out: &mut (dyn Write + Send)) -> anyhow::Result
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
-        .context("cannot bind a loopback port for the simulated API")?;
-    let address = listener.local_addr()?;
+        .map_err(DemoError::Simulator)?;
+    let address = listener.local_addr().map_err(DemoError::Simulator)?;
     let stop = CancellationToken::new();
     let server = {
         let simulator = simulator.clone();
@@ -90,10 +124,8 @@ pub async fn run(args: DemoArgs, out: &mut (dyn Write + Send)) -> anyhow::Result
     )?;
     writeln!(out, "database: {database_url}\n")?;
 
-    let store = Store::open(&database_url)
-        .await
-        .with_context(|| format!("opening {database_url}"))?;
-    let endpoint = url::Url::parse(&format!("http://{address}"))?;
+    let store = Store::open(&database_url).await?;
+    let endpoint = url::Url::parse(&format!("http://{address}")).expect("a loopback URL parses");
     let client = HssClients::single(HssClient::new(
         endpoint,
         Auth::AkSk(Credentials::new(access_key, secret_key)?),
@@ -148,7 +180,10 @@ pub async fn run(args: DemoArgs, out: &mut (dyn Write + Send)) -> anyhow::Result
 
     store.close().await;
     stop.cancel();
-    server.await.context("simulated API task panicked")??;
+    server
+        .await
+        .map_err(|e| DemoError::Simulator(std::io::Error::other(e)))?
+        .map_err(DemoError::Simulator)?;
 
     let file = args.database_file.display();
     writeln!(out, "\nquery it yourself:")?;
@@ -164,7 +199,7 @@ pub async fn run(args: DemoArgs, out: &mut (dyn Write + Send)) -> anyhow::Result
     )
 }
 
-fn print_report(report: &RunReport, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
+fn print_report(report: &RunReport, out: &mut (dyn Write + Send)) -> Result<(), DemoError> {
     writeln!(out, "   {}", report.summary_line())?;
     for scope in &report.scopes {
         writeln!(
@@ -183,7 +218,7 @@ async fn print_changes(
     store: &Store,
     run_id: i64,
     out: &mut (dyn Write + Send),
-) -> anyhow::Result<()> {
+) -> Result<(), DemoError> {
     let history = store.history(HistoryFilter::Run(run_id)).await?;
     for kind in ["updated", "deleted", "created"] {
         for row in history.iter().filter(|h| h.change_kind == kind).take(3) {
@@ -205,14 +240,17 @@ async fn print_changes(
     Ok(())
 }
 
-fn remove_database_file(path: &Path) -> anyhow::Result<()> {
+fn remove_database_file(path: &Path) -> Result<(), DemoError> {
     for suffix in ["", "-wal", "-shm"] {
         let file = format!("{}{suffix}", path.display());
         match std::fs::remove_file(&file) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => {
-                return Err(e).with_context(|| format!("cannot replace the demo database {file}"))
+                return Err(DemoError::Replace {
+                    path: file,
+                    source: e,
+                })
             }
         }
     }

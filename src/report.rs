@@ -2,7 +2,19 @@
 
 use std::io::Write;
 
-use crate::store::Store;
+use crate::store::{Store, StoreError};
+
+/// Why a report could not be printed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReportError {
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The output could not be written.
+    #[error("cannot write the report")]
+    Output(#[from] std::io::Error),
+}
 use crate::sync::RunStatus;
 
 /// Prints the newest runs and the scopes of each.
@@ -14,7 +26,7 @@ pub async fn print_runs(
     store: &Store,
     limit: i64,
     out: &mut (dyn Write + Send),
-) -> anyhow::Result<()> {
+) -> Result<(), ReportError> {
     let runs = store.recent_runs(limit).await?;
     if runs.is_empty() {
         writeln!(out, "no sync runs recorded yet")?;

@@ -18,8 +18,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
 pub use backend::Backend;
@@ -293,40 +293,19 @@ impl Store {
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
         match BackendKind::from_url(url)? {
             BackendKind::Sqlite => {
-                let options = SqliteConnectOptions::from_str(url)
-                    .map_err(|e| StoreError::InvalidUrl(format!("{}: {e}", redact_url(url))))?
+                let options = parse_options::<SqliteConnectOptions>(url)?
                     .create_if_missing(true)
                     .journal_mode(SqliteJournalMode::Wal)
                     .synchronous(SqliteSynchronous::Normal)
                     .foreign_keys(true)
                     .busy_timeout(SQLITE_BUSY_TIMEOUT);
-                probe(&options, "sqlite").await?;
-                let pool = SqlitePoolOptions::new()
-                    .max_connections(4)
-                    .acquire_timeout(CONNECT_TIMEOUT)
-                    .connect_with(options)
-                    .await
-                    .map_err(|source| StoreError::Connect {
-                        backend: "sqlite",
-                        source,
-                    })?;
-                Ok(Store(Pools::Sqlite(pool)))
+                Ok(Store(Pools::Sqlite(open_pool(options, 4, "sqlite").await?)))
             }
             BackendKind::Postgres => {
-                let options = PgConnectOptions::from_str(url)
-                    .map_err(|e| StoreError::InvalidUrl(format!("{}: {e}", redact_url(url))))?
-                    .application_name("hss-sync");
-                probe(&options, "postgres").await?;
-                let pool = PgPoolOptions::new()
-                    .max_connections(8)
-                    .acquire_timeout(CONNECT_TIMEOUT)
-                    .connect_with(options)
-                    .await
-                    .map_err(|source| StoreError::Connect {
-                        backend: "postgres",
-                        source,
-                    })?;
-                Ok(Store(Pools::Postgres(pool)))
+                let options = parse_options::<PgConnectOptions>(url)?.application_name("hss-sync");
+                Ok(Store(Pools::Postgres(
+                    open_pool(options, 8, "postgres").await?,
+                )))
             }
         }
     }
@@ -343,43 +322,22 @@ impl Store {
     pub async fn open_read_only(url: &str) -> Result<Store, StoreError> {
         let store = match BackendKind::from_url(url)? {
             BackendKind::Sqlite => {
-                let options = SqliteConnectOptions::from_str(url)
-                    .map_err(|e| StoreError::InvalidUrl(format!("{}: {e}", redact_url(url))))?;
+                let options = parse_options::<SqliteConnectOptions>(url)?;
                 let path = options.get_filename().to_path_buf();
                 if !path.exists() {
                     return Err(StoreError::Missing(path.display().to_string()));
                 }
-                let pool = SqlitePoolOptions::new()
-                    .max_connections(2)
-                    .acquire_timeout(CONNECT_TIMEOUT)
-                    .connect_with(
-                        options
-                            .read_only(true)
-                            .create_if_missing(false)
-                            .busy_timeout(SQLITE_BUSY_TIMEOUT),
-                    )
-                    .await
-                    .map_err(|source| StoreError::Connect {
-                        backend: "sqlite",
-                        source,
-                    })?;
-                Store(Pools::Sqlite(pool))
+                let options = options
+                    .read_only(true)
+                    .create_if_missing(false)
+                    .busy_timeout(SQLITE_BUSY_TIMEOUT);
+                Store(Pools::Sqlite(open_pool(options, 2, "sqlite").await?))
             }
             BackendKind::Postgres => {
-                let options = PgConnectOptions::from_str(url)
-                    .map_err(|e| StoreError::InvalidUrl(format!("{}: {e}", redact_url(url))))?
+                let options = parse_options::<PgConnectOptions>(url)?
                     .application_name("hss-sync")
                     .options([("default_transaction_read_only", "on")]);
-                let pool = PgPoolOptions::new()
-                    .max_connections(2)
-                    .acquire_timeout(CONNECT_TIMEOUT)
-                    .connect_with(options)
-                    .await
-                    .map_err(|source| StoreError::Connect {
-                        backend: "postgres",
-                        source,
-                    })?;
-                Store(Pools::Postgres(pool))
+                Store(Pools::Postgres(open_pool(options, 2, "postgres").await?))
             }
         };
         let has_schema = dispatch!(&store, pool => Queries::<Db>::has_schema(pool).await)?;
@@ -804,6 +762,29 @@ pub enum HistoryFilter<'a> {
     Registry(&'a str),
     /// The rows one run wrote.
     Run(i64),
+}
+
+/// Parses a database URL into a driver's options; the error never holds the password.
+fn parse_options<O: FromStr<Err = sqlx::Error>>(url: &str) -> Result<O, StoreError> {
+    O::from_str(url).map_err(|e| StoreError::InvalidUrl(format!("{}: {e}", redact_url(url))))
+}
+
+/// A pool of at most `max_connections` on `options`, after one probe connection.
+async fn open_pool<DB: sqlx::Database>(
+    options: <DB::Connection as sqlx::Connection>::Options,
+    max_connections: u32,
+    backend: &'static str,
+) -> Result<sqlx::Pool<DB>, StoreError>
+where
+    DB::Connection: Sized,
+{
+    probe(&options, backend).await?;
+    sqlx::pool::PoolOptions::<DB>::new()
+        .max_connections(max_connections)
+        .acquire_timeout(CONNECT_TIMEOUT)
+        .connect_with(options)
+        .await
+        .map_err(|source| StoreError::Connect { backend, source })
 }
 
 /// Opens one connection and closes it, so that a database that refuses, does not exist or

@@ -289,7 +289,22 @@ where
             .map(|r| r.id.as_str())
             .filter(|id| !by_id.contains_key(*id))
             .collect();
-        for chunk in missing.chunks(IDS_PER_STATEMENT) {
+        for stored in Self::stored_by_id(conn, &missing, CONTEXT).await? {
+            by_id.insert(stored.registry.id.clone(), stored);
+        }
+        let mut stored: Vec<StoredRegistry> = by_id.into_values().collect();
+        stored.sort_by(|a, b| a.registry.id.cmp(&b.registry.id));
+        Ok(stored)
+    }
+
+    /// The stored rows of `ids`, in chunks of [`IDS_PER_STATEMENT`].
+    async fn stored_by_id(
+        conn: &mut DB::Connection,
+        ids: &[&str],
+        context: &'static str,
+    ) -> Result<Vec<StoredRegistry>, StoreError> {
+        let mut found = Vec::new();
+        for chunk in ids.chunks(IDS_PER_STATEMENT) {
             let sql = format!(
                 "{SELECT_STORED} WHERE id IN ({})",
                 placeholders(1, chunk.len())
@@ -301,15 +316,12 @@ where
             for row in query
                 .fetch_all(&mut *conn)
                 .await
-                .map_err(query_error(CONTEXT))?
+                .map_err(query_error(context))?
             {
-                let stored = stored_registry::<DB>(&row)?;
-                by_id.insert(stored.registry.id.clone(), stored);
+                found.push(stored_registry::<DB>(&row)?);
             }
         }
-        let mut stored: Vec<StoredRegistry> = by_id.into_values().collect();
-        stored.sort_by(|a, b| a.registry.id.cmp(&b.registry.id));
-        Ok(stored)
+        Ok(found)
     }
 
     /// The location and retired flag of each stored row among `ids`.
@@ -319,35 +331,11 @@ where
     ) -> Result<HashMap<String, (Location, bool)>, StoreError> {
         const CONTEXT: &str = "reading where registries live";
         let mut conn = pool.acquire().await.map_err(query_error(CONTEXT))?;
-        let mut found = HashMap::new();
-        for chunk in ids.chunks(IDS_PER_STATEMENT) {
-            let sql = format!(
-                "SELECT id, project_id, enterprise_project_id, region, deleted_at FROM registries WHERE id IN ({})",
-                placeholders(1, chunk.len())
-            );
-            let mut query = sqlx::query::<DB>(&sql);
-            for id in chunk {
-                query = query.bind((*id).to_owned());
-            }
-            for row in query
-                .fetch_all(&mut *conn)
-                .await
-                .map_err(query_error(CONTEXT))?
-            {
-                let deleted_at: Option<DB::Timestamp> =
-                    row.try_get("deleted_at").map_err(query_error(CONTEXT))?;
-                let location = Location {
-                    project_id: row.try_get("project_id").map_err(query_error(CONTEXT))?,
-                    enterprise_project_id: row
-                        .try_get("enterprise_project_id")
-                        .map_err(query_error(CONTEXT))?,
-                    region: row.try_get("region").map_err(query_error(CONTEXT))?,
-                };
-                let id: String = row.try_get("id").map_err(query_error(CONTEXT))?;
-                found.insert(id, (location, deleted_at.is_some()));
-            }
-        }
-        Ok(found)
+        Ok(Self::stored_by_id(&mut conn, ids, CONTEXT)
+            .await?
+            .into_iter()
+            .map(|stored| (stored.registry.id, (stored.location, stored.deleted)))
+            .collect())
     }
 
     /// Writes a scope's plan: new rows, changed and retired rows, their history rows (closing

@@ -473,18 +473,7 @@ fn not_applied(scope: &Scope, walk: Walk, why: &str) -> ScopeReport {
         }
         _ => why.to_owned(),
     };
-    ScopeReport {
-        scope: scope.clone(),
-        status: ScopeStatus::Failed,
-        n_pages: walk.n_pages,
-        n_requests: walk.attempts.n_requests.into(),
-        n_throttled: walk.attempts.n_throttled.into(),
-        n_retries: walk.attempts.n_retries.into(),
-        n_walks: walk.n_walks.into(),
-        api_total: walk.api_total,
-        counts: ScopeCounts::default(),
-        error: Some(error),
-    }
+    walk.report(scope, ScopeStatus::Failed, Some(error))
 }
 
 /// The scopes (by index) that answer for their project's rows recorded without an
@@ -684,18 +673,7 @@ async fn apply_walk(
         error: error.as_deref(),
         now: now(),
     };
-    let mut report = ScopeReport {
-        scope: scope.clone(),
-        status,
-        n_pages: walk.n_pages,
-        n_requests: walk.attempts.n_requests.into(),
-        n_throttled: walk.attempts.n_throttled.into(),
-        n_retries: walk.attempts.n_retries.into(),
-        n_walks: walk.n_walks.into(),
-        api_total: walk.api_total,
-        counts: ScopeCounts::default(),
-        error: error.clone(),
-    };
+    let mut report = walk.report(scope, status, error.clone());
     let applied = if matches!(walk.outcome, WalkOutcome::Interrupted) {
         store
             .close_scope_without_changes(&result)
@@ -839,6 +817,22 @@ struct Walk {
 }
 
 impl Walk {
+    /// The report of the scope this walk walked, before anything is written.
+    fn report(&self, scope: &Scope, status: ScopeStatus, error: Option<String>) -> ScopeReport {
+        ScopeReport {
+            scope: scope.clone(),
+            status,
+            n_pages: self.n_pages,
+            n_requests: self.attempts.n_requests.into(),
+            n_throttled: self.attempts.n_throttled.into(),
+            n_retries: self.attempts.n_retries.into(),
+            n_walks: self.n_walks.into(),
+            api_total: self.api_total,
+            counts: ScopeCounts::default(),
+            error,
+        }
+    }
+
     fn failed(error: String) -> Walk {
         Walk {
             registries: Vec::new(),
