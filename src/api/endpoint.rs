@@ -56,10 +56,10 @@ const EU_WEST_101: &str = "eu-west-101";
 /// HSS endpoint of [`EU_WEST_101`], from the Go SDK's region table.
 const EU_WEST_101_ENDPOINT: &str = "https://hss.eu-west-101.myhuaweicloud.eu";
 
-/// IAM's global endpoint; it issues tokens and lists projects for every region but [`EU_WEST_101`].
+/// IAM's global endpoint; it issues tokens and lists projects for every region but `eu-west-101`.
 pub const DEFAULT_IAM_ENDPOINT: &str = "https://iam.myhuaweicloud.com";
 
-/// EPS's global endpoint; EPS is a global service, except in [`EU_WEST_101`].
+/// EPS's global endpoint; EPS is a global service, except in `eu-west-101`.
 pub const DEFAULT_EPS_ENDPOINT: &str = "https://eps.myhuaweicloud.com";
 
 /// IAM of [`EU_WEST_101`], which the global endpoint does not serve.

@@ -14,7 +14,7 @@
 //! # Layout
 //!
 //! - this file: the one declaration of every key, the layers and their merge.
-//! - [`file`]: reading a config file, with every problem's key and line.
+//! - [`mod@file`]: reading a config file, with every problem's key and line.
 //! - [`sync`]: [`SyncConfig`], what a sync needs, and the credentials.
 //! - [`service`]: [`ServiceConfig`], what `hss-sync run` needs besides.
 
@@ -248,7 +248,7 @@ pub struct RawConfig {
     #[arg(long, env = "HSS_SYNC_INSECURE_SKIP_TLS_VERIFY", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub insecure_skip_tls_verify: Option<bool>,
 
-    /// `[credentials]`: the environment's own variables ([`env`]) or the file, never flags.
+    /// `[credentials]`: the environment's own variables ([`mod@env`]) or the file, never flags.
     #[arg(skip)]
     #[serde(default, skip_serializing_if = "CredentialSettings::is_empty")]
     pub credentials: CredentialSettings,
@@ -348,7 +348,7 @@ impl FilterSettings {
     }
 }
 
-/// `[credentials]` of the config file; the environment's variables ([`env`]) win over it.
+/// `[credentials]` of the config file; the environment's variables ([`mod@env`]) win over it.
 /// Prefer the environment: a file with secrets must be readable by its owner only.
 /// Serialised, every secret is [`REDACTED`]; `Debug` hides them too.
 #[derive(Clone, Default, Deserialize)]
@@ -442,8 +442,8 @@ impl PartialEq for CredentialSettings {
 }
 
 /// Lays the layers over each other, highest first: a key takes the value of the first layer
-/// that sets it. Credentials are taken from the last layer that has any (only the file has
-/// them), and `accept_deletions` from the first (only flags set it).
+/// that sets it. Credentials are taken whole from the first layer that has any (only the file
+/// has them), and `accept_deletions` from the first layer (only flags set it).
 ///
 /// # Errors
 ///
@@ -457,7 +457,6 @@ pub fn merge(layers: &[&RawConfig]) -> Result<RawConfig, String> {
     let mut merged: RawConfig = from_table(merged)?;
     merged.credentials = layers
         .iter()
-        .rev()
         .map(|layer| &layer.credentials)
         .find(|c| !c.is_empty())
         .cloned()
