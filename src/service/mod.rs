@@ -61,7 +61,44 @@ pub enum Leased {
     /// This process ran the sync.
     Ran(RunReport),
     /// It did not: why.
-    Skipped(String),
+    Skipped(Skipped),
+}
+
+/// Why [`run_leased`] did not sync.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Skipped {
+    /// Another process holds the sync lease.
+    LeaseHeld {
+        /// Who.
+        holder: String,
+        /// Until when, where the lease has an expiry (SQLite).
+        until: Option<DateTime<Utc>>,
+    },
+    /// Another replica already ran this schedule tick.
+    TickTaken,
+}
+
+impl Skipped {
+    /// The `reason` label of `hss_sync_ticks_skipped_total`.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Skipped::LeaseHeld { .. } => "lease",
+            Skipped::TickTaken => "tick_taken",
+        }
+    }
+}
+
+impl std::fmt::Display for Skipped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Skipped::LeaseHeld { holder, until } => write!(
+                f,
+                "another hss-sync process ({holder}) holds the sync lease{}",
+                until.map(|u| format!(" until {u}")).unwrap_or_default()
+            ),
+            Skipped::TickTaken => f.write_str("another replica already ran this tick"),
+        }
+    }
 }
 
 /// Takes the sync lease (for `tick`, when a schedule tick asks), marks runs that dead
@@ -84,16 +121,9 @@ pub async fn run_leased(
     let held = match store.acquire_lease(tick, lease).await? {
         LeaseOutcome::Acquired(held) => held,
         LeaseOutcome::Held { holder, until } => {
-            return Ok(Leased::Skipped(format!(
-                "another hss-sync process ({holder}) holds the sync lease{}",
-                until.map(|u| format!(" until {u}")).unwrap_or_default()
-            )))
+            return Ok(Leased::Skipped(Skipped::LeaseHeld { holder, until }))
         }
-        LeaseOutcome::TickTaken => {
-            return Ok(Leased::Skipped(
-                "another replica already ran this tick".to_owned(),
-            ));
-        }
+        LeaseOutcome::TickTaken => return Ok(Leased::Skipped(Skipped::TickTaken)),
     };
     let held = Arc::new(tokio::sync::Mutex::new(held));
     let renewal = tokio::spawn(renew_lease(held.clone(), lease, cancel.clone()));
@@ -267,12 +297,7 @@ pub async fn run_daemon(
                             report.credentials_refused.clone();
                     }
                     Ok(Leased::Skipped(reason)) => {
-                        let label = if reason.contains("this tick") {
-                            "tick_taken"
-                        } else {
-                            "lease"
-                        };
-                        ::metrics::counter!("hss_sync_ticks_skipped_total", "reason" => label)
+                        ::metrics::counter!("hss_sync_ticks_skipped_total", "reason" => reason.metric_label())
                             .increment(1);
                         info!("not syncing at this tick: {reason}");
                     }
