@@ -451,7 +451,7 @@ impl PartialEq for CredentialSettings {
 pub fn merge(layers: &[&RawConfig]) -> Result<RawConfig, String> {
     let mut merged = toml::Table::new();
     for layer in layers.iter().rev() {
-        let table = toml::Table::try_from(layer).map_err(|e| format!("configuration: {e}"))?;
+        let table = toml::Table::try_from(layer).map_err(|e| too_large(layer, e))?;
         lay_over(&mut merged, table);
     }
     let mut merged: RawConfig = from_table(merged)?;
@@ -463,6 +463,31 @@ pub fn merge(layers: &[&RawConfig]) -> Result<RawConfig, String> {
         .unwrap_or_default();
     merged.accept_deletions = layers.first().is_some_and(|l| l.accept_deletions);
     Ok(merged)
+}
+
+/// The problem of a layer that TOML cannot hold, naming its key: an integer above `i64::MAX`
+/// is the one value a flag can give that TOML cannot.
+fn too_large(layer: &RawConfig, error: toml::ser::Error) -> String {
+    fn find(value: &serde_json::Value, path: &str) -> Option<String> {
+        match value {
+            serde_json::Value::Number(n) if n.as_i64().is_none() && n.as_u64().is_some() => {
+                Some(format!("{path}: {n} is larger than {}", i64::MAX))
+            }
+            serde_json::Value::Object(map) => map.iter().find_map(|(key, value)| {
+                let path = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                find(value, &path)
+            }),
+            _ => None,
+        }
+    }
+    serde_json::to_value(layer)
+        .ok()
+        .and_then(|value| find(&value, ""))
+        .unwrap_or_else(|| format!("configuration: {error}"))
 }
 
 /// Puts every key of `over` into `under`, table by table.

@@ -378,3 +378,23 @@ fn help_shows_the_defaults_from_the_constants() {
         "{page_limit}"
     );
 }
+
+#[test]
+fn a_flag_too_large_for_toml_is_named_by_its_key() {
+    let flags = RawConfig {
+        service: ServiceSettings {
+            lease_seconds: Some(u64::MAX),
+            ..ServiceSettings::default()
+        },
+        ..overrides()
+    };
+    let error = Config::build(&flags, &RawConfig::default(), env_of(KEYS)).unwrap_err();
+    assert_eq!(
+        error.problems,
+        [format!(
+            "service.lease_seconds: {} is larger than {}",
+            u64::MAX,
+            i64::MAX
+        )]
+    );
+}
