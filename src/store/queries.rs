@@ -78,17 +78,27 @@ static IN_SCOPE: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// `($1, .., $cols), ($cols+1, ..), ..` for `rows` rows.
-fn row_placeholders(rows: usize, cols: usize) -> String {
+/// `($1, .., $cols), ($cols+1, ..), ..` for `rows` rows (`?` on a backend that takes
+/// anonymous placeholders).
+fn row_placeholders<DB: Backend>(rows: usize, cols: usize) -> String {
     (0..rows)
-        .map(|row| format!("({})", placeholders(1 + row * cols, cols)))
+        .map(|row| format!("({})", placeholders::<DB>(1 + row * cols, cols)))
         .collect::<Vec<_>>()
         .join(", ")
 }
 
-fn placeholders(first: usize, count: usize) -> String {
+/// `$first, .., $(first+count-1)`, or as many `?` on a backend that takes anonymous
+/// placeholders. A statement that uses these must number every placeholder through here, in
+/// the order they appear, each once: anonymous ones are bound by position.
+fn placeholders<DB: Backend>(first: usize, count: usize) -> String {
     (first..first + count)
-        .map(|i| format!("${i}"))
+        .map(|i| {
+            if DB::ANONYMOUS_PLACEHOLDERS {
+                "?".to_owned()
+            } else {
+                format!("${i}")
+            }
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -307,7 +317,7 @@ where
         for chunk in ids.chunks(IDS_PER_STATEMENT) {
             let sql = format!(
                 "{SELECT_STORED} WHERE id IN ({})",
-                placeholders(1, chunk.len())
+                placeholders::<DB>(1, chunk.len())
             );
             let mut query = sqlx::query::<DB>(&sql);
             for id in chunk {
@@ -356,8 +366,9 @@ where
             .collect();
         for chunk in superseded.chunks(IDS_PER_STATEMENT) {
             let sql = format!(
-                "UPDATE registry_history SET valid_to = $1 WHERE valid_to IS NULL AND registry_id IN ({})",
-                placeholders(2, chunk.len())
+                "UPDATE registry_history SET valid_to = {} WHERE valid_to IS NULL AND registry_id IN ({})",
+                placeholders::<DB>(1, 1),
+                placeholders::<DB>(2, chunk.len())
             );
             let mut query = sqlx::query::<DB>(&sql).bind(DB::timestamp(now));
             for id in chunk {
@@ -378,7 +389,7 @@ where
             let sql = format!(
                 "INSERT INTO registries (id, {}, version, first_seen_at, last_seen_at, last_changed_at, last_sync_run_id) VALUES {}",
                 CONTENT_COLUMNS.join(", "),
-                row_placeholders(chunk.len(), CONTENT_COLUMNS.len() + 6)
+                row_placeholders::<DB>(chunk.len(), CONTENT_COLUMNS.len() + 6)
             );
             let mut query = sqlx::query::<DB>(&sql);
             for change in chunk {
@@ -433,7 +444,7 @@ where
             let sql = format!(
                 "INSERT INTO registry_history (registry_id, version, change_kind, changed_fields, valid_from, sync_run_id, {}) VALUES {}",
                 CONTENT_COLUMNS.join(", "),
-                row_placeholders(chunk.len(), CONTENT_COLUMNS.len() + 6)
+                row_placeholders::<DB>(chunk.len(), CONTENT_COLUMNS.len() + 6)
             );
             let mut query = sqlx::query::<DB>(&sql);
             for change in chunk {
@@ -454,8 +465,10 @@ where
         // 5. Registries seen again unchanged: only last_seen_at moves.
         for chunk in plan.unchanged.chunks(IDS_PER_STATEMENT) {
             let sql = format!(
-                "UPDATE registries SET last_seen_at = $1, last_sync_run_id = $2 WHERE id IN ({})",
-                placeholders(3, chunk.len())
+                "UPDATE registries SET last_seen_at = {}, last_sync_run_id = {} WHERE id IN ({})",
+                placeholders::<DB>(1, 1),
+                placeholders::<DB>(2, 1),
+                placeholders::<DB>(3, chunk.len())
             );
             let mut query = sqlx::query::<DB>(&sql)
                 .bind(DB::timestamp(now))
@@ -806,7 +819,7 @@ where
                 "UPDATE sync_runs SET {}, n_scopes_failed = (SELECT COUNT(*) FROM sync_run_scopes s \
                  WHERE s.sync_run_id = sync_runs.id AND s.status = 'failed') WHERE id IN ({})",
                 sums.join(", "),
-                placeholders(1, chunk.len())
+                placeholders::<DB>(1, chunk.len())
             );
             let mut query = sqlx::query::<DB>(&sql);
             for id in chunk {
@@ -878,7 +891,7 @@ where
         let mut conn = pool.acquire().await.map_err(query_error(CONTEXT))?;
         let sql = format!(
             "SELECT finished_at FROM sync_runs WHERE finished_at IS NOT NULL AND status IN ({}) ORDER BY id DESC LIMIT 1",
-            placeholders(1, statuses.len())
+            placeholders::<DB>(1, statuses.len())
         );
         let mut query = sqlx::query::<DB>(&sql);
         for status in statuses {
