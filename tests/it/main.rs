@@ -7,6 +7,7 @@
 mod helpers;
 mod invariants;
 
+mod bench;
 mod cli;
 mod client;
 mod deploy;

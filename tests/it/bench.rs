@@ -1,0 +1,115 @@
+//! The benchmark (`examples/bench.rs`) runs end to end at a small size: it starts the simulator in
+//! a process of its own, runs the real binary's three syncs and prints a table with a number in
+//! every column. No speed is asserted.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The example's binary, next to the test's `hss-sync` (`target/<profile>/examples/bench`);
+/// `cargo test` builds examples, but `cargo test --test it` does not, so it is built when missing.
+///
+/// The nested `cargo build` runs without the package variables cargo sets for a test
+/// (`CARGO_PKG_*`, `CARGO_MANIFEST_DIR`, ...): build scripts such as ring's depend on them with
+/// `rerun-if-env-changed`, and with the test's values they would rebuild half the dependency tree,
+/// twice.
+fn bench_binary() -> PathBuf {
+    let hss_sync = Path::new(env!("CARGO_BIN_EXE_hss-sync"));
+    let profile_dir = hss_sync.parent().expect("hss-sync has a directory");
+    let bench = profile_dir
+        .join("examples")
+        .join(format!("bench{}", std::env::consts::EXE_SUFFIX));
+    if !bench.is_file() {
+        let mut build = Command::new(env!("CARGO"));
+        build
+            .args(["build", "--example", "bench"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        for (key, _) in std::env::vars_os() {
+            let key = key.to_string_lossy();
+            if [
+                "CARGO_PKG_",
+                "CARGO_MANIFEST_",
+                "CARGO_CRATE_",
+                "CARGO_BIN_",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+                "CARGO_RUSTC_CURRENT_DIR",
+                "OUT_DIR",
+            ]
+            .iter()
+            .any(|prefix| key.starts_with(prefix))
+            {
+                build.env_remove(key.as_ref());
+            }
+        }
+        if profile_dir
+            .file_name()
+            .is_some_and(|name| name == "release")
+        {
+            build.arg("--release");
+        }
+        let status = build.status().expect("cargo runs");
+        assert!(status.success(), "cargo build --example bench failed");
+    }
+    assert!(
+        bench.is_file(),
+        "no benchmark binary at {}",
+        bench.display()
+    );
+    bench
+}
+
+#[test]
+fn the_benchmark_runs_at_a_small_size_and_prints_three_rows_of_numbers() {
+    let output = Command::new(bench_binary())
+        .args([
+            "--registries",
+            "200",
+            "--latency-ms",
+            "0",
+            "--format",
+            "markdown",
+        ])
+        .arg("--hss-sync")
+        .arg(env!("CARGO_BIN_EXE_hss-sync"))
+        .output()
+        .expect("the benchmark starts");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the benchmark failed: {}\n{stdout}\n{stderr}",
+        output.status
+    );
+    let rows: Vec<Vec<String>> = stdout
+        .lines()
+        .filter(|line| line.starts_with("| SQLite |"))
+        .map(|line| {
+            line.trim_matches('|')
+                .split('|')
+                .map(|cell| cell.trim().to_owned())
+                .collect()
+        })
+        .collect();
+    assert_eq!(rows.len(), 3, "three syncs, one row each:\n{stdout}");
+    let syncs: Vec<&str> = rows.iter().map(|row| row[2].as_str()).collect();
+    assert_eq!(syncs, ["first", "unchanged", "10% changed"], "{stdout}");
+    for row in &rows {
+        assert_eq!(row.len(), 10, "ten columns: {row:?}");
+        assert_eq!(row[1], "200 in 20 scopes", "{row:?}");
+        // wall, bound, CPU, RSS, requests, throttled are numbers; wall/bound is "—" without
+        // latency or quota.
+        for (column, cell) in [3, 4, 6, 7, 8, 9].map(|i| (i, &row[i])) {
+            let value: f64 = cell
+                .parse()
+                .unwrap_or_else(|_| panic!("column {column} of {row:?} is not a number"));
+            assert!(value >= 0.0, "{row:?}");
+        }
+        assert_eq!(row[5], "—", "no bound without latency or quota: {row:?}");
+        let wall: f64 = row[3].parse().unwrap();
+        let rss: f64 = row[7].parse().unwrap();
+        let requests: u64 = row[8].parse().unwrap();
+        assert!(wall > 0.0 && rss > 0.0, "{row:?}");
+        // 20 scopes of 10 registries: at least one page each.
+        assert!(requests >= 20, "{row:?}");
+    }
+}
