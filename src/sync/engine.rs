@@ -513,21 +513,32 @@ async fn confirm_deletions(
         .iter()
         .flat_map(|w| w.registries.iter().map(|r| r.id.clone()))
         .collect();
-    let mut confirmed = Vec::with_capacity(walks.len());
-    for (index, (scope, first)) in scopes.iter().zip(walks).enumerate() {
-        let live = store
-            .live_ids_in_scope(scope, unattributed.contains(&index))
-            .await?;
-        let n_missing = live.iter().filter(|id| !seen_in_run.contains(*id)).count();
-        let Some(client) = clients.for_region(&scope.region).filter(|_| n_missing > 0) else {
-            confirmed.push(first);
-            continue;
-        };
-        info!(scope = %scope, n_missing, "scope {scope}: {n_missing} registries missing; walking it again to confirm");
-        let second = walk_with_rewalks(client, scope, options, gate).await;
-        confirmed.push(merge_confirming_walk(first, second));
-    }
-    Ok(confirmed)
+    // The confirming walks go as concurrently as the first ones did.
+    let walk_slots = Semaphore::new(options.concurrency.max(1));
+    let confirmed = join_all(scopes.iter().zip(walks).enumerate().map(
+        |(index, (scope, first))| {
+            let (seen_in_run, walk_slots) = (&seen_in_run, &walk_slots);
+            async move {
+                let live = store
+                    .live_ids_in_scope(scope, unattributed.contains(&index))
+                    .await?;
+                let n_missing = live.iter().filter(|id| !seen_in_run.contains(*id)).count();
+                let Some(client) = clients.for_region(&scope.region).filter(|_| n_missing > 0)
+                else {
+                    return Ok(first);
+                };
+                info!(scope = %scope, n_missing, "scope {scope}: {n_missing} registries missing; walking it again to confirm");
+                let _slot = walk_slots
+                    .acquire()
+                    .await
+                    .expect("semaphore is never closed");
+                let second = walk_with_rewalks(client, scope, options, gate).await;
+                Ok(merge_confirming_walk(first, second))
+            }
+        },
+    ))
+    .await;
+    confirmed.into_iter().collect()
 }
 
 /// The first walk of a scope with its confirming walk: what either saw is present, with the
