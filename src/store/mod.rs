@@ -429,28 +429,23 @@ impl Store {
             Pools::Sqlite(pool) => {
                 let now = Utc::now().trunc_subsecs(3);
                 let expires_at = expiry(now, length);
-                let outcome = Queries::<sqlx::Sqlite>::acquire_lease(
-                    pool,
-                    holder_id(),
-                    tick,
-                    now,
-                    expires_at,
-                )
-                .await?;
-                let outcome = match outcome {
+                let acquire = |gone| {
+                    Queries::<sqlx::Sqlite>::acquire_lease(
+                        pool,
+                        holder_id(),
+                        gone,
+                        tick,
+                        now,
+                        expires_at,
+                    )
+                };
+                let outcome = match acquire(None).await? {
                     RowLease::Held { holder, .. }
                         if lease::holder_is_gone(&holder, &hostname_or_unknown()) =>
                     {
                         tracing::warn!(lease.holder = %holder, "the sync lease is held by process {holder}, which no longer exists; taking it over");
-                        Queries::<sqlx::Sqlite>::take_over_lease(
-                            pool,
-                            holder_id(),
-                            &holder,
-                            tick,
-                            now,
-                            expires_at,
-                        )
-                        .await?
+                        // Taken unless another process took it meanwhile; the tick rule holds.
+                        acquire(Some(&holder)).await?
                     }
                     other => other,
                 };
@@ -565,7 +560,7 @@ impl Store {
                 .await
                 .map_err(query_error("starting a scope transaction"))?;
             let stored = Queries::<Db>::load_for_scope(&mut *tx, result.scope, result.retirement.unattributed, result.registries).await?;
-            let plan = plan::plan_scope_with(&stored, result.registries, result.scope, &result.retirement);
+            let plan = plan::plan_scope(&stored, result.registries, result.scope, &result.retirement);
             Queries::<Db>::write_plan(&mut *tx, &plan, result.run_id, result.now).await?;
             let held = (plan.counts.n_held > 0)
                 .then(|| result.retirement.guard.held_message(plan.counts.n_held, plan.n_live));

@@ -649,11 +649,13 @@ where
             })
             .collect()
     }
-    /// Takes the sync lease for `holder` until `expires_at`, when it is free, lapsed or
-    /// already ours, and (with a `tick`) when no run has been started for that tick yet.
+    /// Takes the sync lease for `holder` until `expires_at`, when it is free, lapsed, already
+    /// ours, or held by `gone` (a holder whose process no longer exists), and (with a `tick`)
+    /// when no run has been started for that tick yet.
     pub(crate) async fn acquire_lease(
         pool: &Pool<DB>,
         holder: &str,
+        gone: Option<&str>,
         tick: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
         expires_at: DateTime<Utc>,
@@ -663,13 +665,14 @@ where
         let taken = sqlx::query::<DB>(
             "UPDATE sync_lease SET holder = $1, acquired_at = $2, expires_at = $3, \
              last_tick_at = COALESCE($4, last_tick_at) \
-             WHERE name = 'sync' AND (holder IS NULL OR holder = $1 OR expires_at < $2) \
+             WHERE name = 'sync' AND (holder IS NULL OR holder = $1 OR expires_at < $2 OR holder = $5) \
              AND ($4 IS NULL OR last_tick_at IS NULL OR last_tick_at < $4) RETURNING holder",
         )
         .bind(holder.to_owned())
         .bind(DB::timestamp(now))
         .bind(DB::timestamp(expires_at))
         .bind(tick.map(DB::timestamp))
+        .bind(gone.map(str::to_owned))
         .fetch_optional(&mut *conn)
         .await
         .map_err(query_error(CONTEXT))?;
@@ -697,40 +700,6 @@ where
             holder: current.unwrap_or_default(),
             until: until.map(DB::read_timestamp).transpose()?,
         })
-    }
-
-    /// Takes the lease from `previous`, a holder whose process is gone, unless another
-    /// process took it meanwhile; the tick rule still applies.
-    pub(crate) async fn take_over_lease(
-        pool: &Pool<DB>,
-        holder: &str,
-        previous: &str,
-        tick: Option<DateTime<Utc>>,
-        now: DateTime<Utc>,
-        expires_at: DateTime<Utc>,
-    ) -> Result<RowLease, StoreError> {
-        const CONTEXT: &str = "taking over the sync lease";
-        let mut conn = pool.acquire().await.map_err(query_error(CONTEXT))?;
-        let taken = sqlx::query::<DB>(
-            "UPDATE sync_lease SET holder = $1, acquired_at = $2, expires_at = $3, \
-             last_tick_at = COALESCE($4, last_tick_at) \
-             WHERE name = 'sync' AND holder = $5 \
-             AND ($4 IS NULL OR last_tick_at IS NULL OR last_tick_at < $4) RETURNING holder",
-        )
-        .bind(holder.to_owned())
-        .bind(DB::timestamp(now))
-        .bind(DB::timestamp(expires_at))
-        .bind(tick.map(DB::timestamp))
-        .bind(previous.to_owned())
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(query_error(CONTEXT))?;
-        drop(conn);
-        if taken.is_some() {
-            return Ok(RowLease::Acquired);
-        }
-        // Taken by someone else meanwhile, or the tick is claimed: say which.
-        Self::acquire_lease(pool, holder, tick, now, expires_at).await
     }
 
     /// Extends the lease while `holder` still has it; `false` when another process took it.

@@ -195,31 +195,10 @@ pub struct ScopePlan {
 /// Plans one scope.
 ///
 /// `stored` holds the rows the scope covers and the rows of every fetched id, wherever they
-/// live. Missing rows are retired only when `complete` is true and their id was not seen
-/// elsewhere in this run (`seen_in_run`), so a failed or inconsistent walk retires nothing.
+/// live. Missing rows are retired only as `retirement` allows: nothing unless it is allowed,
+/// nothing whose id was seen elsewhere in the run, and nothing when the guard holds the
+/// scope's deletions (they are counted in `n_held`).
 pub fn plan_scope(
-    stored: &[StoredRegistry],
-    fetched: &[Registry],
-    scope: &Scope,
-    complete: bool,
-    seen_in_run: &HashSet<String>,
-) -> ScopePlan {
-    plan_scope_with(
-        stored,
-        fetched,
-        scope,
-        &Retirement {
-            allowed: complete,
-            seen_in_run,
-            unattributed: false,
-            guard: DeletionGuard::off(),
-        },
-    )
-}
-
-/// Plans one scope, retiring as `retirement` allows: nothing unless it is allowed, and
-/// nothing when the guard holds the scope's deletions (they are counted in `n_held`).
-pub fn plan_scope_with(
     stored: &[StoredRegistry],
     fetched: &[Registry],
     scope: &Scope,
@@ -327,6 +306,27 @@ mod tests {
     use serde_json::{json, Value};
 
     use super::*;
+
+    /// Plans with retiring allowed when `complete`, and no guard.
+    fn plan_without_guard(
+        stored: &[StoredRegistry],
+        fetched: &[Registry],
+        scope: &Scope,
+        complete: bool,
+        seen_in_run: &HashSet<String>,
+    ) -> ScopePlan {
+        plan_scope(
+            stored,
+            fetched,
+            scope,
+            &Retirement {
+                allowed: complete,
+                seen_in_run,
+                unattributed: false,
+                guard: DeletionGuard::off(),
+            },
+        )
+    }
     use crate::sync::ALL_GRANTED_EPS;
 
     fn registry(id: &str, status: &str) -> Registry {
@@ -384,7 +384,7 @@ mod tests {
             registry("new", "success"),
             registry("back", "success"),
         ];
-        let plan = plan_scope(
+        let plan = plan_without_guard(
             &rows,
             &fetched,
             &scope(ALL_GRANTED_EPS),
@@ -419,7 +419,7 @@ mod tests {
     #[test]
     fn incomplete_walk_retires_nothing() {
         let rows = [stored("gone", "success", None, 1, false)];
-        let plan = plan_scope(&rows, &[], &scope(ALL_GRANTED_EPS), false, &HashSet::new());
+        let plan = plan_without_guard(&rows, &[], &scope(ALL_GRANTED_EPS), false, &HashSet::new());
         assert!(plan.changes.is_empty());
         assert_eq!(plan.counts, ScopeCounts::default());
     }
@@ -432,14 +432,14 @@ mod tests {
             stored("gone", "success", Some("ep1"), 1, false),
         ];
         let seen: HashSet<String> = ["moved".to_owned()].into();
-        let plan = plan_scope(&rows, &[], &scope("ep1"), true, &seen);
+        let plan = plan_without_guard(&rows, &[], &scope("ep1"), true, &seen);
         assert_eq!(kinds(&plan), [("gone".to_owned(), ChangeKind::Deleted, 2)]);
     }
 
     #[test]
     fn a_registry_that_moves_enterprise_project_is_updated_with_the_field_named() {
         let rows = [stored("r", "success", Some("ep1"), 1, false)];
-        let plan = plan_scope(
+        let plan = plan_without_guard(
             &rows,
             &[registry("r", "success")],
             &scope("ep2"),
@@ -453,7 +453,7 @@ mod tests {
     #[test]
     fn all_granted_scope_keeps_a_known_enterprise_project() {
         let rows = [stored("r", "success", Some("ep1"), 1, false)];
-        let plan = plan_scope(
+        let plan = plan_without_guard(
             &rows,
             &[registry("r", "success")],
             &scope(ALL_GRANTED_EPS),
@@ -467,7 +467,7 @@ mod tests {
     #[test]
     fn duplicate_ids_in_one_fetch_count_once() {
         let fetched = [registry("a", "success"), registry("a", "success")];
-        let plan = plan_scope(
+        let plan = plan_without_guard(
             &[],
             &fetched,
             &scope(ALL_GRANTED_EPS),
@@ -502,7 +502,7 @@ mod tests {
         let seen = HashSet::new();
         let scope = scope(ALL_GRANTED_EPS);
 
-        let held = plan_scope_with(
+        let held = plan_scope(
             &rows,
             &fetched,
             &scope,
@@ -517,14 +517,14 @@ mod tests {
             accept: true,
             ..DeletionGuard::default()
         };
-        let plan = plan_scope_with(&rows, &fetched, &scope, &retirement(&seen, false, accepted));
+        let plan = plan_scope(&rows, &fetched, &scope, &retirement(&seen, false, accepted));
         assert_eq!((plan.counts.n_deleted, plan.counts.n_held), (12, 0));
 
         // Half or less, or fewer than the minimum, is retired.
         let fetched_half: Vec<Registry> = (0..10)
             .map(|i| registry(&format!("r{i:02}"), "success"))
             .collect();
-        let plan = plan_scope_with(
+        let plan = plan_scope(
             &rows,
             &fetched_half,
             &scope,
@@ -532,7 +532,7 @@ mod tests {
         );
         assert_eq!((plan.counts.n_deleted, plan.counts.n_held), (10, 0));
         let small = &rows[..9];
-        let plan = plan_scope_with(
+        let plan = plan_scope(
             small,
             &[],
             &scope,
@@ -554,7 +554,7 @@ mod tests {
         let fetched = [registry("seen", "success")];
         let seen: HashSet<String> = ["seen".to_owned()].into();
 
-        let plan = plan_scope_with(
+        let plan = plan_scope(
             &rows,
             &fetched,
             &scope("ep1"),
@@ -569,7 +569,7 @@ mod tests {
         );
         assert_eq!(plan.changes[0].changed_fields, ["enterprise_project_id"]);
 
-        let plan = plan_scope_with(
+        let plan = plan_scope(
             &rows,
             &fetched,
             &scope("ep1"),

@@ -517,32 +517,16 @@ async fn a_postgres_lease_is_released_by_the_server_when_its_holder_dies() {
         min: std::time::Duration::from_secs(10),
         max: std::time::Duration::from_secs(10),
     });
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hss-sync"))
-        .args([
-            "run",
-            "--region",
-            "cn-north-4",
-            "--endpoint",
-            &app.endpoint(),
-            "--project-id",
-            &app.sim.project_ids().join(","),
-            "--database-url",
-            &app.db.url,
-            "--max-requests-per-minute",
-            "0",
+    let mut child = crate::service::spawn_daemon(
+        &app,
+        &[
             "--run-at-start",
             "--schedule",
             "0 0 0 1 1 *",
             "--listen",
             "127.0.0.1:0",
-        ])
-        .env("CLOUD_SDK_AK", ACCESS_KEY)
-        .env("CLOUD_SDK_SK", SECRET_KEY)
-        .env_remove("RUST_LOG")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+        ],
+    );
     // Wait for its run to be recorded: it holds the lease, and the kill lands mid-run. (Not
     // by trying the lease here: taking it even for a moment would make the child skip.)
     let mut running = false;

@@ -19,7 +19,8 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn spawn_daemon(app: &TestApp, extra: &[&str]) -> Child {
+/// Starts the real `hss-sync run` on `app`'s simulator and database, with `extra` flags.
+pub(crate) fn spawn_daemon(app: &TestApp, extra: &[&str]) -> Child {
     spawn_daemon_with_secret(app, SECRET_KEY, extra)
 }
 
