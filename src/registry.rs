@@ -83,7 +83,7 @@ impl Registry {
 /// Key order on the wire therefore never counts as a change.
 pub fn content_hash(raw: &Map<String, Value>) -> String {
     let mut text = String::new();
-    write_canonical(&Value::Object(raw.clone()), &mut text);
+    write_canonical_object(raw, &mut text);
     hex::encode(Sha256::digest(text.as_bytes()))
 }
 
@@ -101,22 +101,31 @@ pub fn changed_fields(old: &Map<String, Value>, new: &Map<String, Value>) -> Vec
     names
 }
 
+fn write_canonical_object(map: &Map<String, Value>, out: &mut String) {
+    let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+    entries.sort_unstable_by_key(|(key, _)| *key);
+    out.push('{');
+    for (i, (key, value)) in entries.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_json_string(key, out);
+        out.push(':');
+        write_canonical(value, out);
+    }
+    out.push('}');
+}
+
+/// A string as serde_json writes it, without building a `Value` for it.
+fn write_json_string(text: &str, out: &mut String) {
+    use std::fmt::Write as _;
+    // serde_json's escaping of a string, written straight into `out`.
+    let _ = write!(out, "{}", serde_json::to_string(text).unwrap_or_default());
+}
+
 fn write_canonical(value: &Value, out: &mut String) {
     match value {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, key) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String(key.clone()).to_string());
-                out.push(':');
-                write_canonical(&map[key], out);
-            }
-            out.push('}');
-        }
+        Value::Object(map) => write_canonical_object(map, out),
         Value::Array(items) => {
             out.push('[');
             for (i, item) in items.iter().enumerate() {
@@ -127,6 +136,7 @@ fn write_canonical(value: &Value, out: &mut String) {
             }
             out.push(']');
         }
+        Value::String(text) => write_json_string(text, out),
         scalar => out.push_str(&scalar.to_string()),
     }
 }

@@ -33,7 +33,9 @@ use crate::api::endpoint::{DEFAULT_EPS_ENDPOINT, DEFAULT_IAM_ENDPOINT};
 use crate::api::retry::{DEFAULT_BASE_DELAY, DEFAULT_MAX_DELAY, DEFAULT_MAX_RETRIES};
 use crate::api::DEFAULT_REQUEST_TIMEOUT;
 use crate::sync::plan::{DEFAULT_MAX_DELETE_MIN, DEFAULT_MAX_DELETE_PERCENT};
-use crate::sync::{DEFAULT_CONCURRENCY, DEFAULT_MAX_REWALKS, DEFAULT_PAGE_LIMIT};
+use crate::sync::{
+    DEFAULT_CONCURRENCY, DEFAULT_HISTORY_IGNORE_FIELDS, DEFAULT_MAX_REWALKS, DEFAULT_PAGE_LIMIT,
+};
 
 pub use file::exposed_secrets_warning;
 pub use service::{ServiceConfig, ServiceSettings};
@@ -230,6 +232,11 @@ pub struct RawConfig {
           help = with_default("Never hold fewer deletions than this, however large a share of a scope they are", DEFAULT_MAX_DELETE_MIN))]
     pub max_delete_min: Option<u32>,
 
+    /// Registry fields whose changes alone update the row without writing a history version.
+    #[arg(long, env = "HSS_SYNC_HISTORY_IGNORE_FIELDS", value_delimiter = ',', value_name = "FIELD",
+          help = with_default("Registry fields whose changes alone update the row but write no history version (comma-separated; \"\" for none)", DEFAULT_HISTORY_IGNORE_FIELDS.join(",")))]
+    pub history_ignore_fields: Option<Vec<String>>,
+
     /// Retire what complete walks missed this run, even past --max-delete-percent (for one run, after checking that the registries are really gone).
     #[arg(long)]
     #[serde(skip)]
@@ -291,6 +298,7 @@ impl RawConfig {
             confirm_deletions: Some(DEFAULT_CONFIRM_DELETIONS),
             max_delete_percent: Some(DEFAULT_MAX_DELETE_PERCENT),
             max_delete_min: u32::try_from(DEFAULT_MAX_DELETE_MIN).ok(),
+            history_ignore_fields: Some(DEFAULT_HISTORY_IGNORE_FIELDS.map(str::to_owned).to_vec()),
             request_timeout_seconds: Some(DEFAULT_REQUEST_TIMEOUT.as_secs()),
             insecure_skip_tls_verify: Some(false),
             service: ServiceSettings::defaults(),

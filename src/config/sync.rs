@@ -58,6 +58,8 @@ pub struct SyncConfig {
     pub confirm_deletions: bool,
     /// The guard against mass deletion.
     pub deletion_guard: DeletionGuard,
+    /// Registry fields whose changes alone make no history version.
+    pub history_ignore_fields: Vec<String>,
     /// HTTP client settings: timeouts, TLS, retries, rate.
     pub client: ClientSettings,
     /// Filters.
@@ -153,6 +155,14 @@ impl SyncConfig {
             return Err(ConfigError { problems });
         };
         let confirm_deletions = merged.confirm_deletions.unwrap_or_default();
+        let history_ignore_fields: Vec<String> = merged
+            .history_ignore_fields
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|field| field.trim().to_owned())
+            .filter(|field| !field.is_empty())
+            .collect();
         // The keys as they will be used, for `config check`.
         merged.region = scope.region.clone();
         merged.endpoint = scope.effective_endpoint.map(String::from);
@@ -185,6 +195,7 @@ impl SyncConfig {
             max_rewalks,
             confirm_deletions,
             deletion_guard,
+            history_ignore_fields,
             client,
             filters,
             credentials,

@@ -35,6 +35,9 @@ pub trait Backend: sqlx::Database {
     /// bind (17 % of a large first sync's CPU, measured with `perf`). PostgreSQL needs `$N`.
     const ANONYMOUS_PLACEHOLDERS: bool;
 
+    /// How many rows a statement changed.
+    fn rows_affected(result: &Self::QueryResult) -> u64;
+
     /// Converts a time into the bound form.
     fn timestamp(time: DateTime<Utc>) -> Self::Timestamp;
 
@@ -48,6 +51,10 @@ pub trait Backend: sqlx::Database {
 
 impl Backend for Sqlite {
     type Timestamp = String;
+
+    fn rows_affected(result: &sqlx::sqlite::SqliteQueryResult) -> u64 {
+        result.rows_affected()
+    }
 
     const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
 
@@ -72,6 +79,10 @@ impl Backend for Sqlite {
 
 impl Backend for Postgres {
     type Timestamp = DateTime<Utc>;
+
+    fn rows_affected(result: &sqlx::postgres::PgQueryResult) -> u64 {
+        result.rows_affected()
+    }
 
     const BEGIN_WRITE: &'static str = "BEGIN";
 

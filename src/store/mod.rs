@@ -13,7 +13,6 @@ mod backend;
 mod lease;
 mod queries;
 
-use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -28,7 +27,7 @@ use lease::LeaseKind;
 use queries::Queries;
 
 use crate::registry::Registry;
-use crate::sync::plan::{self, Location, Retirement, ScopeCounts};
+use crate::sync::plan::{self, Coverage, RetireDecision, Retirement, ScopeCounts};
 use crate::sync::{RunStatus, Scope, ScopeStatus, Trigger};
 
 /// How long a connection attempt may take before the store reports the database unreachable.
@@ -144,23 +143,41 @@ pub struct RunTotals {
     pub error: Option<String>,
 }
 
-/// What a scope's walk produced, handed to [`Store::apply_scope`].
+/// One walked page, handed to [`Store::stage_page`].
 #[derive(Clone, Copy, Debug)]
-pub struct ScopeResult<'a> {
-    /// The `sync_run_scopes` row to complete.
-    pub scope_row_id: i64,
+pub struct StagePage<'a> {
     /// The run.
     pub run_id: i64,
-    /// The scope.
-    pub scope: &'a Scope,
-    /// Every distinct registry fetched, in order.
+    /// The scope's position in the run.
+    pub scope_ix: i64,
+    /// The scope, with what it answers for.
+    pub coverage: Coverage<'a>,
+    /// The page's registries, each id once.
     pub registries: &'a [Registry],
-    /// What the scope may retire: nothing unless its walk and every walk that could hold
-    /// one of its registries completed.
-    pub retirement: Retirement<'a>,
-    /// `succeeded`, `failed` or `interrupted`; `held` is set by the store when the guard
-    /// holds the scope's deletions.
-    pub status: ScopeStatus,
+}
+
+/// One step of writing a scope: applying its staged pages, or its deferred moves.
+#[derive(Clone, Copy, Debug)]
+pub struct ScopeStep<'a> {
+    /// The run.
+    pub run_id: i64,
+    /// The scope's position in the run.
+    pub scope_ix: i64,
+    /// The scope, with what it answers for.
+    pub coverage: Coverage<'a>,
+    /// Fields whose changes alone refresh a row without making a version.
+    pub ignored_fields: &'a [String],
+    /// The time written into every row the step touches.
+    pub now: DateTime<Utc>,
+}
+
+/// What a step adds to a scope's audit row (`sync_run_scopes`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ScopeUpdate<'a> {
+    /// The row.
+    pub scope_row_id: i64,
+    /// The status to set, if the step decides one.
+    pub status: Option<ScopeStatus>,
     /// Pages read.
     pub n_pages: i64,
     /// Requests sent.
@@ -169,12 +186,10 @@ pub struct ScopeResult<'a> {
     pub n_throttled: i64,
     /// Retries made.
     pub n_retries: i64,
-    /// `total_num` as last reported.
+    /// `total_num` as last reported, if the step read one.
     pub api_total: Option<i64>,
-    /// Why the scope failed.
+    /// Why the scope failed or held its deletions, if it did.
     pub error: Option<&'a str>,
-    /// The time written into every row the scope touches.
-    pub now: DateTime<Utc>,
 }
 
 /// One `sync_runs` row.
@@ -542,77 +557,174 @@ impl Store {
         dispatch!(self, pool => Queries::<Db>::begin_scope(pool, run_id, scope, started_at).await)
     }
 
-    /// Applies one scope in one transaction: upserts what was fetched, retires what is
-    /// missing when retiring is allowed, writes history, and completes the scope's audit row.
-    /// Returns the counts, and the message of deletions held by the guard, when they were
-    /// (the scope is then recorded `held`).
+    /// Stages one walked page (see `migrations/*/0005_staging.sql`): registries seen as
+    /// stored go in by id only, the others with their content. Returns how many registries
+    /// seen as stored were new to the scope's staging.
     ///
     /// # Errors
     ///
-    /// [`StoreError`] when the database fails; then nothing of the scope is written.
-    pub async fn apply_scope(
+    /// [`StoreError`] when the database fails.
+    pub async fn stage_page(&self, page: &StagePage<'_>) -> Result<i64, StoreError> {
+        dispatch!(self, pool => {
+            let mut tx = pool
+                .begin_with(<Db as Backend>::BEGIN_WRITE)
+                .await
+                .map_err(query_error("starting to stage a page"))?;
+            let n = Queries::<Db>::stage_page(&mut *tx, page).await?;
+            tx.commit().await.map_err(query_error("committing a staged page"))?;
+            Ok(n)
+        })
+    }
+
+    /// Forgets what a scope staged, before it is walked again from the start.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the database fails.
+    pub async fn unstage_scope(&self, run_id: i64, scope_ix: i64) -> Result<(), StoreError> {
+        dispatch!(self, pool => Queries::<Db>::unstage_scope(pool, run_id, scope_ix).await)
+    }
+
+    /// Removes the staged rows of `run_id` and of every run that is no longer running.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the database fails.
+    pub async fn clear_staging(&self, run_id: i64) -> Result<(), StoreError> {
+        dispatch!(self, pool => Queries::<Db>::clear_staging(pool, run_id).await)
+    }
+
+    /// Applies what a scope staged and has not applied yet, in one transaction with its
+    /// audit row: new registries, new versions, restored ones; registries stored under a
+    /// scope this one does not cover wait for [`Store::apply_deferred`]. `n_unchanged`
+    /// registries were staged as seen unchanged since the last step. Returns the counts the
+    /// step added.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the database fails; then nothing of the step is written.
+    pub async fn apply_staged(
         &self,
-        result: &ScopeResult<'_>,
+        step: &ScopeStep<'_>,
+        update: &ScopeUpdate<'_>,
+        n_unchanged: i64,
+    ) -> Result<ScopeCounts, StoreError> {
+        dispatch!(self, pool => {
+            let mut tx = pool
+                .begin_with(<Db as Backend>::BEGIN_WRITE)
+                .await
+                .map_err(query_error("starting a scope transaction"))?;
+            let mut counts = Queries::<Db>::apply_staged(&mut *tx, step).await?;
+            counts.n_unchanged += n_unchanged;
+            counts.n_fetched += n_unchanged;
+            Queries::<Db>::record_scope(&mut *tx, update, &counts, step.now).await?;
+            tx.commit().await.map_err(query_error("committing a scope"))?;
+            Ok(counts)
+        })
+    }
+
+    /// Moves to a scope the registries it listed that are stored live under a scope it does
+    /// not cover, unless a scope of the run (`scopes`, by index) that covers them listed
+    /// them too; in one transaction with the scope's audit row.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the database fails; then nothing of the step is written.
+    pub async fn apply_deferred(
+        &self,
+        step: &ScopeStep<'_>,
+        scopes: &[Coverage<'_>],
+        scope_row_id: i64,
+    ) -> Result<ScopeCounts, StoreError> {
+        dispatch!(self, pool => {
+            let mut tx = pool
+                .begin_with(<Db as Backend>::BEGIN_WRITE)
+                .await
+                .map_err(query_error("starting a scope transaction"))?;
+            let counts = Queries::<Db>::apply_deferred(&mut *tx, step, scopes).await?;
+            if counts != ScopeCounts::default() {
+                let update = ScopeUpdate { scope_row_id, ..ScopeUpdate::default() };
+                Queries::<Db>::record_scope(&mut *tx, &update, &counts, step.now).await?;
+            }
+            tx.commit().await.map_err(query_error("committing a scope"))?;
+            Ok(counts)
+        })
+    }
+
+    /// How many live registries a scope covers that no walk of the run listed.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the database fails.
+    pub async fn count_unseen(&self, run_id: i64, coverage: Coverage<'_>) -> Result<i64, StoreError> {
+        dispatch!(self, pool => {
+            let mut conn = pool.acquire().await.map_err(query_error("acquiring a connection"))?;
+            Ok(Queries::<Db>::count_unseen(&mut *conn, run_id, coverage).await?.1)
+        })
+    }
+
+    /// Retires, as `retirement` allows, the live registries a scope covers that no walk of
+    /// the run listed, in one transaction with its audit row. `n_new` of the scope's live
+    /// registries were created or restored by this run: the guard weighs what is missing
+    /// against what the scope held before the run. Returns the counts, and the
+    /// message of deletions held by the guard, when they were (the scope is then `held`).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the database fails; then nothing is retired.
+    pub async fn retire_unseen(
+        &self,
+        run_id: i64,
+        scope_row_id: i64,
+        coverage: Coverage<'_>,
+        retirement: &Retirement,
+        n_new: i64,
+        now: DateTime<Utc>,
     ) -> Result<(ScopeCounts, Option<String>), StoreError> {
         dispatch!(self, pool => {
             let mut tx = pool
                 .begin_with(<Db as Backend>::BEGIN_WRITE)
                 .await
                 .map_err(query_error("starting a scope transaction"))?;
-            let stored = Queries::<Db>::load_for_scope(&mut *tx, result.scope, result.retirement.unattributed, result.registries).await?;
-            let plan = plan::plan_scope(&stored, result.registries, result.scope, &result.retirement);
-            Queries::<Db>::write_plan(&mut *tx, &plan, result.run_id, result.now).await?;
-            let held = (plan.counts.n_held > 0)
-                .then(|| result.retirement.guard.held_message(plan.counts.n_held, plan.n_live));
-            let mut closing = *result;
-            if let Some(held) = &held {
-                closing.status = ScopeStatus::Held;
-                closing.error = Some(held);
+            let (n_live, n_gone) = Queries::<Db>::count_unseen(&mut *tx, run_id, coverage).await?;
+            let n_live = (n_live - n_new).max(n_gone);
+            let mut counts = ScopeCounts::default();
+            let mut held = None;
+            match plan::retire(n_gone, n_live, retirement) {
+                RetireDecision::Nothing => return Ok((counts, None)),
+                RetireDecision::Retire => {
+                    counts.n_deleted = Queries::<Db>::retire_unseen(&mut *tx, run_id, coverage, now).await?;
+                }
+                RetireDecision::Hold => {
+                    counts.n_held = n_gone;
+                    held = Some(retirement.guard.held_message(n_gone, n_live));
+                }
             }
-            Queries::<Db>::finish_scope(&mut *tx, &closing, &plan.counts).await?;
+            let update = ScopeUpdate {
+                scope_row_id,
+                status: held.as_ref().map(|_| ScopeStatus::Held),
+                error: held.as_deref(),
+                ..ScopeUpdate::default()
+            };
+            Queries::<Db>::record_scope(&mut *tx, &update, &counts, now).await?;
             tx.commit().await.map_err(query_error("committing a scope"))?;
-            Ok((plan.counts, held))
+            Ok((counts, held))
         })
     }
 
-    /// The ids of the live registries a scope covers: what a complete walk must see again.
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError`] when the database fails.
-    pub async fn live_ids_in_scope(
-        &self,
-        scope: &Scope,
-        unattributed: bool,
-    ) -> Result<Vec<String>, StoreError> {
-        dispatch!(self, pool => Queries::<Db>::live_ids_in_scope(pool, scope, unattributed).await)
-    }
-
-    /// Where the stored rows of `ids` live, and whether they are retired; ids not stored
-    /// are absent from the map.
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError`] when the database fails.
-    pub async fn locations_of(
-        &self,
-        ids: &[&str],
-    ) -> Result<HashMap<String, (Location, bool)>, StoreError> {
-        dispatch!(self, pool => Queries::<Db>::locations_of(pool, ids).await)
-    }
-
-    /// Marks a scope row `failed` or `interrupted` without touching registries.
+    /// Adds tallies to a scope's audit row and sets its status, without touching registries.
     ///
     /// # Errors
     ///
     /// [`StoreError::Query`] when the database fails.
-    pub async fn close_scope_without_changes(
+    pub async fn record_scope(
         &self,
-        result: &ScopeResult<'_>,
+        update: &ScopeUpdate<'_>,
+        now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         dispatch!(self, pool => {
             let mut conn = pool.acquire().await.map_err(query_error("acquiring a connection"))?;
-            Queries::<Db>::finish_scope(&mut *conn, result, &ScopeCounts::default()).await
+            Queries::<Db>::record_scope(&mut *conn, update, &ScopeCounts::default(), now).await
         })
     }
 

@@ -16,9 +16,11 @@ use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool,
 use crate::registry::{Registry, INTEGER_FIELDS, STRING_FIELDS};
 use crate::store::{
     query_error, Backend, HistoryFilter, HistoryRecord, NewRun, RegistryRecord, RowLease,
-    RunRecord, RunTotals, ScopeRecord, ScopeResult, StoreError,
+    RunRecord, RunTotals, ScopeRecord, ScopeStep, ScopeUpdate, StagePage, StoreError,
 };
-use crate::sync::plan::{Change, ChangeKind, Location, ScopeCounts, ScopePlan, StoredRegistry};
+use crate::sync::plan::{
+    self, Change, ChangeKind, Coverage, Decision, Location, ScopeCounts, StoredSummary, Write,
+};
 use crate::sync::{RunStatus, Scope, ScopeStatus, Trigger, ALL_GRANTED_EPS};
 
 /// How many ids go into one `IN (..)` list: far below SQLite's and PostgreSQL's
@@ -51,6 +53,41 @@ static UPDATE_REGISTRY: LazyLock<String> = LazyLock::new(|| {
         n + 4
     )
 });
+
+/// Refreshes a row whose changes were all in ignored fields: new content, same version.
+static REFRESH_REGISTRY: LazyLock<String> = LazyLock::new(|| {
+    let n = CONTENT_COLUMNS.len();
+    let sets: Vec<String> = CONTENT_COLUMNS
+        .iter()
+        .enumerate()
+        .map(|(i, column)| format!("{column} = ${}", i + 2))
+        .collect();
+    format!(
+        "UPDATE registries SET {}, last_seen_at = ${}, last_sync_run_id = ${} WHERE id = $1",
+        sets.join(", "),
+        n + 2,
+        n + 3
+    )
+});
+
+/// What a staged row takes from a later walk's listing of the same registry.
+static STAGED_UPDATE: LazyLock<String> = LazyLock::new(|| {
+    CONTENT_COLUMNS
+        .iter()
+        .map(|column| format!("{column} = excluded.{column}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+});
+
+/// Rows per staging `INSERT`: a whole page of the API's largest.
+const STAGED_PER_INSERT: usize = 200;
+
+/// Staged rows a scope's transaction reads at a time.
+const APPLY_CHUNK: i64 = 1_000;
+
+/// A stored row `r` that no walk of run `$4` listed.
+const UNSEEN: &str =
+    "NOT EXISTS (SELECT 1 FROM sync_staging s WHERE s.run_id = $4 AND s.id = r.id)";
 
 const SELECT_STORED: &str = "SELECT id, project_id, enterprise_project_id, region, raw, version, deleted_at FROM registries";
 
@@ -217,106 +254,18 @@ where
             .map_err(query_error("recording a new scope"))
     }
 
-    /// Writes a scope's final status, counts and error into its `sync_run_scopes` row.
-    pub(crate) async fn finish_scope(
-        conn: &mut DB::Connection,
-        result: &ScopeResult<'_>,
-        counts: &ScopeCounts,
-    ) -> Result<(), StoreError> {
-        sqlx::query::<DB>(
-            "UPDATE sync_run_scopes SET status = $2, n_pages = $3, n_requests = $4, api_total = $5, \
-             n_fetched = $6, n_inserted = $7, n_updated = $8, n_unchanged = $9, n_deleted = $10, \
-             n_restored = $11, error = $12, finished_at = $13, n_throttled = $14, n_retries = $15, \
-             n_held = $16 WHERE id = $1",
-        )
-        .bind(result.scope_row_id)
-        .bind(result.status.as_str().to_owned())
-        .bind(result.n_pages)
-        .bind(result.n_requests)
-        .bind(result.api_total)
-        .bind(counts.n_fetched)
-        .bind(counts.n_inserted)
-        .bind(counts.n_updated)
-        .bind(counts.n_unchanged)
-        .bind(counts.n_deleted)
-        .bind(counts.n_restored)
-        .bind(result.error.map(str::to_owned))
-        .bind(DB::timestamp(result.now))
-        .bind(result.n_throttled)
-        .bind(result.n_retries)
-        .bind(counts.n_held)
-        .execute(&mut *conn)
-        .await
-        .map_err(query_error("recording the end of a scope"))?;
-        Ok(())
-    }
-
-    /// The ids of the live (not retired) registries the scope covers.
-    pub(crate) async fn live_ids_in_scope(
-        pool: &Pool<DB>,
-        scope: &Scope,
-        unattributed: bool,
-    ) -> Result<Vec<String>, StoreError> {
-        const CONTEXT: &str = "reading the live registries of a scope";
-        let mut conn = pool.acquire().await.map_err(query_error(CONTEXT))?;
-        let rows = sqlx::query::<DB>(&format!(
-            "SELECT id FROM registries WHERE deleted_at IS NULL AND {}",
-            *IN_SCOPE
-        ))
-        .bind(scope.project_id.clone())
-        .bind(scope.enterprise_project_id.clone())
-        .bind(i64::from(unattributed))
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(query_error(CONTEXT))?;
-        rows.iter()
-            .map(|row| row.try_get::<String, _>("id").map_err(query_error(CONTEXT)))
-            .collect()
-    }
-
-    /// The rows the scope covers, plus the rows of every fetched id wherever they live.
-    pub(crate) async fn load_for_scope(
-        conn: &mut DB::Connection,
-        scope: &Scope,
-        unattributed: bool,
-        fetched: &[Registry],
-    ) -> Result<Vec<StoredRegistry>, StoreError> {
-        const CONTEXT: &str = "loading the stored registries of a scope";
-        let mut by_id: HashMap<String, StoredRegistry> = HashMap::new();
-        let rows = sqlx::query::<DB>(&format!("{SELECT_STORED} WHERE {}", *IN_SCOPE))
-            .bind(scope.project_id.clone())
-            .bind(scope.enterprise_project_id.clone())
-            .bind(i64::from(unattributed))
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(query_error(CONTEXT))?;
-        for row in rows {
-            let stored = stored_registry::<DB>(&row)?;
-            by_id.insert(stored.registry.id.clone(), stored);
-        }
-        let missing: Vec<&str> = fetched
-            .iter()
-            .map(|r| r.id.as_str())
-            .filter(|id| !by_id.contains_key(*id))
-            .collect();
-        for stored in Self::stored_by_id(conn, &missing, CONTEXT).await? {
-            by_id.insert(stored.registry.id.clone(), stored);
-        }
-        let mut stored: Vec<StoredRegistry> = by_id.into_values().collect();
-        stored.sort_by(|a, b| a.registry.id.cmp(&b.registry.id));
-        Ok(stored)
-    }
-
-    /// The stored rows of `ids`, in chunks of [`IDS_PER_STATEMENT`].
-    async fn stored_by_id(
+    /// What the store holds of `ids`, without content: the diff's view of them.
+    pub(crate) async fn summaries(
         conn: &mut DB::Connection,
         ids: &[&str],
-        context: &'static str,
-    ) -> Result<Vec<StoredRegistry>, StoreError> {
-        let mut found = Vec::new();
+        run_id: i64,
+    ) -> Result<HashMap<String, StoredSummary>, StoreError> {
+        const CONTEXT: &str = "reading stored registries";
+        let mut found = HashMap::with_capacity(ids.len());
         for chunk in ids.chunks(IDS_PER_STATEMENT) {
             let sql = format!(
-                "{SELECT_STORED} WHERE id IN ({})",
+                "SELECT id, content_hash, project_id, enterprise_project_id, region, version, \
+                 deleted_at, last_sync_run_id FROM registries WHERE id IN ({})",
                 placeholders::<DB>(1, chunk.len())
             );
             let mut query = sqlx::query::<DB>(&sql);
@@ -326,121 +275,616 @@ where
             for row in query
                 .fetch_all(&mut *conn)
                 .await
-                .map_err(query_error(context))?
+                .map_err(query_error(CONTEXT))?
             {
-                found.push(stored_registry::<DB>(&row)?);
+                let id: String = row.try_get("id").map_err(query_error(CONTEXT))?;
+                found.insert(id, summary::<DB>(&row, run_id)?);
             }
         }
         Ok(found)
     }
 
-    /// The location and retired flag of each stored row among `ids`.
-    pub(crate) async fn locations_of(
-        pool: &Pool<DB>,
-        ids: &[&str],
-    ) -> Result<HashMap<String, (Location, bool)>, StoreError> {
-        const CONTEXT: &str = "reading where registries live";
-        let mut conn = pool.acquire().await.map_err(query_error(CONTEXT))?;
-        Ok(Self::stored_by_id(&mut conn, ids, CONTEXT)
-            .await?
-            .into_iter()
-            .map(|stored| (stored.registry.id, (stored.location, stored.deleted)))
-            .collect())
+    /// Stages one walked page: ids seen as stored go in bare, the others with their content.
+    /// Returns how many registries seen as stored were new to the scope's staging.
+    pub(crate) async fn stage_page(
+        conn: &mut DB::Connection,
+        page: &StagePage<'_>,
+    ) -> Result<i64, StoreError> {
+        const CONTEXT: &str = "staging a page";
+        let ids: Vec<&str> = page.registries.iter().map(|r| r.id.as_str()).collect();
+        let stored = Self::summaries(conn, &ids, page.run_id).await?;
+        let (unchanged, content): (Vec<&Registry>, Vec<&Registry>) =
+            page.registries.iter().partition(|registry| {
+                plan::decide(
+                    stored.get(&registry.id),
+                    &registry.content_hash,
+                    page.coverage,
+                ) == Decision::Unchanged
+            });
+        let mut n_unchanged = 0;
+        for chunk in unchanged.chunks(STAGED_PER_INSERT) {
+            let sql = format!(
+                "INSERT INTO sync_staging (run_id, scope_ix, id) VALUES {} \
+                 ON CONFLICT (run_id, scope_ix, id) DO NOTHING",
+                row_placeholders::<DB>(chunk.len(), 3)
+            );
+            let mut query = sqlx::query::<DB>(&sql);
+            for registry in chunk {
+                query = query
+                    .bind(page.run_id)
+                    .bind(page.scope_ix)
+                    .bind(registry.id.clone());
+            }
+            n_unchanged += DB::rows_affected(
+                &query
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(query_error(CONTEXT))?,
+            ) as i64;
+        }
+        let location = page.coverage.scope.location_for(None);
+        for chunk in content.chunks(STAGED_PER_INSERT) {
+            let sql = format!(
+                "INSERT INTO sync_staging (run_id, scope_ix, id, applied, {}) VALUES {} \
+                 ON CONFLICT (run_id, scope_ix, id) DO UPDATE SET applied = 0, {}",
+                CONTENT_COLUMNS.join(", "),
+                row_placeholders::<DB>(chunk.len(), CONTENT_COLUMNS.len() + 4),
+                *STAGED_UPDATE
+            );
+            let mut query = sqlx::query::<DB>(&sql);
+            for registry in chunk {
+                query = bind_content(
+                    query
+                        .bind(page.run_id)
+                        .bind(page.scope_ix)
+                        .bind(registry.id.clone())
+                        .bind(0_i64),
+                    registry,
+                    &location,
+                );
+            }
+            query
+                .execute(&mut *conn)
+                .await
+                .map_err(query_error(CONTEXT))?;
+        }
+        Ok(n_unchanged)
     }
 
-    /// Writes a scope's plan: new rows, changed and retired rows, their history rows (closing
-    /// the previous versions), and `last_seen_at` of the unchanged ones.
-    pub(crate) async fn write_plan(
+    /// Forgets what a scope staged, before it is walked again from the start.
+    pub(crate) async fn unstage_scope(
+        pool: &Pool<DB>,
+        run_id: i64,
+        scope_ix: i64,
+    ) -> Result<(), StoreError> {
+        const CONTEXT: &str = "clearing a scope's staged pages";
+        let mut conn = pool.acquire().await.map_err(query_error(CONTEXT))?;
+        sqlx::query::<DB>("DELETE FROM sync_staging WHERE run_id = $1 AND scope_ix = $2")
+            .bind(run_id)
+            .bind(scope_ix)
+            .execute(&mut *conn)
+            .await
+            .map_err(query_error(CONTEXT))?;
+        Ok(())
+    }
+
+    /// Removes the staged rows of `run_id` and of every run that is no longer running.
+    pub(crate) async fn clear_staging(pool: &Pool<DB>, run_id: i64) -> Result<(), StoreError> {
+        const CONTEXT: &str = "clearing staged pages";
+        let mut conn = pool.acquire().await.map_err(query_error(CONTEXT))?;
+        sqlx::query::<DB>(
+            "DELETE FROM sync_staging WHERE run_id = $1 OR run_id NOT IN \
+             (SELECT id FROM sync_runs WHERE status = 'running')",
+        )
+        .bind(run_id)
+        .execute(&mut *conn)
+        .await
+        .map_err(query_error(CONTEXT))?;
+        Ok(())
+    }
+
+    /// Applies what a scope staged and has not applied yet: new rows, new versions, and
+    /// registries stored under other scopes set aside for [`Self::apply_deferred`].
+    pub(crate) async fn apply_staged(
         conn: &mut DB::Connection,
-        plan: &ScopePlan,
+        step: &ScopeStep<'_>,
+    ) -> Result<ScopeCounts, StoreError> {
+        const CONTEXT: &str = "applying a scope's staged pages";
+        let mut counts = ScopeCounts::default();
+        let mut after = String::new();
+        loop {
+            let rows = sqlx::query::<DB>(
+                "SELECT s.id AS staged_id, s.content_hash AS staged_hash, r.content_hash, \
+                 r.project_id, r.enterprise_project_id, r.region, r.version, r.deleted_at, \
+                 r.last_sync_run_id FROM sync_staging s LEFT JOIN registries r ON r.id = s.id \
+                 WHERE s.run_id = $1 AND s.scope_ix = $2 AND s.applied = 0 AND s.id > $3 \
+                 ORDER BY s.id LIMIT $4",
+            )
+            .bind(step.run_id)
+            .bind(step.scope_ix)
+            .bind(after.clone())
+            .bind(APPLY_CHUNK)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(query_error(CONTEXT))?;
+            let Some(last) = rows.last() else { break };
+            after = last.try_get("staged_id").map_err(query_error(CONTEXT))?;
+            let mut decided: HashMap<Decision, Vec<String>> = HashMap::new();
+            let mut stored = HashMap::new();
+            for row in &rows {
+                let id: String = row.try_get("staged_id").map_err(query_error(CONTEXT))?;
+                let hash: String = row.try_get("staged_hash").map_err(query_error(CONTEXT))?;
+                let old = row
+                    .try_get::<Option<String>, _>("content_hash")
+                    .map_err(query_error(CONTEXT))?
+                    .map(|_| summary::<DB>(row, step.run_id))
+                    .transpose()?;
+                let decision = plan::decide(old.as_ref(), &hash, step.coverage);
+                if let Some(old) = old {
+                    stored.insert(id.clone(), old);
+                }
+                decided.entry(decision).or_default().push(id);
+            }
+            let take = |decided: &mut HashMap<Decision, Vec<String>>, d| {
+                decided.remove(&d).unwrap_or_default()
+            };
+            let created = take(&mut decided, Decision::Create);
+            counts.n_inserted += Self::create_staged(conn, step, &created).await?;
+            let mut changed = take(&mut decided, Decision::Update);
+            changed.extend(take(&mut decided, Decision::Restore));
+            counts.add(&Self::write_staged_versions(conn, step, &changed, &stored).await?);
+            counts.n_unchanged += take(&mut decided, Decision::Unchanged).len() as i64;
+            let deferred = take(&mut decided, Decision::Defer);
+            Self::set_staged(conn, step, &deferred, "deferred = 1").await?;
+            let dropped = take(&mut decided, Decision::Drop);
+            for id in &dropped {
+                warn_shared_once(id, step.coverage.scope);
+            }
+            Self::unstage(conn, step, &dropped).await?;
+        }
+        sqlx::query::<DB>(
+            "UPDATE sync_staging SET applied = 1 WHERE run_id = $1 AND scope_ix = $2 AND applied = 0",
+        )
+        .bind(step.run_id)
+        .bind(step.scope_ix)
+        .execute(&mut *conn)
+        .await
+        .map_err(query_error(CONTEXT))?;
+        counts.n_fetched = counts.n_inserted + counts.n_updated + counts.n_restored + counts.n_unchanged;
+        Ok(counts)
+    }
+
+    /// Moves to `step`'s scope the registries it set aside as stored under another scope,
+    /// unless a scope of the run that covers where they are stored listed them too, or an
+    /// earlier scope moved them already.
+    pub(crate) async fn apply_deferred(
+        conn: &mut DB::Connection,
+        step: &ScopeStep<'_>,
+        scopes: &[Coverage<'_>],
+    ) -> Result<ScopeCounts, StoreError> {
+        const CONTEXT: &str = "moving registries between scopes";
+        let mut counts = ScopeCounts::default();
+        loop {
+            let rows = sqlx::query::<DB>(
+                "SELECT s.id AS staged_id, r.content_hash, r.project_id, r.enterprise_project_id, \
+                 r.region, r.version, r.deleted_at, r.last_sync_run_id FROM sync_staging s \
+                 JOIN registries r ON r.id = s.id WHERE s.run_id = $1 AND s.scope_ix = $2 \
+                 AND s.deferred = 1 ORDER BY s.id LIMIT $3",
+            )
+            .bind(step.run_id)
+            .bind(step.scope_ix)
+            .bind(APPLY_CHUNK)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(query_error(CONTEXT))?;
+            if rows.is_empty() {
+                break;
+            }
+            let mut stored = HashMap::new();
+            for row in &rows {
+                let id: String = row.try_get("staged_id").map_err(query_error(CONTEXT))?;
+                stored.insert(id, summary::<DB>(row, step.run_id)?);
+            }
+            let ids: Vec<&str> = stored.keys().map(String::as_str).collect();
+            let listers = Self::listers(conn, step.run_id, &ids).await?;
+            let (moved, dropped): (Vec<String>, Vec<String>) =
+                stored.keys().cloned().partition(|id| {
+                    plan::resolve_deferred(
+                        &stored[id],
+                        listers
+                            .get(id)
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|&ix| scopes.get(ix as usize).copied()),
+                    )
+                });
+            counts.add(&Self::write_staged_versions(conn, step, &moved, &stored).await?);
+            for id in &dropped {
+                warn_shared_once(id, step.coverage.scope);
+            }
+            Self::set_staged(conn, step, &moved, "deferred = 0").await?;
+            Self::unstage(conn, step, &dropped).await?;
+        }
+        counts.n_fetched = counts.n_updated + counts.n_restored + counts.n_unchanged;
+        Ok(counts)
+    }
+
+    /// Which scopes (by index) of the run listed each of `ids`.
+    async fn listers(
+        conn: &mut DB::Connection,
+        run_id: i64,
+        ids: &[&str],
+    ) -> Result<HashMap<String, Vec<i64>>, StoreError> {
+        const CONTEXT: &str = "reading which scopes listed a registry";
+        let mut listers: HashMap<String, Vec<i64>> = HashMap::new();
+        for chunk in ids.chunks(IDS_PER_STATEMENT) {
+            let sql = format!(
+                "SELECT id, scope_ix FROM sync_staging WHERE run_id = {} AND id IN ({})",
+                placeholders::<DB>(1, 1),
+                placeholders::<DB>(2, chunk.len())
+            );
+            let mut query = sqlx::query::<DB>(&sql).bind(run_id);
+            for id in chunk {
+                query = query.bind((*id).to_owned());
+            }
+            for row in query
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(query_error(CONTEXT))?
+            {
+                listers
+                    .entry(row.try_get("id").map_err(query_error(CONTEXT))?)
+                    .or_default()
+                    .push(row.try_get("scope_ix").map_err(query_error(CONTEXT))?);
+            }
+        }
+        Ok(listers)
+    }
+
+    /// Inserts the staged rows of `ids` as new registries, with their first versions.
+    async fn create_staged(
+        conn: &mut DB::Connection,
+        step: &ScopeStep<'_>,
+        ids: &[String],
+    ) -> Result<i64, StoreError> {
+        const CONTEXT: &str = "inserting new registries";
+        let mut n = 0;
+        for chunk in ids.chunks(IDS_PER_STATEMENT) {
+            let columns = CONTENT_COLUMNS.join(", ");
+            let staged_columns = CONTENT_COLUMNS
+                .iter()
+                .map(|c| format!("s.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let history = format!(
+                "INSERT INTO registry_history (registry_id, version, change_kind, changed_fields, \
+                 valid_from, sync_run_id, {columns}) SELECT s.id, 1, 'created', '[]', {}, {}, \
+                 {staged_columns} FROM sync_staging s WHERE s.run_id = {} AND s.scope_ix = {} \
+                 AND s.id IN ({})",
+                placeholders::<DB>(1, 1),
+                placeholders::<DB>(2, 1),
+                placeholders::<DB>(3, 1),
+                placeholders::<DB>(4, 1),
+                placeholders::<DB>(5, chunk.len())
+            );
+            let rows = format!(
+                "INSERT INTO registries (id, {columns}, version, first_seen_at, last_seen_at, \
+                 last_changed_at, last_sync_run_id) SELECT s.id, {staged_columns}, 1, {}, {}, {}, {} \
+                 FROM sync_staging s WHERE s.run_id = {} AND s.scope_ix = {} AND s.id IN ({})",
+                placeholders::<DB>(1, 1),
+                placeholders::<DB>(2, 1),
+                placeholders::<DB>(3, 1),
+                placeholders::<DB>(4, 1),
+                placeholders::<DB>(5, 1),
+                placeholders::<DB>(6, 1),
+                placeholders::<DB>(7, chunk.len())
+            );
+            let now = || DB::timestamp(step.now);
+            let mut query = sqlx::query::<DB>(&history)
+                .bind(now())
+                .bind(step.run_id)
+                .bind(step.run_id)
+                .bind(step.scope_ix);
+            for id in chunk {
+                query = query.bind(id.clone());
+            }
+            query
+                .execute(&mut *conn)
+                .await
+                .map_err(query_error(CONTEXT))?;
+            let mut query = sqlx::query::<DB>(&rows)
+                .bind(now())
+                .bind(now())
+                .bind(now())
+                .bind(step.run_id)
+                .bind(step.run_id)
+                .bind(step.scope_ix);
+            for id in chunk {
+                query = query.bind(id.clone());
+            }
+            n += DB::rows_affected(
+                &query
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(query_error(CONTEXT))?,
+            ) as i64;
+        }
+        Ok(n)
+    }
+
+    /// Writes new versions (or refreshed rows) of stored registries from their staged content.
+    async fn write_staged_versions(
+        conn: &mut DB::Connection,
+        step: &ScopeStep<'_>,
+        ids: &[String],
+        stored: &HashMap<String, StoredSummary>,
+    ) -> Result<ScopeCounts, StoreError> {
+        const CONTEXT: &str = "reading the content of changed registries";
+        let mut counts = ScopeCounts::default();
+        for chunk in ids.chunks(IDS_PER_STATEMENT) {
+            let sql = format!(
+                "SELECT s.id, s.raw AS new_raw, r.raw AS old_raw FROM sync_staging s \
+                 JOIN registries r ON r.id = s.id WHERE s.run_id = {} AND s.scope_ix = {} \
+                 AND s.id IN ({})",
+                placeholders::<DB>(1, 1),
+                placeholders::<DB>(2, 1),
+                placeholders::<DB>(3, chunk.len())
+            );
+            let mut query = sqlx::query::<DB>(&sql).bind(step.run_id).bind(step.scope_ix);
+            for id in chunk {
+                query = query.bind(id.clone());
+            }
+            let rows = query
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(query_error(CONTEXT))?;
+            let mut versions = Vec::new();
+            let mut refreshed = Vec::new();
+            for row in &rows {
+                let id: String = row.try_get("id").map_err(query_error(CONTEXT))?;
+                let new = registry_from_json::<DB>(row, "new_raw", &id)?;
+                let old = registry_from_json::<DB>(row, "old_raw", &id)?;
+                let Some(summary) = stored.get(&id) else {
+                    continue;
+                };
+                match plan::change(
+                    &old,
+                    &summary.location,
+                    summary.version,
+                    summary.deleted,
+                    &new,
+                    step.coverage.scope,
+                    step.ignored_fields,
+                ) {
+                    Write::Version(change) => {
+                        match change.kind {
+                            ChangeKind::Restored => counts.n_restored += 1,
+                            _ => counts.n_updated += 1,
+                        }
+                        versions.push(change);
+                    }
+                    Write::Refresh { registry, location } => {
+                        counts.n_unchanged += 1;
+                        refreshed.push((registry, location));
+                    }
+                }
+            }
+            Self::write_changes(conn, &versions, step.run_id, step.now).await?;
+            for (registry, location) in &refreshed {
+                let query = sqlx::query::<DB>(&REFRESH_REGISTRY).bind(registry.id.clone());
+                bind_content(query, registry, location)
+                    .bind(DB::timestamp(step.now))
+                    .bind(step.run_id)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(query_error("refreshing registries"))?;
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Sets `assignment` on the staged rows of `ids`.
+    async fn set_staged(
+        conn: &mut DB::Connection,
+        step: &ScopeStep<'_>,
+        ids: &[String],
+        assignment: &str,
+    ) -> Result<(), StoreError> {
+        for chunk in ids.chunks(IDS_PER_STATEMENT) {
+            let sql = format!(
+                "UPDATE sync_staging SET {assignment} WHERE run_id = {} AND scope_ix = {} AND id IN ({})",
+                placeholders::<DB>(1, 1),
+                placeholders::<DB>(2, 1),
+                placeholders::<DB>(3, chunk.len())
+            );
+            let mut query = sqlx::query::<DB>(&sql).bind(step.run_id).bind(step.scope_ix);
+            for id in chunk {
+                query = query.bind(id.clone());
+            }
+            query
+                .execute(&mut *conn)
+                .await
+                .map_err(query_error("marking staged registries"))?;
+        }
+        Ok(())
+    }
+
+    /// Removes the staged rows of `ids` from the scope: another scope keeps them.
+    async fn unstage(
+        conn: &mut DB::Connection,
+        step: &ScopeStep<'_>,
+        ids: &[String],
+    ) -> Result<(), StoreError> {
+        for chunk in ids.chunks(IDS_PER_STATEMENT) {
+            let sql = format!(
+                "DELETE FROM sync_staging WHERE run_id = {} AND scope_ix = {} AND id IN ({})",
+                placeholders::<DB>(1, 1),
+                placeholders::<DB>(2, 1),
+                placeholders::<DB>(3, chunk.len())
+            );
+            let mut query = sqlx::query::<DB>(&sql).bind(step.run_id).bind(step.scope_ix);
+            for id in chunk {
+                query = query.bind(id.clone());
+            }
+            query
+                .execute(&mut *conn)
+                .await
+                .map_err(query_error("unstaging registries another scope keeps"))?;
+        }
+        Ok(())
+    }
+
+    /// The live registries a scope covers, and how many of them no walk of the run listed.
+    pub(crate) async fn count_unseen(
+        conn: &mut DB::Connection,
+        run_id: i64,
+        coverage: Coverage<'_>,
+    ) -> Result<(i64, i64), StoreError> {
+        const CONTEXT: &str = "counting the registries a run did not see";
+        let row = sqlx::query::<DB>(&format!(
+            "SELECT COUNT(*) AS n_live, COALESCE(SUM(CASE WHEN {UNSEEN} THEN 1 ELSE 0 END), 0) \
+             AS n_gone FROM registries r WHERE r.deleted_at IS NULL AND {}",
+            *IN_SCOPE
+        ))
+        .bind(coverage.scope.project_id.clone())
+        .bind(coverage.scope.enterprise_project_id.clone())
+        .bind(i64::from(coverage.unattributed))
+        .bind(run_id)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(query_error(CONTEXT))?;
+        Ok((
+            row.try_get("n_live").map_err(query_error(CONTEXT))?,
+            row.try_get("n_gone").map_err(query_error(CONTEXT))?,
+        ))
+    }
+
+    /// Retires the live registries a scope covers that no walk of the run listed: closes
+    /// their current versions, writes a `deleted` version from the stored content, and
+    /// marks the rows. Returns how many.
+    pub(crate) async fn retire_unseen(
+        conn: &mut DB::Connection,
+        run_id: i64,
+        coverage: Coverage<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<i64, StoreError> {
+        const CONTEXT: &str = "retiring registries";
+        let gone = format!("r.deleted_at IS NULL AND {} AND {UNSEEN}", *IN_SCOPE);
+        let columns = CONTENT_COLUMNS.join(", ");
+        let stored_columns = CONTENT_COLUMNS
+            .iter()
+            .map(|c| format!("r.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let statements = [
+            format!(
+                "UPDATE registry_history SET valid_to = $5 WHERE valid_to IS NULL AND registry_id IN \
+                 (SELECT r.id FROM registries r WHERE {gone})"
+            ),
+            format!(
+                "INSERT INTO registry_history (registry_id, version, change_kind, changed_fields, \
+                 valid_from, sync_run_id, {columns}) SELECT r.id, r.version + 1, 'deleted', '[]', \
+                 $5, $4, {stored_columns} FROM registries r WHERE {gone}"
+            ),
+            format!(
+                "UPDATE registries SET version = version + 1, deleted_at = $5, last_changed_at = $5, \
+                 last_sync_run_id = $4 WHERE id IN (SELECT r.id FROM registries r WHERE {gone})"
+            ),
+        ];
+        let mut n_retired = 0;
+        for sql in &statements {
+            let result = sqlx::query::<DB>(sql)
+                .bind(coverage.scope.project_id.clone())
+                .bind(coverage.scope.enterprise_project_id.clone())
+                .bind(i64::from(coverage.unattributed))
+                .bind(run_id)
+                .bind(DB::timestamp(now))
+                .execute(&mut *conn)
+                .await
+                .map_err(query_error(CONTEXT))?;
+            n_retired = DB::rows_affected(&result) as i64;
+        }
+        Ok(n_retired)
+    }
+
+    /// Adds a step's tallies and counts to a scope's audit row, and sets its status, error
+    /// and `api_total` when the step gives them.
+    pub(crate) async fn record_scope(
+        conn: &mut DB::Connection,
+        update: &ScopeUpdate<'_>,
+        counts: &ScopeCounts,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query::<DB>(
+            "UPDATE sync_run_scopes SET status = COALESCE($2, status), \
+             n_pages = n_pages + $3, n_requests = n_requests + $4, \
+             api_total = COALESCE($5, api_total), n_fetched = n_fetched + $6, \
+             n_inserted = n_inserted + $7, n_updated = n_updated + $8, \
+             n_unchanged = n_unchanged + $9, n_deleted = n_deleted + $10, \
+             n_restored = n_restored + $11, error = COALESCE($12, error), finished_at = $13, \
+             n_throttled = n_throttled + $14, n_retries = n_retries + $15, \
+             n_held = n_held + $16 WHERE id = $1",
+        )
+        .bind(update.scope_row_id)
+        .bind(update.status.map(|s| s.as_str().to_owned()))
+        .bind(update.n_pages)
+        .bind(update.n_requests)
+        .bind(update.api_total)
+        .bind(counts.n_fetched)
+        .bind(counts.n_inserted)
+        .bind(counts.n_updated)
+        .bind(counts.n_unchanged)
+        .bind(counts.n_deleted)
+        .bind(counts.n_restored)
+        .bind(update.error.map(str::to_owned))
+        .bind(DB::timestamp(now))
+        .bind(update.n_throttled)
+        .bind(update.n_retries)
+        .bind(counts.n_held)
+        .execute(&mut *conn)
+        .await
+        .map_err(query_error("recording a scope"))?;
+        Ok(())
+    }
+
+    /// Writes new versions of stored registries: closes their current history versions,
+    /// updates the rows, and inserts a history row each.
+    pub(crate) async fn write_changes(
+        conn: &mut DB::Connection,
+        changes: &[Change],
         run_id: i64,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         const CONTEXT: &str = "writing the changes of a scope";
         // 1. Close the current history version of every id that gets a new one.
-        let superseded: Vec<&str> = plan
-            .changes
-            .iter()
-            .filter(|c| c.kind != ChangeKind::Created)
-            .map(|c| c.registry.id.as_str())
-            .collect();
-        for chunk in superseded.chunks(IDS_PER_STATEMENT) {
+        for chunk in changes.chunks(IDS_PER_STATEMENT) {
             let sql = format!(
                 "UPDATE registry_history SET valid_to = {} WHERE valid_to IS NULL AND registry_id IN ({})",
                 placeholders::<DB>(1, 1),
                 placeholders::<DB>(2, chunk.len())
             );
             let mut query = sqlx::query::<DB>(&sql).bind(DB::timestamp(now));
-            for id in chunk {
-                query = query.bind((*id).to_owned());
-            }
-            query
-                .execute(&mut *conn)
-                .await
-                .map_err(query_error(CONTEXT))?;
-        }
-        // 2. New registries, many rows per statement.
-        let created: Vec<&Change> = plan
-            .changes
-            .iter()
-            .filter(|c| c.kind == ChangeKind::Created)
-            .collect();
-        for chunk in created.chunks(DB::ROWS_PER_INSERT) {
-            let sql = format!(
-                "INSERT INTO registries (id, {}, version, first_seen_at, last_seen_at, last_changed_at, last_sync_run_id) VALUES {}",
-                CONTENT_COLUMNS.join(", "),
-                row_placeholders::<DB>(chunk.len(), CONTENT_COLUMNS.len() + 6)
-            );
-            let mut query = sqlx::query::<DB>(&sql);
             for change in chunk {
-                query = bind_content(
-                    query.bind(change.registry.id.clone()),
-                    &change.registry,
-                    &change.location,
-                )
-                .bind(change.version)
-                .bind(DB::timestamp(now))
-                .bind(DB::timestamp(now))
-                .bind(DB::timestamp(now))
-                .bind(run_id);
+                query = query.bind(change.registry.id.clone());
             }
             query
                 .execute(&mut *conn)
                 .await
                 .map_err(query_error(CONTEXT))?;
         }
-        // 3. Changed, restored and retired registries, one row each.
-        for change in plan
-            .changes
-            .iter()
-            .filter(|c| c.kind != ChangeKind::Created)
-        {
-            let id = change.registry.id.clone();
-            if change.kind == ChangeKind::Deleted {
-                sqlx::query::<DB>(
-                    "UPDATE registries SET version = $2, deleted_at = $3, last_changed_at = $3, \
-                     last_sync_run_id = $4 WHERE id = $1",
-                )
-                .bind(id)
+        // 2. The rows, one statement each.
+        for change in changes {
+            let query = sqlx::query::<DB>(&UPDATE_REGISTRY).bind(change.registry.id.clone());
+            bind_content(query, &change.registry, &change.location)
                 .bind(change.version)
                 .bind(DB::timestamp(now))
                 .bind(run_id)
                 .execute(&mut *conn)
                 .await
                 .map_err(query_error(CONTEXT))?;
-            } else {
-                let query = sqlx::query::<DB>(&UPDATE_REGISTRY).bind(id);
-                bind_content(query, &change.registry, &change.location)
-                    .bind(change.version)
-                    .bind(DB::timestamp(now))
-                    .bind(run_id)
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(query_error(CONTEXT))?;
-            }
         }
-        // 4. One history row per change, many rows per statement.
-        for chunk in plan.changes.chunks(DB::ROWS_PER_INSERT) {
+        // 3. One history row per change, many rows per statement.
+        for chunk in changes.chunks(DB::ROWS_PER_INSERT) {
             let sql = format!(
                 "INSERT INTO registry_history (registry_id, version, change_kind, changed_fields, valid_from, sync_run_id, {}) VALUES {}",
                 CONTENT_COLUMNS.join(", "),
@@ -456,25 +900,6 @@ where
                     .bind(DB::timestamp(now))
                     .bind(run_id);
                 query = bind_content(query_with_keys, &change.registry, &change.location);
-            }
-            query
-                .execute(&mut *conn)
-                .await
-                .map_err(query_error(CONTEXT))?;
-        }
-        // 5. Registries seen again unchanged: only last_seen_at moves.
-        for chunk in plan.unchanged.chunks(IDS_PER_STATEMENT) {
-            let sql = format!(
-                "UPDATE registries SET last_seen_at = {}, last_sync_run_id = {} WHERE id IN ({})",
-                placeholders::<DB>(1, 1),
-                placeholders::<DB>(2, 1),
-                placeholders::<DB>(3, chunk.len())
-            );
-            let mut query = sqlx::query::<DB>(&sql)
-                .bind(DB::timestamp(now))
-                .bind(run_id);
-            for id in chunk {
-                query = query.bind(id.clone());
             }
             query
                 .execute(&mut *conn)
@@ -932,7 +1357,14 @@ where
         .bind(registry.content_hash.clone())
 }
 
-fn stored_registry<DB>(row: &DB::Row) -> Result<StoredRegistry, StoreError>
+/// A `registries` row as [`Queries::all_registries`] reads it.
+struct StoredRow {
+    registry: Registry,
+    location: Location,
+    version: i64,
+}
+
+fn stored_registry<DB>(row: &DB::Row) -> Result<StoredRow, StoreError>
 where
     DB: Backend,
     for<'r> String: Decode<'r, DB>,
@@ -944,31 +1376,93 @@ where
     for<'a> &'a str: ColumnIndex<DB::Row>,
 {
     const CONTEXT: &str = "reading a stored registry";
-    let raw: Json<Value> = row.try_get("raw").map_err(query_error(CONTEXT))?;
-    let Value::Object(raw) = raw.0 else {
-        return Err(StoreError::Corrupt(
-            "registries.raw is not a JSON object".to_owned(),
-        ));
-    };
     let id: String = row.try_get("id").map_err(query_error(CONTEXT))?;
+    Ok(StoredRow {
+        registry: registry_from_json::<DB>(row, "raw", &id)?,
+        location: location::<DB>(row, CONTEXT)?,
+        version: row.try_get("version").map_err(query_error(CONTEXT))?,
+    })
+}
+
+/// The registry in JSON column `column` of a row whose key is `id`.
+fn registry_from_json<DB>(row: &DB::Row, column: &str, id: &str) -> Result<Registry, StoreError>
+where
+    DB: Backend,
+    for<'r> Json<Value>: Decode<'r, DB>,
+    Json<Value>: Type<DB>,
+    for<'a> &'a str: ColumnIndex<DB::Row>,
+{
+    let raw: Json<Value> = row
+        .try_get(column)
+        .map_err(query_error("reading a stored registry"))?;
+    let Value::Object(raw) = raw.0 else {
+        return Err(StoreError::Corrupt(format!(
+            "{column} of registry {id} is not a JSON object"
+        )));
+    };
     let mut registry =
         Registry::from_raw(raw).map_err(|e| StoreError::Corrupt(format!("registry {id}: {e}")))?;
     // The key is the row's id, even if a hand edit made `raw` disagree.
-    registry.id = id;
+    registry.id = id.to_owned();
+    Ok(registry)
+}
+
+fn location<DB>(row: &DB::Row, context: &'static str) -> Result<Location, StoreError>
+where
+    DB: Backend,
+    for<'r> String: Decode<'r, DB>,
+    String: Type<DB>,
+    for<'a> &'a str: ColumnIndex<DB::Row>,
+{
+    Ok(Location {
+        project_id: row.try_get("project_id").map_err(query_error(context))?,
+        enterprise_project_id: row
+            .try_get("enterprise_project_id")
+            .map_err(query_error(context))?,
+        region: row.try_get("region").map_err(query_error(context))?,
+    })
+}
+
+/// The diff's view of a stored row read with `content_hash`, the location columns,
+/// `version`, `deleted_at` and `last_sync_run_id`.
+fn summary<DB>(row: &DB::Row, run_id: i64) -> Result<StoredSummary, StoreError>
+where
+    DB: Backend,
+    for<'r> String: Decode<'r, DB>,
+    String: Type<DB>,
+    for<'r> i64: Decode<'r, DB>,
+    i64: Type<DB>,
+    for<'a> &'a str: ColumnIndex<DB::Row>,
+{
+    const CONTEXT: &str = "reading a stored registry";
     let deleted_at: Option<DB::Timestamp> =
         row.try_get("deleted_at").map_err(query_error(CONTEXT))?;
-    Ok(StoredRegistry {
-        location: Location {
-            project_id: row.try_get("project_id").map_err(query_error(CONTEXT))?,
-            enterprise_project_id: row
-                .try_get("enterprise_project_id")
-                .map_err(query_error(CONTEXT))?,
-            region: row.try_get("region").map_err(query_error(CONTEXT))?,
-        },
+    let last_run: i64 = row
+        .try_get("last_sync_run_id")
+        .map_err(query_error(CONTEXT))?;
+    Ok(StoredSummary {
+        content_hash: row.try_get("content_hash").map_err(query_error(CONTEXT))?,
+        location: location::<DB>(row, CONTEXT)?,
         version: row.try_get("version").map_err(query_error(CONTEXT))?,
         deleted: deleted_at.is_some(),
-        registry,
+        written_this_run: last_run == run_id,
     })
+}
+
+/// Logs once per process that a registry listed by `scope` is kept by another scope.
+fn warn_shared_once(id: &str, scope: &Scope) {
+    static WARNED: std::sync::Mutex<Option<std::collections::HashSet<String>>> =
+        std::sync::Mutex::new(None);
+    let mut warned = WARNED.lock().unwrap_or_else(|e| e.into_inner());
+    if warned
+        .get_or_insert_with(Default::default)
+        .insert(id.to_owned())
+    {
+        tracing::warn!(
+            registry.id = id,
+            "registry {id} is listed by several scopes; {scope} leaves it where it is stored"
+        );
+    }
 }
 
 fn read_counts<DB>(row: &DB::Row, context: &'static str) -> Result<ScopeCounts, StoreError>

@@ -1,6 +1,7 @@
 //! One sync run: walk every scope, apply each, record the run.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
+use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Instant;
 
@@ -16,8 +17,8 @@ use crate::api::{
 };
 use crate::errors::chain;
 use crate::registry::Registry;
-use crate::store::{now, RunTotals, ScopeResult, Store, StoreError};
-use crate::sync::plan::{DeletionGuard, Retirement};
+use crate::store::{now, RunTotals, ScopeStep, ScopeUpdate, StagePage, Store, StoreError};
+use crate::sync::plan::{Coverage, DeletionGuard, Retirement};
 use crate::sync::{
     NoProgress, Progress, RunReport, RunStatus, Scope, ScopeCounts, ScopeReport, ScopeStatus,
     Trigger, ALL_GRANTED_EPS,
@@ -70,7 +71,14 @@ pub struct SyncOptions {
     /// EPS discovery lists them): their rows recorded without an enterprise project (through
     /// `all_granted_eps`) are reconciled when every one of those scopes completes.
     pub projects_with_every_enterprise_project: BTreeSet<String>,
+    /// Fields whose changes alone refresh a stored row without making a new version
+    /// (`history_ignore_fields`).
+    pub history_ignore_fields: Vec<String>,
 }
+
+/// The fields whose changes alone make no version by default: `latest_sync_time` moves
+/// whenever HSS syncs a registry's images, which says nothing about the registry.
+pub const DEFAULT_HISTORY_IGNORE_FIELDS: [&str; 1] = ["latest_sync_time"];
 
 impl Default for SyncOptions {
     fn default() -> Self {
@@ -86,6 +94,7 @@ impl Default for SyncOptions {
             confirm_deletions: true,
             deletion_guard: DeletionGuard::default(),
             projects_with_every_enterprise_project: BTreeSet::new(),
+            history_ignore_fields: DEFAULT_HISTORY_IGNORE_FIELDS.map(str::to_owned).to_vec(),
         }
     }
 }
@@ -278,12 +287,210 @@ struct ScopesOutcome {
     refused: Option<String>,
 }
 
-/// Walks every scope, decides what may be retired, and applies each scope in order.
+/// Where one scope stands in the run.
+struct ScopeState {
+    /// What the report will say.
+    report: ScopeReport,
+    /// How its walk (with its confirming walk) ended.
+    outcome: WalkOutcome,
+    /// Whether its audit row holds a final status.
+    recorded: bool,
+}
+
+/// A run while its scopes are walked and written.
+struct RunContext<'a> {
+    clients: &'a HssClients,
+    store: &'a Store,
+    options: &'a SyncOptions,
+    run_id: i64,
+    coverages: Vec<Coverage<'a>>,
+    scope_row_ids: Vec<i64>,
+    gate: AuthGate,
+    walk_slots: Semaphore,
+    /// One scope writes at a time: one writer suits SQLite and keeps transactions short.
+    writer: Mutex<()>,
+    /// Cancelled when the database fails, so every walk stops.
+    halt: CancellationToken,
+    store_error: StdMutex<Option<StoreError>>,
+}
+
+impl RunContext<'_> {
+    fn fail_store(&self, error: StoreError) {
+        let mut first = self.store_error.lock().unwrap_or_else(|e| e.into_inner());
+        if first.is_none() {
+            *first = Some(error);
+        }
+        self.halt.cancel();
+    }
+
+    fn store_failed(&self) -> bool {
+        self.store_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
+    fn step(&self, ix: usize) -> ScopeStep<'_> {
+        ScopeStep {
+            run_id: self.run_id,
+            scope_ix: ix as i64,
+            coverage: self.coverages[ix],
+            ignored_fields: &self.options.history_ignore_fields,
+            now: now(),
+        }
+    }
+
+    /// Walks one scope (again while its pages do not add up), then applies what it staged.
+    async fn walk_and_apply(&self, ix: usize) -> ScopeState {
+        let scope = self.coverages[ix].scope;
+        let walk = {
+            let _slot = self
+                .walk_slots
+                .acquire()
+                .await
+                .expect("semaphore is never closed");
+            match self.clients.for_region(&scope.region) {
+                Some(client) => walk_with_rewalks(client, self, ix, true).await,
+                None => Walk::failed(format!(
+                    "no HSS endpoint is configured for region {}",
+                    scope.region
+                )),
+            }
+        };
+        let report = walk.report(scope, walk.status(), walk.error());
+        let mut state = ScopeState {
+            report,
+            outcome: WalkOutcome::Complete,
+            recorded: false,
+        };
+        self.apply_walk(ix, &mut state, walk).await;
+        state
+    }
+
+    /// Applies what a walk staged (nothing when it was interrupted), with its tallies, in
+    /// one transaction with the scope's audit row.
+    async fn apply_walk(&self, ix: usize, state: &mut ScopeState, walk: Walk) {
+        let scope = self.coverages[ix].scope;
+        let error = walk.error();
+        let status = walk.status();
+        state.outcome = walk.outcome;
+        if self.store_failed() {
+            state.report.status = ScopeStatus::Failed;
+            state.report.error = Some(not_applied(
+                error.as_deref(),
+                "not applied: a database write failed earlier in the run",
+            ));
+            return;
+        }
+        let update = ScopeUpdate {
+            scope_row_id: self.scope_row_ids[ix],
+            status: Some(status),
+            n_pages: walk.n_pages,
+            n_requests: walk.attempts.n_requests.into(),
+            n_throttled: walk.attempts.n_throttled.into(),
+            n_retries: walk.attempts.n_retries.into(),
+            api_total: walk.api_total,
+            error: error.as_deref(),
+        };
+        let _writer = self.writer.lock().await;
+        let written = if status == ScopeStatus::Interrupted {
+            self.store
+                .record_scope(&update, now())
+                .await
+                .map(|()| ScopeCounts::default())
+        } else {
+            self.store
+                .apply_staged(&self.step(ix), &update, walk.n_unchanged)
+                .await
+        };
+        match written {
+            Ok(counts) => {
+                state.report.counts.add(&counts);
+                state.recorded = true;
+            }
+            Err(e) => {
+                warn!(scope = %scope, "scope {scope} could not be written: {}", chain(&e));
+                state.report.status = ScopeStatus::Failed;
+                state.report.error = Some(not_applied(
+                    error.as_deref(),
+                    &format!("not written: database: {}", chain(&e)),
+                ));
+                self.fail_store(e);
+                return;
+            }
+        }
+        self.options.progress.scope_applied();
+        if status == ScopeStatus::Failed {
+            metrics::counter!("hss_sync_scope_failures_total").increment(1);
+            // Logged once, here, where the failure is handled.
+            warn!(
+                scope = %scope,
+                project_id = %scope.project_id,
+                enterprise_project_id = %scope.enterprise_project_id,
+                n_pages = walk.n_pages,
+                n_requests = walk.attempts.n_requests,
+                "scope {scope} failed, nothing retired: {}",
+                error.as_deref().unwrap_or_default()
+            );
+        }
+    }
+
+    /// Before a complete run retires anything, a second walk of each scope that misses
+    /// something confirms it. Offset paging over a list that changes during the walk can
+    /// skip an item without any count showing it (one registry deleted before the walk's
+    /// position and one added after it); a registry missing from two walks in a row is
+    /// really gone. Costs requests only when something is missing. What the second walk
+    /// lists is staged beside the first walk's (what either saw is present) and applied.
+    async fn confirm(&self, ix: usize, state: &mut ScopeState) {
+        let scope = self.coverages[ix].scope;
+        let n_missing = match self.store.count_unseen(self.run_id, self.coverages[ix]).await {
+            Ok(n) => n,
+            Err(e) => return self.fail_store(e),
+        };
+        let Some(client) = self
+            .clients
+            .for_region(&scope.region)
+            .filter(|_| n_missing > 0)
+        else {
+            return;
+        };
+        info!(scope = %scope, n_missing, "scope {scope}: {n_missing} registries missing; walking it again to confirm");
+        let mut second = {
+            let _slot = self
+                .walk_slots
+                .acquire()
+                .await
+                .expect("semaphore is never closed");
+            walk_with_rewalks(client, self, ix, false).await
+        };
+        state.report.n_pages += second.n_pages;
+        state.report.n_requests += i64::from(second.attempts.n_requests);
+        state.report.n_throttled += i64::from(second.attempts.n_throttled);
+        state.report.n_retries += i64::from(second.attempts.n_retries);
+        state.report.n_walks += i64::from(second.n_walks);
+        if let Some(total) = second.api_total {
+            state.report.api_total = Some(total);
+        }
+        if let WalkOutcome::Failed(e) | WalkOutcome::Inconsistent(e) = &second.outcome {
+            second.outcome =
+                WalkOutcome::Failed(format!("the walk that confirms deletions failed: {e}"));
+            state.report.status = ScopeStatus::Failed;
+            state.report.error = second.error();
+        } else if second.outcome == WalkOutcome::Interrupted {
+            state.report.status = ScopeStatus::Interrupted;
+        }
+        self.apply_walk(ix, state, second).await;
+    }
+}
+
+/// Walks every scope, applying each as its walk ends, then decides what may be retired.
 ///
-/// Every scope is walked before any is applied: a registry may move between any two scopes
-/// (enterprise projects, or even projects), so a registry is retired only when every walk of
-/// the run completed and none saw it. Applying is serialised: one writer at a time suits
-/// SQLite and keeps PostgreSQL transactions short.
+/// Pages are staged in the store as they arrive and each scope is applied as soon as its
+/// walk ends, so a run holds no more than a page in memory. A registry may move between any
+/// two scopes (enterprise projects, or even projects), so retiring waits until every walk of
+/// the run has ended: a registry is retired only when every walk completed and none listed
+/// it; and a registry listed by a scope that does not cover where it is stored moves only
+/// once every walk has ended and no scope that covers it listed it.
 async fn run_scopes(
     clients: &HssClients,
     store: &Store,
@@ -291,189 +498,180 @@ async fn run_scopes(
     options: &SyncOptions,
     run_id: i64,
 ) -> ScopesOutcome {
+    let failed_before_walking = |e| ScopesOutcome {
+        reports: Vec::new(),
+        store_error: Some(e),
+        refused: None,
+    };
+    if let Err(e) = store.clear_staging(run_id).await {
+        return failed_before_walking(e);
+    }
     let mut scope_row_ids = Vec::with_capacity(scopes.len());
     for scope in scopes {
         match store.begin_scope(run_id, scope, now()).await {
             Ok(id) => scope_row_ids.push(id),
-            Err(e) => {
-                // Nothing was walked or written: the run is failed and its started scopes
-                // are closed by the next run's recovery if this database stays down.
-                return ScopesOutcome {
-                    reports: Vec::new(),
-                    store_error: Some(e),
-                    refused: None,
-                };
-            }
+            // Nothing was walked or written: the run is failed and its started scopes are
+            // closed by the next run's recovery if this database stays down.
+            Err(e) => return failed_before_walking(e),
         }
     }
-    let gate = AuthGate::default();
-    let walk_slots = Semaphore::new(options.concurrency.max(1));
-    let mut walks: Vec<Walk> = join_all(scopes.iter().map(|scope| {
-        let (walk_slots, gate) = (&walk_slots, &gate);
-        async move {
-            let _slot = walk_slots
-                .acquire()
-                .await
-                .expect("semaphore is never closed");
-            match clients.for_region(&scope.region) {
-                Some(client) => walk_with_rewalks(client, scope, options, gate).await,
-                None => Walk::failed(format!(
-                    "no HSS endpoint is configured for region {}",
-                    scope.region
-                )),
-            }
-        }
-    }))
-    .await;
     let unattributed = unattributed_scopes(scopes, options);
-    let mut all_complete = walks.iter().all(|w| w.outcome == WalkOutcome::Complete)
-        && !options.cancel.is_cancelled()
-        && gate.refused().is_none();
-    if all_complete && options.confirm_deletions {
-        match confirm_deletions(clients, store, scopes, &unattributed, walks, options, &gate).await
+    let ctx = RunContext {
+        clients,
+        store,
+        options,
+        run_id,
+        coverages: scopes
+            .iter()
+            .enumerate()
+            .map(|(ix, scope)| Coverage {
+                scope,
+                unattributed: unattributed.contains(&ix),
+            })
+            .collect(),
+        scope_row_ids,
+        gate: AuthGate::default(),
+        walk_slots: Semaphore::new(options.concurrency.max(1)),
+        writer: Mutex::new(()),
+        halt: options.cancel.child_token(),
+        store_error: StdMutex::new(None),
+    };
+    let mut states: Vec<ScopeState> =
+        join_all((0..scopes.len()).map(|ix| ctx.walk_and_apply(ix))).await;
+    let complete = |states: &[ScopeState]| {
+        states.iter().all(|s| s.outcome == WalkOutcome::Complete)
+            && !options.cancel.is_cancelled()
+            && ctx.gate.refused().is_none()
+            && !ctx.store_failed()
+    };
+    if complete(&states) && options.confirm_deletions {
+        // The confirming walks go as concurrently as the first ones did.
+        join_all(
+            states
+                .iter_mut()
+                .enumerate()
+                .map(|(ix, state)| ctx.confirm(ix, state)),
+        )
+        .await;
+    }
+    let all_complete = complete(&states);
+    // Registries listed by a scope that does not cover where they are stored: moved, in
+    // scope order, unless a scope that covers them listed them too.
+    for (ix, state) in states.iter_mut().enumerate() {
+        if ctx.store_failed() || !state.recorded {
+            continue;
+        }
+        let _writer = ctx.writer.lock().await;
+        match store
+            .apply_deferred(&ctx.step(ix), &ctx.coverages, ctx.scope_row_ids[ix])
+            .await
         {
-            Ok(confirmed) => walks = confirmed,
+            Ok(counts) => state.report.counts.add(&counts),
             Err(e) => {
-                return close_all(store, scopes, &scope_row_ids, run_id, Vec::new(), e).await;
+                state.report.status = ScopeStatus::Failed;
+                state.report.error = Some(format!("moves not written: database: {}", chain(&e)));
+                ctx.fail_store(e);
             }
         }
-        all_complete = walks.iter().all(|w| w.outcome == WalkOutcome::Complete)
-            && !options.cancel.is_cancelled()
-            && gate.refused().is_none();
     }
-    if let Err(e) = assign_owners(store, scopes, &mut walks).await {
-        return close_all(store, scopes, &scope_row_ids, run_id, walks, e).await;
-    }
-    let seen_in_run: HashSet<String> = walks
-        .iter()
-        .flat_map(|w| w.registries.iter().map(|r| r.id.clone()))
-        .collect();
     if !all_complete {
-        let n_held_back = walks
+        let n_held_back = states
             .iter()
-            .filter(|w| w.outcome == WalkOutcome::Complete)
+            .filter(|s| s.outcome == WalkOutcome::Complete)
             .count();
-        if n_held_back > 0 {
+        if n_held_back > 0 && !ctx.store_failed() {
             info!(
                 "{n_held_back} scopes completed, but not every scope of the run did: nothing is retired this run"
             );
         }
     }
-    let refused = gate.refused();
-    let mut reports = Vec::with_capacity(scopes.len());
-    let mut store_error = None;
-    for (index, (scope, walk)) in scopes.iter().zip(walks).enumerate() {
+    for (ix, state) in states.iter_mut().enumerate() {
+        if !all_complete || ctx.store_failed() {
+            break;
+        }
         let retirement = Retirement {
-            allowed: all_complete,
-            seen_in_run: &seen_in_run,
-            unattributed: unattributed.contains(&index),
+            allowed: true,
+            unattributed: ctx.coverages[ix].unattributed,
             guard: options.deletion_guard,
         };
-        if store_error.is_some() {
-            reports.push(not_applied(
-                scope,
-                walk,
-                "not applied: a database write failed earlier in the run",
-            ));
-            continue;
-        }
-        match apply_walk(store, run_id, scope, scope_row_ids[index], walk, retirement).await {
-            Ok(report) => reports.push(report),
-            Err((report, e)) => {
-                warn!(scope = %scope, "scope {scope} could not be written: {}", chain(&e));
-                reports.push(report);
-                store_error = Some(e);
+        let scope = ctx.coverages[ix].scope;
+        match store
+            .retire_unseen(
+                run_id,
+                ctx.scope_row_ids[ix],
+                ctx.coverages[ix],
+                &retirement,
+                state.report.counts.n_inserted + state.report.counts.n_restored,
+                now(),
+            )
+            .await
+        {
+            Ok((counts, held)) => {
+                state.report.counts.add(&counts);
+                if let Some(held) = held {
+                    metrics::counter!("hss_sync_deletions_held_total").increment(1);
+                    warn!(scope = %scope, n_held = counts.n_held, "scope {scope}: {held}");
+                    state.report.status = ScopeStatus::Held;
+                    state.report.error = Some(held);
+                }
+            }
+            Err(e) => {
+                warn!(scope = %scope, "scope {scope}: retiring failed: {}", chain(&e));
+                state.report.status = ScopeStatus::Failed;
+                state.report.error = Some(format!("nothing retired: database: {}", chain(&e)));
+                ctx.fail_store(e);
             }
         }
-        options.progress.scope_applied();
     }
+    if let Err(e) = store.clear_staging(run_id).await {
+        // The next run clears it; the run's outcome does not depend on it.
+        warn!(run.id = run_id, "could not clear the run's staged pages: {}", chain(&e));
+    }
+    let store_error = ctx
+        .store_error
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
     if store_error.is_some() {
-        close_unapplied(store, &reports, &scope_row_ids, run_id).await;
+        close_unrecorded(store, &states, &ctx.scope_row_ids).await;
     }
     ScopesOutcome {
-        reports,
+        reports: states.into_iter().map(|s| s.report).collect(),
         store_error,
-        refused,
+        refused: ctx.gate.refused(),
     }
 }
 
-/// Closes every scope row as failed after a database error before anything was applied.
-async fn close_all(
-    store: &Store,
-    scopes: &[Scope],
-    scope_row_ids: &[i64],
-    run_id: i64,
-    walks: Vec<Walk>,
-    error: StoreError,
-) -> ScopesOutcome {
-    let mut walks = walks.into_iter();
-    let reports: Vec<ScopeReport> = scopes
-        .iter()
-        .map(|scope| {
-            let walk = walks.next().unwrap_or_else(|| Walk::failed(String::new()));
-            not_applied(
-                scope,
-                walk,
-                "not applied: the database failed before this scope was written",
-            )
-        })
-        .collect();
-    close_unapplied(store, &reports, scope_row_ids, run_id).await;
-    ScopesOutcome {
-        reports,
-        store_error: Some(error),
-        refused: None,
-    }
-}
-
-/// Records the scopes that were not applied with their final status, as far as the
-/// database still answers; rows it cannot close are recovered by the next run.
-async fn close_unapplied(
-    store: &Store,
-    reports: &[ScopeReport],
-    scope_row_ids: &[i64],
-    run_id: i64,
-) {
-    let seen = HashSet::new();
-    for (report, scope_row_id) in reports.iter().zip(scope_row_ids) {
-        if report.status != ScopeStatus::Failed || report.counts != ScopeCounts::default() {
+/// Records the scopes whose audit rows were not written with their final status, as far as
+/// the database still answers; rows it cannot close are recovered by the next run.
+async fn close_unrecorded(store: &Store, states: &[ScopeState], scope_row_ids: &[i64]) {
+    for (state, scope_row_id) in states.iter().zip(scope_row_ids) {
+        if state.recorded {
             continue;
         }
-        let result = ScopeResult {
+        let report = &state.report;
+        let update = ScopeUpdate {
             scope_row_id: *scope_row_id,
-            run_id,
-            scope: &report.scope,
-            registries: &[],
-            retirement: Retirement {
-                allowed: false,
-                seen_in_run: &seen,
-                unattributed: false,
-                guard: DeletionGuard::default(),
-            },
-            status: report.status,
+            status: Some(ScopeStatus::Failed),
             n_pages: report.n_pages,
             n_requests: report.n_requests,
             n_throttled: report.n_throttled,
             n_retries: report.n_retries,
             api_total: report.api_total,
             error: report.error.as_deref(),
-            now: now(),
         };
-        if store.close_scope_without_changes(&result).await.is_err() {
+        if store.record_scope(&update, now()).await.is_err() {
             return;
         }
     }
 }
 
-/// The report of a scope that was walked but not written.
-fn not_applied(scope: &Scope, walk: Walk, why: &str) -> ScopeReport {
-    let error = match &walk.outcome {
-        WalkOutcome::Failed(e) | WalkOutcome::Inconsistent(e) if !e.is_empty() => {
-            format!("{e}; {why}")
-        }
+/// The error of a scope that was walked but not written.
+fn not_applied(walk_error: Option<&str>, why: &str) -> String {
+    match walk_error {
+        Some(e) if !e.is_empty() => format!("{e}; {why}"),
         _ => why.to_owned(),
-    };
-    walk.report(scope, ScopeStatus::Failed, Some(error))
+    }
 }
 
 /// The scopes (by index) that answer for their project's rows recorded without an
@@ -493,244 +691,6 @@ fn unattributed_scopes(scopes: &[Scope], options: &SyncOptions) -> HashSet<usize
         }
     }
     chosen
-}
-
-/// Before a complete run retires anything, a second walk of each scope that misses something
-/// confirms it. Offset paging over a list that changes during the walk can skip an item
-/// without any count showing it (one registry deleted before the walk's position and one
-/// added after it); a registry missing from two walks in a row is really gone. Costs
-/// requests only when something is missing.
-async fn confirm_deletions(
-    clients: &HssClients,
-    store: &Store,
-    scopes: &[Scope],
-    unattributed: &HashSet<usize>,
-    walks: Vec<Walk>,
-    options: &SyncOptions,
-    gate: &AuthGate,
-) -> Result<Vec<Walk>, StoreError> {
-    let seen_in_run: HashSet<String> = walks
-        .iter()
-        .flat_map(|w| w.registries.iter().map(|r| r.id.clone()))
-        .collect();
-    // The confirming walks go as concurrently as the first ones did.
-    let walk_slots = Semaphore::new(options.concurrency.max(1));
-    let confirmed = join_all(scopes.iter().zip(walks).enumerate().map(
-        |(index, (scope, first))| {
-            let (seen_in_run, walk_slots) = (&seen_in_run, &walk_slots);
-            async move {
-                let live = store
-                    .live_ids_in_scope(scope, unattributed.contains(&index))
-                    .await?;
-                let n_missing = live.iter().filter(|id| !seen_in_run.contains(*id)).count();
-                let Some(client) = clients.for_region(&scope.region).filter(|_| n_missing > 0)
-                else {
-                    return Ok(first);
-                };
-                info!(scope = %scope, n_missing, "scope {scope}: {n_missing} registries missing; walking it again to confirm");
-                let _slot = walk_slots
-                    .acquire()
-                    .await
-                    .expect("semaphore is never closed");
-                let second = walk_with_rewalks(client, scope, options, gate).await;
-                Ok(merge_confirming_walk(first, second))
-            }
-        },
-    ))
-    .await;
-    confirmed.into_iter().collect()
-}
-
-/// The first walk of a scope with its confirming walk: what either saw is present, with the
-/// second walk's content, the newer; a confirming walk that fails fails the scope.
-fn merge_confirming_walk(first: Walk, second: Walk) -> Walk {
-    let mut merged = Walk {
-        n_pages: first.n_pages + second.n_pages,
-        n_walks: first.n_walks + second.n_walks,
-        attempts: {
-            let mut attempts = first.attempts;
-            attempts.add(&second.attempts);
-            attempts
-        },
-        ..first
-    };
-    match second.outcome {
-        WalkOutcome::Complete => {
-            let second_ids: HashSet<&str> =
-                second.registries.iter().map(|r| r.id.as_str()).collect();
-            let first_only: Vec<Registry> = merged
-                .registries
-                .into_iter()
-                .filter(|r| !second_ids.contains(r.id.as_str()))
-                .collect();
-            merged.registries = second.registries;
-            merged.registries.extend(first_only);
-            merged.api_total = second.api_total;
-        }
-        WalkOutcome::Interrupted => merged.outcome = WalkOutcome::Interrupted,
-        WalkOutcome::Failed(e) | WalkOutcome::Inconsistent(e) => {
-            merged.outcome =
-                WalkOutcome::Failed(format!("the walk that confirms deletions failed: {e}"));
-        }
-        // Not reached (the first walk had no filters, nor has the second), but never retire on it.
-        WalkOutcome::Filtered => merged.outcome = WalkOutcome::Filtered,
-    }
-    merged
-}
-
-/// Ids that more than one scope returned get one owner, and the other scopes drop them, so
-/// a registry listed under two projects (or two enterprise projects) does not move back and
-/// forth on every run. The owner is the scope that already holds it, when that scope saw it;
-/// otherwise the first such scope in scope order. Each such id is logged once per process.
-async fn assign_owners(
-    store: &Store,
-    scopes: &[Scope],
-    walks: &mut [Walk],
-) -> Result<(), StoreError> {
-    let mut seen_by: HashMap<&str, Vec<usize>> = HashMap::new();
-    for (index, walk) in walks.iter().enumerate() {
-        for registry in &walk.registries {
-            seen_by.entry(registry.id.as_str()).or_default().push(index);
-        }
-    }
-    let shared: Vec<&str> = seen_by
-        .iter()
-        .filter(|(_, indexes)| indexes.len() > 1)
-        .map(|(id, _)| *id)
-        .collect();
-    if shared.is_empty() {
-        return Ok(());
-    }
-    let stored = store.locations_of(&shared).await?;
-    let mut dropped: Vec<HashSet<String>> = vec![HashSet::new(); walks.len()];
-    for id in shared {
-        let indexes = &seen_by[id];
-        let owner = stored
-            .get(id)
-            .filter(|(_, deleted)| !deleted)
-            .and_then(|(location, _)| {
-                indexes
-                    .iter()
-                    .copied()
-                    .find(|&i| scopes[i].covers(location))
-            })
-            .unwrap_or_else(|| {
-                *indexes
-                    .iter()
-                    .min_by_key(|&&i| &scopes[i])
-                    .expect("a shared id has scopes")
-            });
-        for &index in indexes.iter().filter(|&&i| i != owner) {
-            dropped[index].insert(id.to_owned());
-        }
-        warn_once(id, &scopes[owner], indexes.iter().map(|&i| &scopes[i]));
-    }
-    for (walk, dropped) in walks.iter_mut().zip(dropped) {
-        if !dropped.is_empty() {
-            walk.registries.retain(|r| !dropped.contains(&r.id));
-        }
-    }
-    Ok(())
-}
-
-fn warn_once<'a>(id: &str, owner: &Scope, scopes: impl Iterator<Item = &'a Scope>) {
-    static WARNED: StdMutex<Option<HashSet<String>>> = StdMutex::new(None);
-    let mut warned = WARNED.lock().unwrap_or_else(|e| e.into_inner());
-    if warned
-        .get_or_insert_with(HashSet::new)
-        .insert(id.to_owned())
-    {
-        let names: Vec<String> = scopes.map(|s| s.to_string()).collect();
-        warn!(
-            registry.id = id,
-            "registry {id} is listed by several scopes ({}); it is kept in {owner}",
-            names.join(", ")
-        );
-    }
-}
-
-async fn apply_walk(
-    store: &Store,
-    run_id: i64,
-    scope: &Scope,
-    scope_row_id: i64,
-    walk: Walk,
-    retirement: Retirement<'_>,
-) -> Result<ScopeReport, (ScopeReport, StoreError)> {
-    let status = match &walk.outcome {
-        WalkOutcome::Complete | WalkOutcome::Filtered => ScopeStatus::Succeeded,
-        WalkOutcome::Failed(_) | WalkOutcome::Inconsistent(_) => ScopeStatus::Failed,
-        WalkOutcome::Interrupted => ScopeStatus::Interrupted,
-    };
-    let error = match &walk.outcome {
-        WalkOutcome::Failed(e) | WalkOutcome::Inconsistent(e) => Some(e.clone()),
-        _ => None,
-    };
-    let result = ScopeResult {
-        scope_row_id,
-        run_id,
-        scope,
-        registries: &walk.registries,
-        retirement: Retirement {
-            allowed: retirement.allowed && walk.outcome == WalkOutcome::Complete,
-            ..retirement
-        },
-        status,
-        n_pages: walk.n_pages,
-        n_requests: walk.attempts.n_requests.into(),
-        n_throttled: walk.attempts.n_throttled.into(),
-        n_retries: walk.attempts.n_retries.into(),
-        api_total: walk.api_total,
-        error: error.as_deref(),
-        now: now(),
-    };
-    let mut report = walk.report(scope, status, error.clone());
-    let applied = if matches!(walk.outcome, WalkOutcome::Interrupted) {
-        store
-            .close_scope_without_changes(&result)
-            .await
-            .map(|()| (ScopeCounts::default(), None))
-    } else {
-        store.apply_scope(&result).await
-    };
-    match applied {
-        Ok((counts, held)) => {
-            report.counts = counts;
-            if let Some(held) = held {
-                metrics::counter!("hss_sync_deletions_held_total").increment(1);
-                warn!(scope = %scope, n_held = counts.n_held, "scope {scope}: {held}");
-                report.status = ScopeStatus::Held;
-                report.error = Some(held);
-            }
-        }
-        Err(e) => {
-            report.status = ScopeStatus::Failed;
-            report.error = Some(format!(
-                "{}not written: database: {}",
-                report
-                    .error
-                    .as_deref()
-                    .map(|e| format!("{e}; "))
-                    .unwrap_or_default(),
-                chain(&e)
-            ));
-            return Err((report, e));
-        }
-    }
-    if report.status == ScopeStatus::Failed {
-        metrics::counter!("hss_sync_scope_failures_total").increment(1);
-        // Logged once, here, where the failure is handled.
-        warn!(
-            scope = %scope,
-            project_id = %scope.project_id,
-            enterprise_project_id = %scope.enterprise_project_id,
-            n_pages = walk.n_pages,
-            n_requests = walk.attempts.n_requests,
-            "scope {scope} failed, nothing retired: {}",
-            report.error.as_deref().unwrap_or_default()
-        );
-    }
-    Ok(report)
 }
 
 /// The run's gate on authentication. Until one request of the run has been accepted, only
@@ -816,18 +776,54 @@ enum WalkOutcome {
     Interrupted,
 }
 
-/// What walking one scope produced.
+/// What walking one scope came to. The registries themselves went to the store page by
+/// page; the walk keeps only tallies.
 #[derive(Debug)]
 struct Walk {
-    registries: Vec<Registry>,
     n_pages: i64,
     attempts: Attempts,
     n_walks: u32,
     api_total: Option<i64>,
     outcome: WalkOutcome,
+    /// Registries staged as seen unchanged, new to the scope's staging.
+    n_unchanged: i64,
 }
 
 impl Walk {
+    fn new() -> Walk {
+        Walk {
+            n_pages: 0,
+            attempts: Attempts::default(),
+            n_walks: 1,
+            api_total: None,
+            outcome: WalkOutcome::Complete,
+            n_unchanged: 0,
+        }
+    }
+
+    fn failed(error: String) -> Walk {
+        Walk {
+            n_walks: 0,
+            outcome: WalkOutcome::Failed(error),
+            ..Walk::new()
+        }
+    }
+
+    fn status(&self) -> ScopeStatus {
+        match &self.outcome {
+            WalkOutcome::Complete | WalkOutcome::Filtered => ScopeStatus::Succeeded,
+            WalkOutcome::Failed(_) | WalkOutcome::Inconsistent(_) => ScopeStatus::Failed,
+            WalkOutcome::Interrupted => ScopeStatus::Interrupted,
+        }
+    }
+
+    fn error(&self) -> Option<String> {
+        match &self.outcome {
+            WalkOutcome::Failed(e) | WalkOutcome::Inconsistent(e) => Some(e.clone()),
+            _ => None,
+        }
+    }
+
     /// The report of the scope this walk walked, before anything is written.
     fn report(&self, scope: &Scope, status: ScopeStatus, error: Option<String>) -> ScopeReport {
         ScopeReport {
@@ -843,42 +839,44 @@ impl Walk {
             error,
         }
     }
-
-    fn failed(error: String) -> Walk {
-        Walk {
-            registries: Vec::new(),
-            n_pages: 0,
-            attempts: Attempts::default(),
-            n_walks: 0,
-            api_total: None,
-            outcome: WalkOutcome::Failed(error),
-        }
-    }
 }
 
 /// Walks a scope, and walks it again (up to `max_rewalks` times) while its pages do not add
 /// up. Offset paging over a list that changes during the walk skips or repeats items; a
-/// fresh walk usually sees a settled list.
+/// fresh walk usually sees a settled list. A walk again from the start forgets what the
+/// earlier one staged, unless `fresh` is false (a confirming walk adds to the first).
 async fn walk_with_rewalks(
     client: &HssClient,
-    scope: &Scope,
-    options: &SyncOptions,
-    gate: &AuthGate,
+    ctx: &RunContext<'_>,
+    ix: usize,
+    fresh: bool,
 ) -> Walk {
+    let scope = ctx.coverages[ix].scope;
     let mut n_pages = 0;
     let mut attempts = Attempts::default();
     let mut n_walks = 0;
+    let mut n_unchanged = 0;
     loop {
-        let mut walk = walk_scope(client, scope, options, gate).await;
+        let mut walk = walk_scope(client, ctx, ix).await;
         n_walks += 1;
         n_pages += walk.n_pages;
+        n_unchanged += walk.n_unchanged;
         attempts.add(&walk.attempts);
         let retry =
-            matches!(walk.outcome, WalkOutcome::Inconsistent(_)) && n_walks <= options.max_rewalks;
-        if !retry {
+            matches!(walk.outcome, WalkOutcome::Inconsistent(_)) && n_walks <= ctx.options.max_rewalks;
+        if retry && fresh {
+            if let Err(e) = ctx.store.unstage_scope(ctx.run_id, ix as i64).await {
+                walk.outcome = WalkOutcome::Failed(format!("database: {}", chain(&e)));
+                ctx.fail_store(e);
+            } else {
+                n_unchanged = 0;
+            }
+        }
+        if !retry || ctx.store_failed() {
             walk.n_pages = n_pages;
             walk.attempts = attempts;
             walk.n_walks = n_walks;
+            walk.n_unchanged = n_unchanged;
             if let WalkOutcome::Inconsistent(reason) = &walk.outcome {
                 walk.outcome = WalkOutcome::Inconsistent(format!(
                     "{reason}; still inconsistent after {n_walks} walks, so nothing was retired"
@@ -892,28 +890,22 @@ async fn walk_with_rewalks(
     }
 }
 
-/// Walks every page of one scope: `offset` advances by the items actually returned, and the
-/// walk ends on an empty page or when `offset` reaches `total_num`.
-async fn walk_scope(
-    client: &HssClient,
-    scope: &Scope,
-    options: &SyncOptions,
-    gate: &AuthGate,
-) -> Walk {
-    let mut walk = Walk {
-        registries: Vec::new(),
-        n_pages: 0,
-        attempts: Attempts::default(),
-        n_walks: 1,
-        api_total: None,
-        outcome: WalkOutcome::Complete,
-    };
-    let mut seen = HashSet::new();
+/// Walks every page of one scope, staging each in the store as it arrives: `offset`
+/// advances by the items actually returned, and the walk ends on an empty page or when
+/// `offset` reaches `total_num`.
+async fn walk_scope(client: &HssClient, ctx: &RunContext<'_>, ix: usize) -> Walk {
+    let options = ctx.options;
+    let scope = ctx.coverages[ix].scope;
+    let mut walk = Walk::new();
+    // Ids seen by this walk, as 64-bit hashes: a collision can only make a walk look
+    // inconsistent (and walked again), never complete.
+    let hasher = std::hash::RandomState::new();
+    let mut seen: HashSet<u64> = HashSet::new();
     let mut n_duplicates = 0usize;
     let mut total_changed = false;
     let mut offset: u32 = 0;
     loop {
-        if options.cancel.is_cancelled() {
+        if ctx.halt.is_cancelled() {
             walk.outcome = WalkOutcome::Interrupted;
             return walk;
         }
@@ -930,8 +922,8 @@ async fn walk_scope(
             filters: options.filters.clone(),
         };
         let pass = tokio::select! {
-            pass = gate.enter() => pass,
-            () = options.cancel.cancelled() => {
+            pass = ctx.gate.enter() => pass,
+            () = ctx.halt.cancelled() => {
                 walk.outcome = WalkOutcome::Interrupted;
                 return walk;
             }
@@ -945,12 +937,12 @@ async fn walk_scope(
         };
         let page = tokio::select! {
             page = client.list_registries(&scope.project_id, &query, &mut walk.attempts) => page,
-            () = options.cancel.cancelled() => {
+            () = ctx.halt.cancelled() => {
                 walk.outcome = WalkOutcome::Interrupted;
                 return walk;
             }
         };
-        gate.record(&page, client.refusal_hint());
+        ctx.gate.record(&page, client.refusal_hint());
         let page = match page {
             Ok(page) => page,
             Err(e) => {
@@ -969,11 +961,12 @@ async fn walk_scope(
             break;
         }
         let n_items = page.items.len();
+        let mut registries = Vec::with_capacity(n_items);
         for (i, item) in page.items.into_iter().enumerate() {
             match Registry::from_raw(item) {
                 Ok(registry) => {
-                    if seen.insert(registry.id.clone()) {
-                        walk.registries.push(registry);
+                    if seen.insert(hasher.hash_one(&registry.id)) {
+                        registries.push(registry);
                     } else {
                         n_duplicates += 1;
                     }
@@ -987,7 +980,24 @@ async fn walk_scope(
                 }
             }
         }
-        options.progress.page_walked(scope, walk.registries.len());
+        let staged = ctx
+            .store
+            .stage_page(&StagePage {
+                run_id: ctx.run_id,
+                scope_ix: ix as i64,
+                coverage: ctx.coverages[ix],
+                registries: &registries,
+            })
+            .await;
+        match staged {
+            Ok(n_unchanged) => walk.n_unchanged += n_unchanged,
+            Err(e) => {
+                walk.outcome = WalkOutcome::Failed(format!("database: {}", chain(&e)));
+                ctx.fail_store(e);
+                return walk;
+            }
+        }
+        options.progress.page_walked(scope, seen.len());
         offset = offset.saturating_add(u32::try_from(n_items).unwrap_or(u32::MAX));
         if walk
             .api_total
@@ -996,7 +1006,7 @@ async fn walk_scope(
             break;
         }
     }
-    let n_distinct = walk.registries.len() as i64;
+    let n_distinct = seen.len() as i64;
     walk.outcome = if total_changed
         || n_duplicates > 0
         || walk.api_total.is_some_and(|t| t != n_distinct)

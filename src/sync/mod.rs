@@ -14,7 +14,7 @@ use std::fmt;
 use std::time::Duration;
 
 pub use engine::{
-    record_failed_run, run_once, SyncError, SyncOptions, DEFAULT_CONCURRENCY, DEFAULT_MAX_REWALKS,
+    record_failed_run, run_once, SyncError, SyncOptions, DEFAULT_CONCURRENCY, DEFAULT_HISTORY_IGNORE_FIELDS, DEFAULT_MAX_REWALKS,
     DEFAULT_PAGE_LIMIT, MAX_OFFSET, PAGE_LIMIT_RANGE,
 };
 pub use plan::{DeletionGuard, ScopeCounts};
@@ -162,6 +162,7 @@ pub async fn run_configured(
         confirm_deletions: config.confirm_deletions,
         deletion_guard: config.deletion_guard,
         projects_with_every_enterprise_project: prepared.projects_with_every_enterprise_project,
+        history_ignore_fields: config.history_ignore_fields.clone(),
     };
     Ok(run_once(&prepared.clients, store, &prepared.scopes, &options).await?)
 }

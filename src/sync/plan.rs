@@ -3,23 +3,8 @@
 //! No IO and no clock: the store hands in the rows it loaded inside its transaction and
 //! writes back exactly the plan returned here.
 
-use std::collections::{HashMap, HashSet};
-
 use crate::registry::{self, Registry};
 use crate::sync::Scope;
-
-/// A registry row as the store holds it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct StoredRegistry {
-    /// The registry as last received.
-    pub registry: Registry,
-    /// Where it was last seen.
-    pub location: Location,
-    /// Its current version.
-    pub version: i64,
-    /// Whether it is retired (`deleted_at` set).
-    pub deleted: bool,
-}
 
 /// Where a registry lives.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -155,7 +140,9 @@ impl DeletionGuard {
     /// What a scope whose deletions were held records, and how to accept them.
     pub fn held_message(&self, n_held: i64, n_live: i64) -> String {
         format!(
-            "deletions held: the walk missed {n_held} of the {n_live} registries this scope holds ({}%),              more than --max-delete-percent {} (and at least --max-delete-min {}); nothing was retired.              If they are really gone, run once with --accept-deletions, or raise the thresholds",
+            "deletions held: the walk missed {n_held} of the {n_live} registries this scope holds ({}%), \
+             more than --max-delete-percent {} (and at least --max-delete-min {}); nothing was retired. \
+             If they are really gone, run once with --accept-deletions, or raise the thresholds",
             if n_live > 0 { n_held * 100 / n_live } else { 100 },
             self.max_percent,
             self.min_count
@@ -165,12 +152,10 @@ impl DeletionGuard {
 
 /// What a scope may retire.
 #[derive(Clone, Copy, Debug)]
-pub struct Retirement<'a> {
+pub struct Retirement {
     /// Whether anything may be retired: the scope's walk completed, and so did every other
     /// scope of the run that could hold a registry this scope lost.
     pub allowed: bool,
-    /// Ids seen anywhere in the run: a registry that moved to another scope is not gone.
-    pub seen_in_run: &'a HashSet<String>,
     /// Whether this scope also answers for its project's rows that carry no enterprise
     /// project (recorded through `all_granted_eps`): every enterprise project of the project
     /// was walked completely, so such a row that no walk saw is gone.
@@ -179,112 +164,172 @@ pub struct Retirement<'a> {
     pub guard: DeletionGuard,
 }
 
-/// The plan for one scope.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct ScopePlan {
-    /// Rows to write with a history row each, in the order fetched, deletions last.
-    pub changes: Vec<Change>,
-    /// Ids seen again unchanged: only `last_seen_at` moves.
-    pub unchanged: Vec<String>,
-    /// The counts the plan implies.
-    pub counts: ScopeCounts,
-    /// The live registries the scope held, when its deletions were held.
-    pub n_live: i64,
+/// A scope of the run, with what it answers for.
+#[derive(Clone, Copy, Debug)]
+pub struct Coverage<'a> {
+    /// The scope.
+    pub scope: &'a Scope,
+    /// Whether it also answers for its project's rows recorded without an enterprise project.
+    pub unattributed: bool,
 }
 
-/// Plans one scope.
-///
-/// `stored` holds the rows the scope covers and the rows of every fetched id, wherever they
-/// live. Missing rows are retired only as `retirement` allows: nothing unless it is allowed,
-/// nothing whose id was seen elsewhere in the run, and nothing when the guard holds the
-/// scope's deletions (they are counted in `n_held`).
-pub fn plan_scope(
-    stored: &[StoredRegistry],
-    fetched: &[Registry],
-    scope: &Scope,
-    retirement: &Retirement<'_>,
-) -> ScopePlan {
-    let seen_in_run = retirement.seen_in_run;
-    let covers = |location: &Location| {
-        scope.covers(location)
-            || (retirement.unattributed
-                && location.project_id == scope.project_id
+impl Coverage<'_> {
+    /// Whether a stored registry at `location` belongs to this scope.
+    pub fn covers(&self, location: &Location) -> bool {
+        self.scope.covers(location)
+            || (self.unattributed
+                && location.project_id == self.scope.project_id
                 && location.enterprise_project_id.is_none())
+    }
+}
+
+/// What the store holds of one registry: as much as the diff needs, without its content.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredSummary {
+    /// Hash of the stored content.
+    pub content_hash: String,
+    /// Where it was last seen.
+    pub location: Location,
+    /// Its current version.
+    pub version: i64,
+    /// Whether it is retired (`deleted_at` set).
+    pub deleted: bool,
+    /// Whether this run already wrote it (through another scope, or an earlier step).
+    pub written_this_run: bool,
+}
+
+/// What a listed registry needs, decided against what the store holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Decision {
+    /// Stored as listed: nothing to write.
+    Unchanged,
+    /// Not stored: a new row and its first version.
+    Create,
+    /// Stored under this scope with other content or location: a new version (or, when
+    /// only ignored fields changed, the row refreshed without one).
+    Update,
+    /// Retired, and listed again: restored.
+    Restore,
+    /// Stored live under a scope this one does not cover: a move, unless that scope lists it
+    /// too. Decided once every walk of the run has ended ([`resolve_deferred`]).
+    Defer,
+    /// Stored under another scope, and already written by this run: that scope keeps it.
+    Drop,
+}
+
+/// Decides what a registry listed by `scope` with content `content_hash` needs.
+pub fn decide(stored: Option<&StoredSummary>, content_hash: &str, scope: Coverage<'_>) -> Decision {
+    let Some(old) = stored else {
+        return Decision::Create;
     };
-    let by_id: HashMap<&str, &StoredRegistry> = stored
-        .iter()
-        .map(|row| (row.registry.id.as_str(), row))
+    if old.deleted {
+        return if old.written_this_run {
+            Decision::Drop
+        } else {
+            Decision::Restore
+        };
+    }
+    if !scope.covers(&old.location) {
+        return if old.written_this_run {
+            Decision::Drop
+        } else {
+            Decision::Defer
+        };
+    }
+    if old.content_hash == content_hash
+        && scope.scope.location_for(Some(&old.location)) == old.location
+    {
+        Decision::Unchanged
+    } else {
+        Decision::Update
+    }
+}
+
+/// Whether a deferred registry moves to the scope that listed it: only when no scope of the
+/// run that covers where it is stored listed it, and no earlier scope moved it already.
+/// `listers` are the scopes of the run that listed it.
+pub fn resolve_deferred<'a>(
+    stored: &StoredSummary,
+    mut listers: impl Iterator<Item = Coverage<'a>>,
+) -> bool {
+    !stored.written_this_run
+        && !stored.deleted
+        && !listers.any(|lister| lister.covers(&stored.location))
+}
+
+/// What to write for a registry whose decision was [`Decision::Update`], [`Decision::Restore`]
+/// or a deferred move: the new version, or the refreshed row when only fields in
+/// `ignored_fields` changed (those make no version of their own).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Write {
+    /// A new version, with its history row.
+    Version(Change),
+    /// The row takes the new content, in place, without a version.
+    Refresh {
+        /// The new content.
+        registry: Registry,
+        /// Where it lives (unchanged).
+        location: Location,
+    },
+}
+
+/// The new version of a stored registry listed by `scope` with new content `new`.
+pub fn change(
+    old: &Registry,
+    old_location: &Location,
+    old_version: i64,
+    deleted: bool,
+    new: &Registry,
+    scope: &Scope,
+    ignored_fields: &[String],
+) -> Write {
+    let location = scope.location_for(Some(old_location));
+    let mut changed_fields: Vec<String> = registry::changed_fields(&old.raw, &new.raw)
+        .into_iter()
+        .filter(|field| !ignored_fields.contains(field))
         .collect();
-    let mut plan = ScopePlan::default();
-    let mut fetched_ids = HashSet::new();
-    for registry in fetched {
-        if !fetched_ids.insert(registry.id.as_str()) {
-            continue;
-        }
-        plan.counts.n_fetched += 1;
-        let Some(old) = by_id.get(registry.id.as_str()) else {
-            plan.counts.n_inserted += 1;
-            plan.changes.push(Change {
-                kind: ChangeKind::Created,
-                registry: registry.clone(),
-                location: scope.location_for(None),
-                version: 1,
-                changed_fields: Vec::new(),
-            });
-            continue;
-        };
-        let location = scope.location_for(Some(&old.location));
-        let mut changed_fields = registry::changed_fields(&old.registry.raw, &registry.raw);
-        changed_fields.extend(location_changes(&old.location, &location));
-        changed_fields.sort();
-        let kind = if old.deleted {
-            plan.counts.n_restored += 1;
-            ChangeKind::Restored
-        } else if changed_fields.is_empty() {
-            plan.counts.n_unchanged += 1;
-            plan.unchanged.push(registry.id.clone());
-            continue;
-        } else {
-            plan.counts.n_updated += 1;
-            ChangeKind::Updated
-        };
-        plan.changes.push(Change {
-            kind,
-            registry: registry.clone(),
+    changed_fields.extend(location_changes(old_location, &location));
+    changed_fields.sort();
+    let kind = if deleted {
+        ChangeKind::Restored
+    } else if changed_fields.is_empty() {
+        return Write::Refresh {
+            registry: new.clone(),
             location,
-            version: old.version + 1,
-            changed_fields,
-        });
+        };
+    } else {
+        ChangeKind::Updated
+    };
+    Write::Version(Change {
+        kind,
+        registry: new.clone(),
+        location,
+        version: old_version + 1,
+        changed_fields,
+    })
+}
+
+/// What a complete walk's missing registries come to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RetireDecision {
+    /// Nothing to retire, or retiring is not allowed.
+    Nothing,
+    /// Retire them.
+    Retire,
+    /// The guard holds them.
+    Hold,
+}
+
+/// Decides whether `n_gone` of the `n_live` registries a scope holds, missed by every walk of
+/// the run, are retired.
+pub fn retire(n_gone: i64, n_live: i64, retirement: &Retirement) -> RetireDecision {
+    if !retirement.allowed || n_gone == 0 {
+        RetireDecision::Nothing
+    } else if retirement.guard.holds(n_gone, n_live) {
+        RetireDecision::Hold
+    } else {
+        RetireDecision::Retire
     }
-    if retirement.allowed {
-        let live = stored
-            .iter()
-            .filter(|old| !old.deleted && covers(&old.location));
-        let n_live = live.clone().count() as i64;
-        let gone: Vec<&StoredRegistry> = live
-            .filter(|old| {
-                let id = old.registry.id.as_str();
-                !fetched_ids.contains(id) && !seen_in_run.contains(id)
-            })
-            .collect();
-        let n_gone = gone.len() as i64;
-        if retirement.guard.holds(n_gone, n_live) {
-            plan.counts.n_held = n_gone;
-            plan.n_live = n_live;
-        } else {
-            for old in gone {
-                plan.counts.n_deleted += 1;
-                plan.changes.push(Change {
-                    kind: ChangeKind::Deleted,
-                    registry: old.registry.clone(),
-                    location: old.location.clone(),
-                    version: old.version + 1,
-                    changed_fields: Vec::new(),
-                });
-            }
-        }
-    }
-    plan
 }
 
 fn location_changes(old: &Location, new: &Location) -> Vec<String> {
@@ -306,31 +351,10 @@ mod tests {
     use serde_json::{json, Value};
 
     use super::*;
-
-    /// Plans with retiring allowed when `complete`, and no guard.
-    fn plan_without_guard(
-        stored: &[StoredRegistry],
-        fetched: &[Registry],
-        scope: &Scope,
-        complete: bool,
-        seen_in_run: &HashSet<String>,
-    ) -> ScopePlan {
-        plan_scope(
-            stored,
-            fetched,
-            scope,
-            &Retirement {
-                allowed: complete,
-                seen_in_run,
-                unattributed: false,
-                guard: DeletionGuard::off(),
-            },
-        )
-    }
     use crate::sync::ALL_GRANTED_EPS;
 
     fn registry(id: &str, status: &str) -> Registry {
-        let Value::Object(raw) = json!({"id": id, "status": status}) else {
+        let Value::Object(raw) = json!({"id": id, "status": status, "latest_sync_time": 1}) else {
             unreachable!()
         };
         Registry::from_raw(raw).unwrap()
@@ -344,237 +368,181 @@ mod tests {
         }
     }
 
-    fn stored(
-        id: &str,
-        status: &str,
-        ep: Option<&str>,
-        version: i64,
-        deleted: bool,
-    ) -> StoredRegistry {
-        StoredRegistry {
-            registry: registry(id, status),
-            location: Location {
-                project_id: "p1".to_owned(),
-                enterprise_project_id: ep.map(str::to_owned),
-                region: "cn-north-4".to_owned(),
-            },
-            version,
-            deleted,
+    fn location(project: &str, ep: Option<&str>) -> Location {
+        Location {
+            project_id: project.to_owned(),
+            enterprise_project_id: ep.map(str::to_owned),
+            region: "cn-north-4".to_owned(),
         }
     }
 
-    fn kinds(plan: &ScopePlan) -> Vec<(String, ChangeKind, i64)> {
-        plan.changes
-            .iter()
-            .map(|c| (c.registry.id.clone(), c.kind, c.version))
-            .collect()
+    fn stored(status: &str, location: Location, deleted: bool, written: bool) -> StoredSummary {
+        StoredSummary {
+            content_hash: registry("r", status).content_hash,
+            location,
+            version: 3,
+            deleted,
+            written_this_run: written,
+        }
+    }
+
+    fn coverage(scope: &Scope) -> Coverage<'_> {
+        Coverage {
+            scope,
+            unattributed: false,
+        }
     }
 
     #[test]
-    fn new_changed_unchanged_missing_and_returning_ids_are_classified() {
-        let rows = [
-            stored("same", "success", None, 1, false),
-            stored("changed", "success", None, 3, false),
-            stored("gone", "success", None, 2, false),
-            stored("back", "success", None, 4, true),
-        ];
-        let fetched = [
-            registry("same", "success"),
-            registry("changed", "fail"),
-            registry("new", "success"),
-            registry("back", "success"),
-        ];
-        let plan = plan_without_guard(
-            &rows,
-            &fetched,
-            &scope(ALL_GRANTED_EPS),
-            true,
-            &HashSet::new(),
-        );
-        assert_eq!(
-            kinds(&plan),
-            [
-                ("changed".to_owned(), ChangeKind::Updated, 4),
-                ("new".to_owned(), ChangeKind::Created, 1),
-                ("back".to_owned(), ChangeKind::Restored, 5),
-                ("gone".to_owned(), ChangeKind::Deleted, 3),
-            ]
-        );
-        assert_eq!(plan.unchanged, ["same"]);
-        assert_eq!(plan.changes[0].changed_fields, ["status"]);
-        assert_eq!(
-            plan.counts,
-            ScopeCounts {
-                n_fetched: 4,
-                n_inserted: 1,
-                n_updated: 1,
-                n_unchanged: 1,
-                n_deleted: 1,
-                n_restored: 1,
-                n_held: 0
-            }
-        );
+    fn listed_registries_are_created_updated_restored_or_left_alone() {
+        let ep1 = scope("ep1");
+        let hash = registry("r", "success").content_hash;
+        let at_ep1 = location("p1", Some("ep1"));
+        assert_eq!(decide(None, &hash, coverage(&ep1)), Decision::Create);
+        let same = stored("success", at_ep1.clone(), false, false);
+        assert_eq!(decide(Some(&same), &hash, coverage(&ep1)), Decision::Unchanged);
+        let other = stored("fail", at_ep1.clone(), false, false);
+        assert_eq!(decide(Some(&other), &hash, coverage(&ep1)), Decision::Update);
+        let retired = stored("success", at_ep1, true, false);
+        assert_eq!(decide(Some(&retired), &hash, coverage(&ep1)), Decision::Restore);
     }
 
     #[test]
-    fn incomplete_walk_retires_nothing() {
-        let rows = [stored("gone", "success", None, 1, false)];
-        let plan = plan_without_guard(&rows, &[], &scope(ALL_GRANTED_EPS), false, &HashSet::new());
-        assert!(plan.changes.is_empty());
-        assert_eq!(plan.counts, ScopeCounts::default());
-    }
-
-    #[test]
-    fn rows_outside_the_scope_or_seen_elsewhere_are_not_retired() {
-        let rows = [
-            stored("other-ep", "success", Some("ep2"), 1, false),
-            stored("moved", "success", Some("ep1"), 1, false),
-            stored("gone", "success", Some("ep1"), 1, false),
-        ];
-        let seen: HashSet<String> = ["moved".to_owned()].into();
-        let plan = plan_without_guard(&rows, &[], &scope("ep1"), true, &seen);
-        assert_eq!(kinds(&plan), [("gone".to_owned(), ChangeKind::Deleted, 2)]);
-    }
-
-    #[test]
-    fn a_registry_that_moves_enterprise_project_is_updated_with_the_field_named() {
-        let rows = [stored("r", "success", Some("ep1"), 1, false)];
-        let plan = plan_without_guard(
-            &rows,
-            &[registry("r", "success")],
-            &scope("ep2"),
-            true,
-            &HashSet::new(),
-        );
-        assert_eq!(kinds(&plan), [("r".to_owned(), ChangeKind::Updated, 2)]);
-        assert_eq!(plan.changes[0].changed_fields, ["enterprise_project_id"]);
+    fn a_registry_stored_under_another_scope_waits_or_stays_with_its_owner() {
+        let ep1 = scope("ep1");
+        let hash = registry("r", "success").content_hash;
+        let elsewhere = stored("success", location("p1", Some("ep2")), false, false);
+        assert_eq!(decide(Some(&elsewhere), &hash, coverage(&ep1)), Decision::Defer);
+        let taken = stored("success", location("p1", Some("ep2")), false, true);
+        assert_eq!(decide(Some(&taken), &hash, coverage(&ep1)), Decision::Drop);
+        // Another project is another scope too.
+        let other_project = stored("success", location("p2", Some("ep1")), false, false);
+        assert_eq!(decide(Some(&other_project), &hash, coverage(&ep1)), Decision::Defer);
     }
 
     #[test]
     fn all_granted_scope_keeps_a_known_enterprise_project() {
-        let rows = [stored("r", "success", Some("ep1"), 1, false)];
-        let plan = plan_without_guard(
-            &rows,
-            &[registry("r", "success")],
-            &scope(ALL_GRANTED_EPS),
-            true,
-            &HashSet::new(),
-        );
-        assert!(plan.changes.is_empty());
-        assert_eq!(plan.unchanged, ["r"]);
+        let all = scope(ALL_GRANTED_EPS);
+        let hash = registry("r", "success").content_hash;
+        let known = stored("success", location("p1", Some("ep1")), false, false);
+        assert_eq!(decide(Some(&known), &hash, coverage(&all)), Decision::Unchanged);
+        assert_eq!(all.location_for(Some(&known.location)), known.location);
     }
 
     #[test]
-    fn duplicate_ids_in_one_fetch_count_once() {
-        let fetched = [registry("a", "success"), registry("a", "success")];
-        let plan = plan_without_guard(
-            &[],
-            &fetched,
-            &scope(ALL_GRANTED_EPS),
-            true,
-            &HashSet::new(),
-        );
-        assert_eq!(plan.counts.n_fetched, 1);
-        assert_eq!(plan.changes.len(), 1);
-    }
-
-    fn retirement(
-        seen: &HashSet<String>,
-        unattributed: bool,
-        guard: DeletionGuard,
-    ) -> Retirement<'_> {
-        Retirement {
-            allowed: true,
-            seen_in_run: seen,
-            unattributed,
-            guard,
-        }
-    }
-
-    #[test]
-    fn the_guard_holds_mass_deletions_and_counts_them() {
-        let rows: Vec<StoredRegistry> = (0..20)
-            .map(|i| stored(&format!("r{i:02}"), "success", None, 1, false))
-            .collect();
-        let fetched: Vec<Registry> = (0..8)
-            .map(|i| registry(&format!("r{i:02}"), "success"))
-            .collect();
-        let seen = HashSet::new();
-        let scope = scope(ALL_GRANTED_EPS);
-
-        let held = plan_scope(
-            &rows,
-            &fetched,
-            &scope,
-            &retirement(&seen, false, DeletionGuard::default()),
-        );
-        assert_eq!(held.counts.n_deleted, 0);
-        assert_eq!(held.counts.n_held, 12);
-        assert_eq!(held.n_live, 20);
-        assert!(held.changes.is_empty());
-
-        let accepted = DeletionGuard {
-            accept: true,
-            ..DeletionGuard::default()
+    fn unattributed_rows_belong_to_the_scope_that_answers_for_them() {
+        let ep1 = scope("ep1");
+        let hash = registry("r", "success").content_hash;
+        let unattributed = stored("success", location("p1", None), false, false);
+        assert_eq!(decide(Some(&unattributed), &hash, coverage(&ep1)), Decision::Defer);
+        let answering = Coverage {
+            scope: &ep1,
+            unattributed: true,
         };
-        let plan = plan_scope(&rows, &fetched, &scope, &retirement(&seen, false, accepted));
-        assert_eq!((plan.counts.n_deleted, plan.counts.n_held), (12, 0));
-
-        // Half or less, or fewer than the minimum, is retired.
-        let fetched_half: Vec<Registry> = (0..10)
-            .map(|i| registry(&format!("r{i:02}"), "success"))
-            .collect();
-        let plan = plan_scope(
-            &rows,
-            &fetched_half,
-            &scope,
-            &retirement(&seen, false, DeletionGuard::default()),
-        );
-        assert_eq!((plan.counts.n_deleted, plan.counts.n_held), (10, 0));
-        let small = &rows[..9];
-        let plan = plan_scope(
-            small,
+        // Covered, and its enterprise project is learnt: a new version naming it.
+        assert_eq!(decide(Some(&unattributed), &hash, answering), Decision::Update);
+        let write = change(
+            &registry("r", "success"),
+            &unattributed.location,
+            3,
+            false,
+            &registry("r", "success"),
+            &ep1,
             &[],
-            &scope,
-            &retirement(&seen, false, DeletionGuard::default()),
         );
-        assert_eq!((plan.counts.n_deleted, plan.counts.n_held), (9, 0));
-        assert!(DeletionGuard::default()
-            .held_message(12, 20)
-            .contains("--accept-deletions"));
+        let Write::Version(change) = write else {
+            panic!("expected a version, got {write:?}")
+        };
+        assert_eq!(change.changed_fields, ["enterprise_project_id"]);
+        assert_eq!((change.kind, change.version), (ChangeKind::Updated, 4));
     }
 
     #[test]
-    fn unattributed_rows_are_reconciled_only_when_every_enterprise_project_was_walked() {
-        let rows = [
-            stored("seen", "success", None, 1, false),
-            stored("unseen", "success", None, 1, false),
-            stored("other-ep", "success", Some("ep2"), 1, false),
-        ];
-        let fetched = [registry("seen", "success")];
-        let seen: HashSet<String> = ["seen".to_owned()].into();
+    fn a_deferred_registry_moves_only_when_no_covering_scope_listed_it() {
+        let (ep1, ep2) = (scope("ep1"), scope("ep2"));
+        let at_ep2 = stored("success", location("p1", Some("ep2")), false, false);
+        assert!(resolve_deferred(&at_ep2, [coverage(&ep1)].into_iter()));
+        assert!(!resolve_deferred(
+            &at_ep2,
+            [coverage(&ep1), coverage(&ep2)].into_iter()
+        ));
+        let moved_already = stored("success", location("p1", Some("ep2")), false, true);
+        assert!(!resolve_deferred(&moved_already, [coverage(&ep1)].into_iter()));
+    }
 
-        let plan = plan_scope(
-            &rows,
-            &fetched,
-            &scope("ep1"),
-            &retirement(&seen, true, DeletionGuard::off()),
+    #[test]
+    fn changed_fields_name_content_and_location_and_skip_ignored_ones() {
+        let ep1 = scope("ep1");
+        let old = registry("r", "success");
+        let mut new = registry("r", "fail");
+        new.raw.insert("latest_sync_time".to_owned(), json!(2));
+        let write = change(
+            &old,
+            &location("p1", Some("ep2")),
+            1,
+            false,
+            &new,
+            &ep1,
+            &["latest_sync_time".to_owned()],
         );
+        let Write::Version(change) = write else {
+            panic!("expected a version, got {write:?}")
+        };
+        assert_eq!(change.changed_fields, ["enterprise_project_id", "status"]);
+        assert_eq!(change.location, location("p1", Some("ep1")));
+    }
+
+    #[test]
+    fn a_change_in_ignored_fields_alone_refreshes_the_row_without_a_version() {
+        let ep1 = scope("ep1");
+        let old = registry("r", "success");
+        let mut new = registry("r", "success");
+        new.raw.insert("latest_sync_time".to_owned(), json!(2));
+        let here = location("p1", Some("ep1"));
+        let ignored = ["latest_sync_time".to_owned()];
         assert_eq!(
-            kinds(&plan),
-            [
-                ("seen".to_owned(), ChangeKind::Updated, 2),
-                ("unseen".to_owned(), ChangeKind::Deleted, 2)
-            ]
+            change(&old, &here, 1, false, &new, &ep1, &ignored),
+            Write::Refresh {
+                registry: new.clone(),
+                location: here.clone()
+            }
         );
-        assert_eq!(plan.changes[0].changed_fields, ["enterprise_project_id"]);
+        // Without the list, the same change is a version naming the field.
+        let Write::Version(versioned) = change(&old, &here, 1, false, &new, &ep1, &[]) else {
+            panic!("expected a version")
+        };
+        assert_eq!(versioned.changed_fields, ["latest_sync_time"]);
+        // A restore is always a version, even when nothing else changed.
+        let Write::Version(restored) = change(&old, &here, 1, true, &old, &ep1, &ignored) else {
+            panic!("expected a version")
+        };
+        assert_eq!(
+            (restored.kind, restored.version),
+            (ChangeKind::Restored, 2)
+        );
+    }
 
-        let plan = plan_scope(
-            &rows,
-            &fetched,
-            &scope("ep1"),
-            &retirement(&seen, false, DeletionGuard::off()),
+    #[test]
+    fn retiring_needs_leave_and_the_guard_holds_mass_deletions() {
+        let allowed = |allowed, guard| Retirement {
+            allowed,
+            unattributed: false,
+            guard,
+        };
+        let guard = DeletionGuard::default();
+        assert_eq!(retire(5, 10, &allowed(false, guard)), RetireDecision::Nothing);
+        assert_eq!(retire(0, 10, &allowed(true, guard)), RetireDecision::Nothing);
+        assert_eq!(retire(5, 10, &allowed(true, guard)), RetireDecision::Retire);
+        // 12 of 20 is more than half, and at least ten.
+        assert_eq!(retire(12, 20, &allowed(true, guard)), RetireDecision::Hold);
+        // Below the minimum count the guard never holds, whatever the share.
+        assert_eq!(retire(9, 9, &allowed(true, guard)), RetireDecision::Retire);
+        assert_eq!(
+            retire(12, 20, &allowed(true, DeletionGuard::off())),
+            RetireDecision::Retire
         );
-        assert_eq!(kinds(&plan), [("seen".to_owned(), ChangeKind::Updated, 2)]);
+        let message = guard.held_message(12, 20);
+        assert!(message.contains("--accept-deletions"), "{message}");
+        assert!(!message.contains("  "), "{message}");
     }
 }

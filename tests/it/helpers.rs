@@ -209,6 +209,16 @@ impl TestApp {
         ids
     }
 
+    /// Every registry the simulator serves, by id.
+    pub fn sim_registries(&self) -> std::collections::HashMap<String, serde_json::Value> {
+        self.sim
+            .project_ids()
+            .iter()
+            .flat_map(|p| self.sim.registries(p, None))
+            .map(|r| (r["id"].as_str().unwrap_or_default().to_owned(), r))
+            .collect()
+    }
+
     pub async fn history(&self, filter: HistoryFilter<'_>) -> Vec<HistoryRecord> {
         self.store.history(filter).await.expect("history")
     }

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use hss_sync::sim::{Fault, Mutation};
 use hss_sync::store::HistoryFilter;
-use hss_sync::sync::RunStatus;
+use hss_sync::sync::{RunStatus, SyncOptions};
 use serde_json::json;
 
 use crate::helpers::{client_for, estate, Backend, TestApp, SECRET_KEY};
@@ -58,7 +58,12 @@ async fn multi_page_estate_is_mirrored_and_changes_become_history(backend: Backe
         ),
         (20, 7, 11)
     );
-    let second = app.sync(&scopes).await;
+    // Every change makes a version here, `latest_sync_time` alone included.
+    let every_change = SyncOptions {
+        history_ignore_fields: Vec::new(),
+        ..SyncOptions::default()
+    };
+    let second = app.sync_with(&scopes, every_change).await;
 
     // Assert: exactly the changes, history versions chained.
     assert_eq!(second.status, RunStatus::Succeeded);
@@ -140,6 +145,70 @@ async fn multi_page_estate_is_mirrored_and_changes_become_history(backend: Backe
     assert_eq!(app.runs().await.len(), 3);
 }
 on_both_backends!(multi_page_estate_is_mirrored_and_changes_become_history);
+
+async fn a_change_to_ignored_fields_alone_updates_the_row_without_a_version(backend: Backend) {
+    // Arrange: every update changes latest_sync_time; about half change nothing else.
+    let app = TestApp::spawn(backend, estate(1, 1, 60)).await;
+    let scopes = app.all_granted_scopes();
+    app.sync(&scopes).await;
+    let before = app.sim_registries();
+    let change = app.sim.mutate(&Mutation {
+        seed: 21,
+        n_update: 40,
+        n_delete: 0,
+        n_add: 0,
+    });
+    let after = app.sim_registries();
+    let sync_time_only: Vec<&String> = change
+        .updated
+        .iter()
+        .filter(|id| {
+            let (mut old, mut new) = (before[*id].clone(), after[*id].clone());
+            old.as_object_mut().unwrap().remove("latest_sync_time");
+            new.as_object_mut().unwrap().remove("latest_sync_time");
+            old == new
+        })
+        .collect();
+    assert!(
+        !sync_time_only.is_empty() && sync_time_only.len() < change.updated.len(),
+        "the seed gives both kinds of update"
+    );
+
+    // Act: the default history_ignore_fields is ["latest_sync_time"].
+    let report = app.sync(&scopes).await;
+
+    // Assert: rows take the new content; only the other updates made versions, and no
+    // version names latest_sync_time.
+    assert_eq!(report.status, RunStatus::Succeeded, "{report:?}");
+    let n_versions = (change.updated.len() - sync_time_only.len()) as i64;
+    assert_eq!(report.counts.n_updated, n_versions);
+    assert_eq!(
+        report.counts.n_unchanged,
+        app.sim.registry_count() as i64 - n_versions
+    );
+    let rows: HashMap<String, _> = app
+        .registries()
+        .await
+        .into_iter()
+        .map(|r| (r.registry.id.clone(), r))
+        .collect();
+    for id in &change.updated {
+        assert_eq!(
+            serde_json::Value::Object(rows[id].registry.raw.clone()),
+            after[id],
+            "{id} holds what the API says"
+        );
+    }
+    for id in &sync_time_only {
+        assert_eq!(rows[*id].version, 1, "{id} made no version");
+    }
+    let history = app.history(HistoryFilter::Run(report.run_id)).await;
+    assert_eq!(history.len() as i64, n_versions);
+    assert!(history
+        .iter()
+        .all(|h| !h.changed_fields.iter().any(|f| f == "latest_sync_time")));
+}
+on_both_backends!(a_change_to_ignored_fields_alone_updates_the_row_without_a_version);
 
 async fn enterprise_project_scopes_record_each_registrys_enterprise_project(backend: Backend) {
     let app = TestApp::spawn(backend, estate(2, 2, 15)).await;

@@ -1,0 +1,35 @@
+-- Pages stream into sync_staging as they arrive, so a run never holds the estate in memory.
+-- One row per (run, scope, registry id) a walk listed: the run's set of seen ids, from which
+-- deletion is decided at the end of a complete run. A registry that differs from the stored
+-- row (or is new, retired, or stored under another scope) carries its content, which the
+-- scope's transaction copies into registries and registry_history; a registry seen again
+-- unchanged carries only its id. Rows of a run are removed when the run ends, and rows of
+-- runs that are no longer running when the next run starts. UNLOGGED: it is scratch space,
+-- not worth WAL; a crash empties it, and a run that crashed is recovered as interrupted.
+CREATE UNLOGGED TABLE sync_staging (
+    run_id                 BIGINT  NOT NULL,
+    scope_ix               BIGINT  NOT NULL,
+    id                     TEXT    NOT NULL,
+    applied                BIGINT  NOT NULL DEFAULT 1,
+    deferred               BIGINT  NOT NULL DEFAULT 0,
+    project_id             TEXT,
+    enterprise_project_id  TEXT,
+    region                 TEXT,
+    registry_name          TEXT,
+    registry_type          TEXT,
+    api_version            TEXT,
+    protocol               TEXT,
+    registry_addr          TEXT,
+    registry_username      TEXT,
+    namespace              TEXT,
+    connect_cluster_id     TEXT,
+    get_scan_image_channel TEXT,
+    status                 TEXT,
+    fail_reason            TEXT,
+    images_num             BIGINT,
+    latest_sync_time       BIGINT,
+    raw                    JSONB,
+    content_hash           TEXT,
+    PRIMARY KEY (run_id, scope_ix, id)
+);
+CREATE INDEX sync_staging_seen_idx ON sync_staging (run_id, id);
