@@ -30,5 +30,11 @@ CREATE TABLE sync_staging (
     raw                    TEXT,
     content_hash           TEXT,
     PRIMARY KEY (run_id, scope_ix, id)
-) WITHOUT ROWID;
+);
 CREATE INDEX sync_staging_seen_idx ON sync_staging (run_id, id);
+
+-- What a walk reads of the registries it may find unchanged, and what deciding deletions
+-- counts: live rows by scope, answered from this index alone, without reading the rows'
+-- content.
+CREATE INDEX registries_live_idx ON registries (project_id, enterprise_project_id, region, id, content_hash)
+    WHERE deleted_at IS NULL;

@@ -150,10 +150,13 @@ pub struct StagePage<'a> {
     pub run_id: i64,
     /// The scope's position in the run.
     pub scope_ix: i64,
-    /// The scope, with what it answers for.
-    pub coverage: Coverage<'a>,
-    /// The page's registries, each id once.
-    pub registries: &'a [Registry],
+    /// The scope.
+    pub scope: &'a Scope,
+    /// Ids of registries listed as the store holds them.
+    pub unchanged: &'a [&'a str],
+    /// Registries that may differ from what the store holds (new, changed, retired, or
+    /// stored elsewhere): staged with their content, decided when the scope is applied.
+    pub changed: &'a [&'a Registry],
 }
 
 /// One step of writing a scope: applying its staged pages, or its deferred moves.
@@ -313,7 +316,10 @@ impl Store {
                     .journal_mode(SqliteJournalMode::Wal)
                     .synchronous(SqliteSynchronous::Normal)
                     .foreign_keys(true)
-                    .busy_timeout(SQLITE_BUSY_TIMEOUT);
+                    .busy_timeout(SQLITE_BUSY_TIMEOUT)
+                    // Sorts and `IN (..)` lists in memory: on disk, each is a temporary file
+                    // created and unlinked (half a large sync's writes, measured with strace).
+                    .pragma("temp_store", "memory");
                 Ok(Store(Pools::Sqlite(open_pool(options, 4, "sqlite").await?)))
             }
             BackendKind::Postgres => {
@@ -555,6 +561,20 @@ impl Store {
         started_at: DateTime<Utc>,
     ) -> Result<i64, StoreError> {
         dispatch!(self, pool => Queries::<Db>::begin_scope(pool, run_id, scope, started_at).await)
+    }
+
+    /// Calls `each` with the id and content hash of every live registry stored where a walk
+    /// of `scope` would leave it (the registries that walk can find unchanged), streaming.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the database fails.
+    pub async fn unchanged_candidates(
+        &self,
+        scope: &Scope,
+        each: &mut (dyn FnMut(&str, &str) + Send),
+    ) -> Result<(), StoreError> {
+        dispatch!(self, pool => Queries::<Db>::unchanged_candidates(pool, scope, each).await)
     }
 
     /// Stages one walked page (see `migrations/*/0005_staging.sql`): registries seen as

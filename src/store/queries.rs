@@ -254,53 +254,14 @@ where
             .map_err(query_error("recording a new scope"))
     }
 
-    /// What the store holds of `ids`, without content: the diff's view of them.
-    pub(crate) async fn summaries(
-        conn: &mut DB::Connection,
-        ids: &[&str],
-        run_id: i64,
-    ) -> Result<HashMap<String, StoredSummary>, StoreError> {
-        const CONTEXT: &str = "reading stored registries";
-        let mut found = HashMap::with_capacity(ids.len());
-        for chunk in ids.chunks(IDS_PER_STATEMENT) {
-            let sql = format!(
-                "SELECT id, content_hash, project_id, enterprise_project_id, region, version, \
-                 deleted_at, last_sync_run_id FROM registries WHERE id IN ({})",
-                placeholders::<DB>(1, chunk.len())
-            );
-            let mut query = sqlx::query::<DB>(&sql);
-            for id in chunk {
-                query = query.bind((*id).to_owned());
-            }
-            for row in query
-                .fetch_all(&mut *conn)
-                .await
-                .map_err(query_error(CONTEXT))?
-            {
-                let id: String = row.try_get("id").map_err(query_error(CONTEXT))?;
-                found.insert(id, summary::<DB>(&row, run_id)?);
-            }
-        }
-        Ok(found)
-    }
-
-    /// Stages one walked page: ids seen as stored go in bare, the others with their content.
-    /// Returns how many registries seen as stored were new to the scope's staging.
+    /// Stages one walked page: registries seen as stored go in by id only, the others with
+    /// their content. Returns how many of the former were new to the scope's staging.
     pub(crate) async fn stage_page(
         conn: &mut DB::Connection,
         page: &StagePage<'_>,
     ) -> Result<i64, StoreError> {
         const CONTEXT: &str = "staging a page";
-        let ids: Vec<&str> = page.registries.iter().map(|r| r.id.as_str()).collect();
-        let stored = Self::summaries(conn, &ids, page.run_id).await?;
-        let (unchanged, content): (Vec<&Registry>, Vec<&Registry>) =
-            page.registries.iter().partition(|registry| {
-                plan::decide(
-                    stored.get(&registry.id),
-                    &registry.content_hash,
-                    page.coverage,
-                ) == Decision::Unchanged
-            });
+        let (unchanged, content) = (page.unchanged, page.changed);
         let mut n_unchanged = 0;
         for chunk in unchanged.chunks(STAGED_PER_INSERT) {
             let sql = format!(
@@ -309,11 +270,11 @@ where
                 row_placeholders::<DB>(chunk.len(), 3)
             );
             let mut query = sqlx::query::<DB>(&sql);
-            for registry in chunk {
+            for id in chunk {
                 query = query
                     .bind(page.run_id)
                     .bind(page.scope_ix)
-                    .bind(registry.id.clone());
+                    .bind((*id).to_owned());
             }
             n_unchanged += DB::rows_affected(
                 &query
@@ -322,7 +283,7 @@ where
                     .map_err(query_error(CONTEXT))?,
             ) as i64;
         }
-        let location = page.coverage.scope.location_for(None);
+        let location = page.scope.location_for(None);
         for chunk in content.chunks(STAGED_PER_INSERT) {
             let sql = format!(
                 "INSERT INTO sync_staging (run_id, scope_ix, id, applied, {}) VALUES {} \
@@ -349,6 +310,33 @@ where
                 .map_err(query_error(CONTEXT))?;
         }
         Ok(n_unchanged)
+    }
+
+    /// Calls `each` with the id and content hash of every live registry stored where a walk
+    /// of `scope` would leave it: the registries that walk can find unchanged. Streams.
+    pub(crate) async fn unchanged_candidates(
+        pool: &Pool<DB>,
+        scope: &Scope,
+        each: &mut (dyn FnMut(&str, &str) + Send),
+    ) -> Result<(), StoreError> {
+        use futures::TryStreamExt;
+        const CONTEXT: &str = "reading the stored registries of a scope";
+        let mut conn = pool.acquire().await.map_err(query_error(CONTEXT))?;
+        let sql = format!(
+            "SELECT id, content_hash FROM registries WHERE deleted_at IS NULL AND project_id = $1 \
+             AND region = $3 AND ($2 = '{ALL_GRANTED_EPS}' OR enterprise_project_id = $2)"
+        );
+        let mut rows = sqlx::query::<DB>(&sql)
+            .bind(scope.project_id.clone())
+            .bind(scope.enterprise_project_id.clone())
+            .bind(scope.region.clone())
+            .fetch(&mut *conn);
+        while let Some(row) = rows.try_next().await.map_err(query_error(CONTEXT))? {
+            let id: String = row.try_get("id").map_err(query_error(CONTEXT))?;
+            let hash: String = row.try_get("content_hash").map_err(query_error(CONTEXT))?;
+            each(&id, &hash);
+        }
+        Ok(())
     }
 
     /// Forgets what a scope staged, before it is walked again from the start.

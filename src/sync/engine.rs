@@ -1,6 +1,6 @@
 //! One sync run: walk every scope, apply each, record the run.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Instant;
@@ -901,6 +901,22 @@ async fn walk_scope(client: &HssClient, ctx: &RunContext<'_>, ix: usize) -> Walk
     // inconsistent (and walked again), never complete.
     let hasher = std::hash::RandomState::new();
     let mut seen: HashSet<u64> = HashSet::new();
+    // What the store holds where this walk would leave a registry, as 64-bit hashes of id
+    // and content: a page's registries found here unchanged are staged by id alone. Anything
+    // else is staged with its content and decided exactly when the scope is applied, so a
+    // false match is as unlikely as two 128-bit hashes colliding.
+    let mut stored: HashMap<u64, u64> = HashMap::new();
+    let loaded = ctx
+        .store
+        .unchanged_candidates(scope, &mut |id, hash| {
+            stored.insert(hasher.hash_one(id), hash_prefix(hash));
+        })
+        .await;
+    if let Err(e) = loaded {
+        walk.outcome = WalkOutcome::Failed(format!("database: {}", chain(&e)));
+        ctx.fail_store(e);
+        return walk;
+    }
     let mut n_duplicates = 0usize;
     let mut total_changed = false;
     let mut offset: u32 = 0;
@@ -980,13 +996,20 @@ async fn walk_scope(client: &HssClient, ctx: &RunContext<'_>, ix: usize) -> Walk
                 }
             }
         }
+        let (unchanged, changed): (Vec<&Registry>, Vec<&Registry>) =
+            registries.iter().partition(|registry| {
+                stored.get(&hasher.hash_one(&registry.id))
+                    == Some(&hash_prefix(&registry.content_hash))
+            });
+        let unchanged: Vec<&str> = unchanged.iter().map(|r| r.id.as_str()).collect();
         let staged = ctx
             .store
             .stage_page(&StagePage {
                 run_id: ctx.run_id,
                 scope_ix: ix as i64,
-                coverage: ctx.coverages[ix],
-                registries: &registries,
+                scope,
+                unchanged: &unchanged,
+                changed: &changed,
             })
             .await;
         match staged {
@@ -1027,6 +1050,13 @@ async fn walk_scope(client: &HssClient, ctx: &RunContext<'_>, ix: usize) -> Walk
         WalkOutcome::Complete
     };
     walk
+}
+
+/// The first 64 bits of a hex content hash.
+fn hash_prefix(hex: &str) -> u64 {
+    hex.get(..16)
+        .and_then(|prefix| u64::from_str_radix(prefix, 16).ok())
+        .unwrap_or_default()
 }
 
 fn totals_of(report: &RunReport, n_scopes: usize, error: Option<String>) -> RunTotals {
