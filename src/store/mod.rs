@@ -170,6 +170,8 @@ pub struct ScopeStep<'a> {
     pub coverage: Coverage<'a>,
     /// Fields whose changes alone refresh a row without making a version.
     pub ignored_fields: &'a [String],
+    /// The last staged row of the scope already applied (0 for none).
+    pub after_seq: i64,
     /// The time written into every row the step touches.
     pub now: DateTime<Utc>,
 }
@@ -614,11 +616,11 @@ impl Store {
         dispatch!(self, pool => Queries::<Db>::clear_staging(pool, run_id).await)
     }
 
-    /// Applies what a scope staged and has not applied yet, in one transaction with its
+    /// Applies what a scope staged after `step.after_seq`, in one transaction with its
     /// audit row: new registries, new versions, restored ones; registries stored under a
     /// scope this one does not cover wait for [`Store::apply_deferred`]. `n_unchanged`
     /// registries were staged as seen unchanged since the last step. Returns the counts the
-    /// step added.
+    /// step added and the last staged row it applied.
     ///
     /// # Errors
     ///
@@ -628,19 +630,29 @@ impl Store {
         step: &ScopeStep<'_>,
         update: &ScopeUpdate<'_>,
         n_unchanged: i64,
-    ) -> Result<ScopeCounts, StoreError> {
+    ) -> Result<(ScopeCounts, i64), StoreError> {
         dispatch!(self, pool => {
             let mut tx = pool
                 .begin_with(<Db as Backend>::BEGIN_WRITE)
                 .await
                 .map_err(query_error("starting a scope transaction"))?;
-            let mut counts = Queries::<Db>::apply_staged(&mut *tx, step).await?;
+            let (mut counts, last_seq) = Queries::<Db>::apply_staged(&mut *tx, step).await?;
             counts.n_unchanged += n_unchanged;
             counts.n_fetched += n_unchanged;
             Queries::<Db>::record_scope(&mut *tx, update, &counts, step.now).await?;
             tx.commit().await.map_err(query_error("committing a scope"))?;
-            Ok(counts)
+            Ok((counts, last_seq))
         })
+    }
+
+    /// Indexes the run's listing by id, once its walks have ended (see
+    /// `migrations/*/0005_staging.sql`).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the database fails.
+    pub async fn index_listing(&self) -> Result<(), StoreError> {
+        dispatch!(self, pool => Queries::<Db>::index_listing(pool).await)
     }
 
     /// Moves to a scope the registries it listed that are stored live under a scope it does

@@ -70,15 +70,6 @@ static REFRESH_REGISTRY: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// What a staged row takes from a later walk's listing of the same registry.
-static STAGED_UPDATE: LazyLock<String> = LazyLock::new(|| {
-    CONTENT_COLUMNS
-        .iter()
-        .map(|column| format!("{column} = excluded.{column}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-});
-
 /// Rows per staging `INSERT`: a whole page of the API's largest.
 const STAGED_PER_INSERT: usize = 200;
 
@@ -265,8 +256,7 @@ where
         let mut n_unchanged = 0;
         for chunk in unchanged.chunks(STAGED_PER_INSERT) {
             let sql = format!(
-                "INSERT INTO sync_staging (run_id, scope_ix, id) VALUES {} \
-                 ON CONFLICT (run_id, scope_ix, id) DO NOTHING",
+                "INSERT INTO sync_staging (run_id, scope_ix, id) VALUES {}",
                 row_placeholders::<DB>(chunk.len(), 3)
             );
             let mut query = sqlx::query::<DB>(&sql);
@@ -286,11 +276,9 @@ where
         let location = page.scope.location_for(None);
         for chunk in content.chunks(STAGED_PER_INSERT) {
             let sql = format!(
-                "INSERT INTO sync_staging (run_id, scope_ix, id, applied, {}) VALUES {} \
-                 ON CONFLICT (run_id, scope_ix, id) DO UPDATE SET applied = 0, {}",
+                "INSERT INTO sync_staging (run_id, scope_ix, id, {}) VALUES {}",
                 CONTENT_COLUMNS.join(", "),
-                row_placeholders::<DB>(chunk.len(), CONTENT_COLUMNS.len() + 4),
-                *STAGED_UPDATE
+                row_placeholders::<DB>(chunk.len(), CONTENT_COLUMNS.len() + 3),
             );
             let mut query = sqlx::query::<DB>(&sql);
             for registry in chunk {
@@ -298,8 +286,7 @@ where
                     query
                         .bind(page.run_id)
                         .bind(page.scope_ix)
-                        .bind(registry.id.clone())
-                        .bind(0_i64),
+                        .bind(registry.id.clone()),
                     registry,
                     &location,
                 );
@@ -356,10 +343,15 @@ where
         Ok(())
     }
 
-    /// Removes the staged rows of `run_id` and of every run that is no longer running.
+    /// Removes the staged rows of `run_id` and of every run that is no longer running, and
+    /// the index of listed ids, which only a run whose walks have ended has.
     pub(crate) async fn clear_staging(pool: &Pool<DB>, run_id: i64) -> Result<(), StoreError> {
         const CONTEXT: &str = "clearing staged pages";
         let mut conn = pool.acquire().await.map_err(query_error(CONTEXT))?;
+        sqlx::query::<DB>("DROP INDEX IF EXISTS sync_staging_id_idx")
+            .execute(&mut *conn)
+            .await
+            .map_err(query_error(CONTEXT))?;
         sqlx::query::<DB>(
             "DELETE FROM sync_staging WHERE run_id = $1 OR run_id NOT IN \
              (SELECT id FROM sync_runs WHERE status = 'running')",
@@ -371,35 +363,51 @@ where
         Ok(())
     }
 
-    /// Applies what a scope staged and has not applied yet: new rows, new versions, and
-    /// registries stored under other scopes set aside for [`Self::apply_deferred`].
+    /// Indexes the run's listing by id, once its walks have ended: what deciding deletions
+    /// and moves looks up. Built in one pass rather than kept up to date page by page.
+    pub(crate) async fn index_listing(pool: &Pool<DB>) -> Result<(), StoreError> {
+        const CONTEXT: &str = "indexing the run's listing";
+        let mut conn = pool.acquire().await.map_err(query_error(CONTEXT))?;
+        sqlx::query::<DB>(
+            "CREATE INDEX IF NOT EXISTS sync_staging_id_idx ON sync_staging (run_id, id)",
+        )
+        .execute(&mut *conn)
+        .await
+        .map_err(query_error(CONTEXT))?;
+        Ok(())
+    }
+
+    /// Applies what a scope staged after `step.after_seq`: new rows, new versions, and
+    /// registries stored under other scopes set aside for [`Self::apply_deferred`]. Returns
+    /// the counts and the last staged row applied.
     pub(crate) async fn apply_staged(
         conn: &mut DB::Connection,
         step: &ScopeStep<'_>,
-    ) -> Result<ScopeCounts, StoreError> {
+    ) -> Result<(ScopeCounts, i64), StoreError> {
         const CONTEXT: &str = "applying a scope's staged pages";
         let mut counts = ScopeCounts::default();
-        let mut after = String::new();
+        let mut after = step.after_seq;
         loop {
             let rows = sqlx::query::<DB>(
-                "SELECT s.id AS staged_id, s.content_hash AS staged_hash, r.content_hash, \
+                "SELECT s.seq, s.id AS staged_id, s.content_hash AS staged_hash, r.content_hash, \
                  r.project_id, r.enterprise_project_id, r.region, r.version, r.deleted_at, \
                  r.last_sync_run_id FROM sync_staging s LEFT JOIN registries r ON r.id = s.id \
-                 WHERE s.run_id = $1 AND s.scope_ix = $2 AND s.applied = 0 AND s.id > $3 \
-                 ORDER BY s.id LIMIT $4",
+                 WHERE s.run_id = $1 AND s.scope_ix = $2 AND s.seq > $3 \
+                 AND s.content_hash IS NOT NULL ORDER BY s.seq LIMIT $4",
             )
             .bind(step.run_id)
             .bind(step.scope_ix)
-            .bind(after.clone())
+            .bind(after)
             .bind(APPLY_CHUNK)
             .fetch_all(&mut *conn)
             .await
             .map_err(query_error(CONTEXT))?;
             let Some(last) = rows.last() else { break };
-            after = last.try_get("staged_id").map_err(query_error(CONTEXT))?;
-            let mut decided: HashMap<Decision, Vec<String>> = HashMap::new();
+            after = last.try_get("seq").map_err(query_error(CONTEXT))?;
+            let mut decided: HashMap<Decision, Vec<i64>> = HashMap::new();
             let mut stored = HashMap::new();
             for row in &rows {
+                let seq: i64 = row.try_get("seq").map_err(query_error(CONTEXT))?;
                 let id: String = row.try_get("staged_id").map_err(query_error(CONTEXT))?;
                 let hash: String = row.try_get("staged_hash").map_err(query_error(CONTEXT))?;
                 let old = row
@@ -408,38 +416,26 @@ where
                     .map(|_| summary::<DB>(row, step.run_id))
                     .transpose()?;
                 let decision = plan::decide(old.as_ref(), &hash, step.coverage);
-                if let Some(old) = old {
-                    stored.insert(id.clone(), old);
+                if decision == Decision::Drop {
+                    warn_shared_once(&id, step.coverage.scope);
                 }
-                decided.entry(decision).or_default().push(id);
+                if let Some(old) = old {
+                    stored.insert(seq, old);
+                }
+                decided.entry(decision).or_default().push(seq);
             }
-            let take = |decided: &mut HashMap<Decision, Vec<String>>, d| {
-                decided.remove(&d).unwrap_or_default()
-            };
-            let created = take(&mut decided, Decision::Create);
+            let mut take = |d| decided.remove(&d).unwrap_or_default();
+            let created = take(Decision::Create);
             counts.n_inserted += Self::create_staged(conn, step, &created).await?;
-            let mut changed = take(&mut decided, Decision::Update);
-            changed.extend(take(&mut decided, Decision::Restore));
+            let mut changed = take(Decision::Update);
+            changed.extend(take(Decision::Restore));
             counts.add(&Self::write_staged_versions(conn, step, &changed, &stored).await?);
-            counts.n_unchanged += take(&mut decided, Decision::Unchanged).len() as i64;
-            let deferred = take(&mut decided, Decision::Defer);
-            Self::set_staged(conn, step, &deferred, "deferred = 1").await?;
-            let dropped = take(&mut decided, Decision::Drop);
-            for id in &dropped {
-                warn_shared_once(id, step.coverage.scope);
-            }
-            Self::unstage(conn, step, &dropped).await?;
+            counts.n_unchanged += take(Decision::Unchanged).len() as i64;
+            Self::set_staged(conn, &take(Decision::Defer), "deferred = 1").await?;
+            Self::unstage(conn, &take(Decision::Drop)).await?;
         }
-        sqlx::query::<DB>(
-            "UPDATE sync_staging SET applied = 1 WHERE run_id = $1 AND scope_ix = $2 AND applied = 0",
-        )
-        .bind(step.run_id)
-        .bind(step.scope_ix)
-        .execute(&mut *conn)
-        .await
-        .map_err(query_error(CONTEXT))?;
         counts.n_fetched = counts.n_inserted + counts.n_updated + counts.n_restored + counts.n_unchanged;
-        Ok(counts)
+        Ok((counts, after))
     }
 
     /// Moves to `step`'s scope the registries it set aside as stored under another scope,
@@ -452,46 +448,56 @@ where
     ) -> Result<ScopeCounts, StoreError> {
         const CONTEXT: &str = "moving registries between scopes";
         let mut counts = ScopeCounts::default();
+        let mut after = 0_i64;
         loop {
             let rows = sqlx::query::<DB>(
-                "SELECT s.id AS staged_id, r.content_hash, r.project_id, r.enterprise_project_id, \
-                 r.region, r.version, r.deleted_at, r.last_sync_run_id FROM sync_staging s \
-                 JOIN registries r ON r.id = s.id WHERE s.run_id = $1 AND s.scope_ix = $2 \
-                 AND s.deferred = 1 ORDER BY s.id LIMIT $3",
+                "SELECT s.seq, s.id AS staged_id, r.content_hash, r.project_id, \
+                 r.enterprise_project_id, r.region, r.version, r.deleted_at, r.last_sync_run_id \
+                 FROM sync_staging s JOIN registries r ON r.id = s.id WHERE s.run_id = $1 \
+                 AND s.scope_ix = $2 AND s.seq > $3 AND s.deferred = 1 ORDER BY s.seq LIMIT $4",
             )
             .bind(step.run_id)
             .bind(step.scope_ix)
+            .bind(after)
             .bind(APPLY_CHUNK)
             .fetch_all(&mut *conn)
             .await
             .map_err(query_error(CONTEXT))?;
-            if rows.is_empty() {
-                break;
-            }
+            let Some(last) = rows.last() else { break };
+            after = last.try_get("seq").map_err(query_error(CONTEXT))?;
+            // The newest listing of each id: a confirming walk may have listed it again.
+            let mut newest: HashMap<String, i64> = HashMap::new();
             let mut stored = HashMap::new();
+            let mut superseded = Vec::new();
             for row in &rows {
+                let seq: i64 = row.try_get("seq").map_err(query_error(CONTEXT))?;
                 let id: String = row.try_get("staged_id").map_err(query_error(CONTEXT))?;
-                stored.insert(id, summary::<DB>(row, step.run_id)?);
+                stored.insert(seq, summary::<DB>(row, step.run_id)?);
+                if let Some(older) = newest.insert(id, seq) {
+                    superseded.push(older);
+                }
             }
-            let ids: Vec<&str> = stored.keys().map(String::as_str).collect();
+            let ids: Vec<&str> = newest.keys().map(String::as_str).collect();
             let listers = Self::listers(conn, step.run_id, &ids).await?;
-            let (moved, dropped): (Vec<String>, Vec<String>) =
-                stored.keys().cloned().partition(|id| {
+            let (moved, dropped): (Vec<(&String, &i64)>, Vec<(&String, &i64)>) =
+                newest.iter().partition(|(id, seq)| {
                     plan::resolve_deferred(
-                        &stored[id],
+                        &stored[*seq],
                         listers
-                            .get(id)
+                            .get(*id)
                             .into_iter()
                             .flatten()
                             .filter_map(|&ix| scopes.get(ix as usize).copied()),
                     )
                 });
+            let moved: Vec<i64> = moved.into_iter().map(|(_, seq)| *seq).collect();
             counts.add(&Self::write_staged_versions(conn, step, &moved, &stored).await?);
-            for id in &dropped {
+            for (id, _) in &dropped {
                 warn_shared_once(id, step.coverage.scope);
             }
-            Self::set_staged(conn, step, &moved, "deferred = 0").await?;
-            Self::unstage(conn, step, &dropped).await?;
+            superseded.extend(dropped.into_iter().map(|(_, seq)| *seq));
+            Self::set_staged(conn, &moved, "deferred = 0").await?;
+            Self::unstage(conn, &superseded).await?;
         }
         counts.n_fetched = counts.n_updated + counts.n_restored + counts.n_unchanged;
         Ok(counts)
@@ -529,15 +535,15 @@ where
         Ok(listers)
     }
 
-    /// Inserts the staged rows of `ids` as new registries, with their first versions.
+    /// Inserts the staged rows `seqs` as new registries, with their first versions.
     async fn create_staged(
         conn: &mut DB::Connection,
         step: &ScopeStep<'_>,
-        ids: &[String],
+        seqs: &[i64],
     ) -> Result<i64, StoreError> {
         const CONTEXT: &str = "inserting new registries";
         let mut n = 0;
-        for chunk in ids.chunks(IDS_PER_STATEMENT) {
+        for chunk in seqs.chunks(IDS_PER_STATEMENT) {
             let columns = CONTENT_COLUMNS.join(", ");
             let staged_columns = CONTENT_COLUMNS
                 .iter()
@@ -547,34 +553,27 @@ where
             let history = format!(
                 "INSERT INTO registry_history (registry_id, version, change_kind, changed_fields, \
                  valid_from, sync_run_id, {columns}) SELECT s.id, 1, 'created', '[]', {}, {}, \
-                 {staged_columns} FROM sync_staging s WHERE s.run_id = {} AND s.scope_ix = {} \
-                 AND s.id IN ({})",
+                 {staged_columns} FROM sync_staging s WHERE s.seq IN ({})",
+                placeholders::<DB>(1, 1),
+                placeholders::<DB>(2, 1),
+                placeholders::<DB>(3, chunk.len())
+            );
+            let rows = format!(
+                "INSERT INTO registries (id, {columns}, version, first_seen_at, last_seen_at, \
+                 last_changed_at, last_sync_run_id) SELECT s.id, {staged_columns}, 1, {}, {}, {}, {} \
+                 FROM sync_staging s WHERE s.seq IN ({})",
                 placeholders::<DB>(1, 1),
                 placeholders::<DB>(2, 1),
                 placeholders::<DB>(3, 1),
                 placeholders::<DB>(4, 1),
                 placeholders::<DB>(5, chunk.len())
             );
-            let rows = format!(
-                "INSERT INTO registries (id, {columns}, version, first_seen_at, last_seen_at, \
-                 last_changed_at, last_sync_run_id) SELECT s.id, {staged_columns}, 1, {}, {}, {}, {} \
-                 FROM sync_staging s WHERE s.run_id = {} AND s.scope_ix = {} AND s.id IN ({})",
-                placeholders::<DB>(1, 1),
-                placeholders::<DB>(2, 1),
-                placeholders::<DB>(3, 1),
-                placeholders::<DB>(4, 1),
-                placeholders::<DB>(5, 1),
-                placeholders::<DB>(6, 1),
-                placeholders::<DB>(7, chunk.len())
-            );
             let now = || DB::timestamp(step.now);
             let mut query = sqlx::query::<DB>(&history)
                 .bind(now())
-                .bind(step.run_id)
-                .bind(step.run_id)
-                .bind(step.scope_ix);
-            for id in chunk {
-                query = query.bind(id.clone());
+                .bind(step.run_id);
+            for seq in chunk {
+                query = query.bind(*seq);
             }
             query
                 .execute(&mut *conn)
@@ -584,11 +583,9 @@ where
                 .bind(now())
                 .bind(now())
                 .bind(now())
-                .bind(step.run_id)
-                .bind(step.run_id)
-                .bind(step.scope_ix);
-            for id in chunk {
-                query = query.bind(id.clone());
+                .bind(step.run_id);
+            for seq in chunk {
+                query = query.bind(*seq);
             }
             n += DB::rows_affected(
                 &query
@@ -604,23 +601,20 @@ where
     async fn write_staged_versions(
         conn: &mut DB::Connection,
         step: &ScopeStep<'_>,
-        ids: &[String],
-        stored: &HashMap<String, StoredSummary>,
+        seqs: &[i64],
+        stored: &HashMap<i64, StoredSummary>,
     ) -> Result<ScopeCounts, StoreError> {
         const CONTEXT: &str = "reading the content of changed registries";
         let mut counts = ScopeCounts::default();
-        for chunk in ids.chunks(IDS_PER_STATEMENT) {
+        for chunk in seqs.chunks(IDS_PER_STATEMENT) {
             let sql = format!(
-                "SELECT s.id, s.raw AS new_raw, r.raw AS old_raw FROM sync_staging s \
-                 JOIN registries r ON r.id = s.id WHERE s.run_id = {} AND s.scope_ix = {} \
-                 AND s.id IN ({})",
-                placeholders::<DB>(1, 1),
-                placeholders::<DB>(2, 1),
-                placeholders::<DB>(3, chunk.len())
+                "SELECT s.seq, s.id, s.raw AS new_raw, r.raw AS old_raw FROM sync_staging s \
+                 JOIN registries r ON r.id = s.id WHERE s.seq IN ({})",
+                placeholders::<DB>(1, chunk.len())
             );
-            let mut query = sqlx::query::<DB>(&sql).bind(step.run_id).bind(step.scope_ix);
-            for id in chunk {
-                query = query.bind(id.clone());
+            let mut query = sqlx::query::<DB>(&sql);
+            for seq in chunk {
+                query = query.bind(*seq);
             }
             let rows = query
                 .fetch_all(&mut *conn)
@@ -629,10 +623,11 @@ where
             let mut versions = Vec::new();
             let mut refreshed = Vec::new();
             for row in &rows {
+                let seq: i64 = row.try_get("seq").map_err(query_error(CONTEXT))?;
                 let id: String = row.try_get("id").map_err(query_error(CONTEXT))?;
                 let new = registry_from_json::<DB>(row, "new_raw", &id)?;
                 let old = registry_from_json::<DB>(row, "old_raw", &id)?;
-                let Some(summary) = stored.get(&id) else {
+                let Some(summary) = stored.get(&seq) else {
                     continue;
                 };
                 match plan::change(
@@ -671,23 +666,20 @@ where
         Ok(counts)
     }
 
-    /// Sets `assignment` on the staged rows of `ids`.
+    /// Sets `assignment` on the staged rows `seqs`.
     async fn set_staged(
         conn: &mut DB::Connection,
-        step: &ScopeStep<'_>,
-        ids: &[String],
+        seqs: &[i64],
         assignment: &str,
     ) -> Result<(), StoreError> {
-        for chunk in ids.chunks(IDS_PER_STATEMENT) {
+        for chunk in seqs.chunks(IDS_PER_STATEMENT) {
             let sql = format!(
-                "UPDATE sync_staging SET {assignment} WHERE run_id = {} AND scope_ix = {} AND id IN ({})",
-                placeholders::<DB>(1, 1),
-                placeholders::<DB>(2, 1),
-                placeholders::<DB>(3, chunk.len())
+                "UPDATE sync_staging SET {assignment} WHERE seq IN ({})",
+                placeholders::<DB>(1, chunk.len())
             );
-            let mut query = sqlx::query::<DB>(&sql).bind(step.run_id).bind(step.scope_ix);
-            for id in chunk {
-                query = query.bind(id.clone());
+            let mut query = sqlx::query::<DB>(&sql);
+            for seq in chunk {
+                query = query.bind(*seq);
             }
             query
                 .execute(&mut *conn)
@@ -697,22 +689,16 @@ where
         Ok(())
     }
 
-    /// Removes the staged rows of `ids` from the scope: another scope keeps them.
-    async fn unstage(
-        conn: &mut DB::Connection,
-        step: &ScopeStep<'_>,
-        ids: &[String],
-    ) -> Result<(), StoreError> {
-        for chunk in ids.chunks(IDS_PER_STATEMENT) {
+    /// Removes the staged rows `seqs`: another scope keeps those registries.
+    async fn unstage(conn: &mut DB::Connection, seqs: &[i64]) -> Result<(), StoreError> {
+        for chunk in seqs.chunks(IDS_PER_STATEMENT) {
             let sql = format!(
-                "DELETE FROM sync_staging WHERE run_id = {} AND scope_ix = {} AND id IN ({})",
-                placeholders::<DB>(1, 1),
-                placeholders::<DB>(2, 1),
-                placeholders::<DB>(3, chunk.len())
+                "DELETE FROM sync_staging WHERE seq IN ({})",
+                placeholders::<DB>(1, chunk.len())
             );
-            let mut query = sqlx::query::<DB>(&sql).bind(step.run_id).bind(step.scope_ix);
-            for id in chunk {
-                query = query.bind(id.clone());
+            let mut query = sqlx::query::<DB>(&sql);
+            for seq in chunk {
+                query = query.bind(*seq);
             }
             query
                 .execute(&mut *conn)

@@ -295,6 +295,8 @@ struct ScopeState {
     outcome: WalkOutcome,
     /// Whether its audit row holds a final status.
     recorded: bool,
+    /// The last of its staged rows applied.
+    applied_seq: i64,
 }
 
 /// A run while its scopes are walked and written.
@@ -330,8 +332,9 @@ impl RunContext<'_> {
             .is_some()
     }
 
-    fn step(&self, ix: usize) -> ScopeStep<'_> {
+    fn step(&self, ix: usize, after_seq: i64) -> ScopeStep<'_> {
         ScopeStep {
+            after_seq,
             run_id: self.run_id,
             scope_ix: ix as i64,
             coverage: self.coverages[ix],
@@ -362,6 +365,7 @@ impl RunContext<'_> {
             report,
             outcome: WalkOutcome::Complete,
             recorded: false,
+            applied_seq: 0,
         };
         self.apply_walk(ix, &mut state, walk).await;
         state
@@ -400,8 +404,12 @@ impl RunContext<'_> {
                 .map(|()| ScopeCounts::default())
         } else {
             self.store
-                .apply_staged(&self.step(ix), &update, walk.n_unchanged)
+                .apply_staged(&self.step(ix, state.applied_seq), &update, walk.n_unchanged)
                 .await
+                .map(|(counts, last_seq)| {
+                    state.applied_seq = last_seq;
+                    counts
+                })
         };
         match written {
             Ok(counts) => {
@@ -479,6 +487,8 @@ impl RunContext<'_> {
         } else if second.outcome == WalkOutcome::Interrupted {
             state.report.status = ScopeStatus::Interrupted;
         }
+        // What it saw unchanged was counted by the first walk.
+        second.n_unchanged = 0;
         self.apply_walk(ix, state, second).await;
     }
 }
@@ -538,6 +548,12 @@ async fn run_scopes(
     };
     let mut states: Vec<ScopeState> =
         join_all((0..scopes.len()).map(|ix| ctx.walk_and_apply(ix))).await;
+    // Deciding deletions and moves looks the run's listing up by id.
+    if !ctx.store_failed() {
+        if let Err(e) = store.index_listing().await {
+            ctx.fail_store(e);
+        }
+    }
     let complete = |states: &[ScopeState]| {
         states.iter().all(|s| s.outcome == WalkOutcome::Complete)
             && !options.cancel.is_cancelled()
@@ -563,7 +579,7 @@ async fn run_scopes(
         }
         let _writer = ctx.writer.lock().await;
         match store
-            .apply_deferred(&ctx.step(ix), &ctx.coverages, ctx.scope_row_ids[ix])
+            .apply_deferred(&ctx.step(ix, 0), &ctx.coverages, ctx.scope_row_ids[ix])
             .await
         {
             Ok(counts) => state.report.counts.add(&counts),
