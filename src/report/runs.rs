@@ -275,7 +275,7 @@ mod tests {
             scheduled_at: None,
             totals: Default::default(),
         };
-        let keys: Vec<&str> = run_record(&run).keys().map(String::as_str).collect();
+        let keys: Vec<String> = run_record(&run).keys().cloned().collect();
         assert_eq!(keys, RUN_COLUMNS);
         let scope = ScopeReport {
             scope: crate::sync::Scope::all_granted("r", "p"),

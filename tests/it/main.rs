@@ -17,6 +17,7 @@ mod model;
 mod pages;
 mod pipes;
 mod readonly;
+mod reports;
 mod safety;
 mod service;
 mod signals;
