@@ -228,7 +228,8 @@ pub struct FailingRegistry {
     /// Why HSS says it fails.
     pub fail_reason: Option<String>,
     /// Since when it has failed without interruption: the first of the unbroken run of
-    /// stored versions with status `fail` that ends at the current one. `prune` can make
+    /// stored versions with status `fail` that ends at the current one (a deletion breaks
+    /// the run). `prune` can make
     /// this later than the truth (the older versions are gone).
     pub failing_since: Option<DateTime<Utc>>,
 }
@@ -613,14 +614,15 @@ where
         const CONTEXT: &str = "reading failing registries";
         let mut conn = pool.acquire().await.map_err(query_error(CONTEXT))?;
         // The unbroken run of failing versions ends at the current one and starts after the
-        // newest version that did not fail.
+        // newest version that did not fail or was a deletion (as `registries_current` says).
         let rows = sqlx::query::<DB>(
             "SELECT r.id, r.registry_name, r.registry_type, r.registry_addr, r.project_id, \
                r.enterprise_project_id, r.region, r.fail_reason, \
                (SELECT MIN(h.valid_from) FROM registry_history h \
                  WHERE h.registry_id = r.id AND h.status = 'fail' \
                    AND h.version > COALESCE((SELECT MAX(x.version) FROM registry_history x \
-                     WHERE x.registry_id = r.id AND (x.status IS NULL OR x.status <> 'fail')), 0) \
+                     WHERE x.registry_id = r.id \
+                       AND (x.status IS NULL OR x.status <> 'fail' OR x.change_kind = 'deleted')), 0) \
                ) AS failing_since \
              FROM registries r WHERE r.deleted_at IS NULL AND r.status = 'fail' \
              ORDER BY r.registry_name, r.id",

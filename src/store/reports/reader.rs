@@ -311,6 +311,36 @@ mod tests {
     }
 
     #[test]
+    fn the_verifier_answers_the_rfc_7677_exchange() {
+        // RFC 7677 section 3: user "user", password "pencil".
+        let salt = BASE64.decode("W22ZaJ0SNY7soEsUEjb6gQ==").unwrap();
+        let verifier = scram_verifier("pencil", &salt, 4096);
+        let (head, keys) = verifier.rsplit_once('$').unwrap();
+        assert_eq!(head, "SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==");
+        let (stored_key, server_key) = keys.split_once(':').unwrap();
+        let (stored_key, server_key) = (
+            BASE64.decode(stored_key).unwrap(),
+            BASE64.decode(server_key).unwrap(),
+        );
+        let nonce = "rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0";
+        let auth_message = format!(
+            "n=user,r=rOprNGfwEbeRWgbNEkqO,r={nonce},s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096,c=biws,r={nonce}"
+        );
+        // The server's signature proves ServerKey.
+        assert_eq!(
+            BASE64.encode(hmac_sha256(&server_key, auth_message.as_bytes())),
+            "6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="
+        );
+        // The client's proof, less the signature made with StoredKey, is a key hashing to it.
+        let proof = BASE64
+            .decode("dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=")
+            .unwrap();
+        let signature = hmac_sha256(&stored_key, auth_message.as_bytes());
+        let client_key: Vec<u8> = proof.iter().zip(signature).map(|(p, s)| p ^ s).collect();
+        assert_eq!(Sha256::digest(&client_key).to_vec(), stored_key);
+    }
+
+    #[test]
     fn pbkdf2_matches_rfc_7914_vector() {
         // RFC 7914 section 11: PBKDF2-HMAC-SHA256 (P="passwd", S="salt", c=1), first 32 bytes.
         assert_eq!(
