@@ -57,6 +57,9 @@ pub const SCOPE_COLUMNS: &[&str] = &[
     "n_restored",
     "n_held",
     "error",
+    "error_code",
+    "http_status",
+    "request_id",
 ];
 
 /// The columns of the scope table of `runs show`: the counts people look at first.
@@ -257,6 +260,9 @@ fn scope_record(run_id: i64, scope: &ScopeReport) -> Record {
         ("n_restored", json!(c.n_restored)),
         ("n_held", json!(c.n_held)),
         ("error", json!(scope.error)),
+        ("error_code", json!(scope.error_code)),
+        ("http_status", json!(scope.http_status)),
+        ("request_id", json!(scope.request_id)),
     ])
 }
 
@@ -289,6 +295,9 @@ mod tests {
             api_total: None,
             counts: Default::default(),
             error: None,
+            error_code: None,
+            http_status: None,
+            request_id: None,
         };
         let keys: Vec<String> = scope_record(1, &scope).keys().cloned().collect();
         assert_eq!(keys, SCOPE_COLUMNS);

@@ -67,6 +67,12 @@ pub struct ScopeReport {
     pub counts: ScopeCounts,
     /// Why it failed, or why its deletions were held.
     pub error: Option<String>,
+    /// Huawei's `error_code` of the failure, when the API gave one.
+    pub error_code: Option<String>,
+    /// The HTTP status of the failure, when there was an answer.
+    pub http_status: Option<i64>,
+    /// Huawei's `request_id` of the failure.
+    pub request_id: Option<String>,
 }
 
 /// One version of a registry, as `history` and `changes` print it.
@@ -409,7 +415,8 @@ where
         let rows = sqlx::query::<DB>(
             "SELECT region, project_id, enterprise_project_id, status, started_at, finished_at, \
              n_pages, n_requests, n_throttled, n_retries, api_total, n_fetched, n_inserted, \
-             n_updated, n_unchanged, n_deleted, n_restored, n_held, error \
+             n_updated, n_unchanged, n_deleted, n_restored, n_held, error, error_code, \
+             CAST(http_status AS BIGINT) AS http_status, request_id \
              FROM sync_run_scopes WHERE sync_run_id = $1 ORDER BY id",
         )
         .bind(run_id)
@@ -446,6 +453,9 @@ where
                     api_total: row.try_get("api_total").map_err(query_error(CONTEXT))?,
                     counts: read_counts::<DB>(row, CONTEXT)?,
                     error: row.try_get("error").map_err(query_error(CONTEXT))?,
+                    error_code: row.try_get("error_code").map_err(query_error(CONTEXT))?,
+                    http_status: row.try_get("http_status").map_err(query_error(CONTEXT))?,
+                    request_id: row.try_get("request_id").map_err(query_error(CONTEXT))?,
                 })
             })
             .collect()

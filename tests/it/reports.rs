@@ -186,6 +186,9 @@ async fn every_report_reads_the_story_back_in_every_format(backend: Backend) {
         story.app.sim.project_ids()[1].as_str()
     );
     assert!(failed[0]["error"].as_str().unwrap().contains("HSS.1001"));
+    for column in ["error_code", "http_status", "request_id"] {
+        assert!(failed[0].get(column).is_some(), "{column}");
+    }
     assert!(scopes
         .iter()
         .all(|s| s["n_requests"].as_i64().unwrap() >= 1));
