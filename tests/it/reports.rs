@@ -307,6 +307,17 @@ async fn every_report_reads_the_story_back_in_every_format(backend: Backend) {
         .map(|h| (h.registry_id, h.version))
         .collect();
     assert_eq!(expected.len(), 5, "run 3 wrote 3 rows, run 4 two");
+    // The case that text comparison gets wrong is there: run 3 wrote rows in the bound's
+    // own second, with a fraction.
+    assert!(story
+        .app
+        .history(HistoryFilter::Run(3))
+        .await
+        .iter()
+        .any(
+            |h| h.valid_from.timestamp() == story.run_3_started_at.timestamp()
+                && h.valid_from.timestamp_subsec_millis() > 0
+        ));
     let changes = json(url, &["changes", "--since", &bound]);
     let got: BTreeSet<(String, i64)> = changes
         .iter()
@@ -409,6 +420,20 @@ on_both_backends!(status_passes_only_after_a_recent_successful_run);
 async fn prune_keeps_current_versions_and_referenced_and_newest_runs(backend: Backend) {
     let story = story(backend).await;
     let url = story.app.db.url.as_str();
+    // Run 6 fails every scope: it writes nothing and no row refers to it, but it is the
+    // newest run.
+    story.app.sim.add_fault(Fault::FailPage {
+        project_id: None,
+        offset: None,
+        status: 500,
+        error_code: "HSS.1001".to_owned(),
+        error_msg: "internal error".to_owned(),
+        times: None,
+    });
+    assert_eq!(
+        story.app.sync(&story.app.all_granted_scopes()).await.status,
+        RunStatus::Failed
+    );
     let history_before = story.app.history(HistoryFilter::All).await;
     let n_open = history_before
         .iter()
@@ -469,7 +494,7 @@ async fn prune_keeps_current_versions_and_referenced_and_newest_runs(backend: Ba
         story.app.history(HistoryFilter::All).await.len(),
         history_before.len()
     );
-    assert_eq!(story.app.runs().await.len(), 5);
+    assert_eq!(story.app.runs().await.len(), 6);
 
     // While a sync holds the lease, prune waits its turn: exit 4, nothing removed.
     let hss_sync::store::LeaseOutcome::Acquired(lease) = story
@@ -485,7 +510,7 @@ async fn prune_keeps_current_versions_and_referenced_and_newest_runs(backend: Ba
     assert_eq!(blocked.status.code(), Some(4), "{}", text(&blocked));
     assert!(stdout(&blocked).contains("not pruning: another hss-sync process"));
     lease.release().await.unwrap();
-    assert_eq!(story.app.runs().await.len(), 5);
+    assert_eq!(story.app.runs().await.len(), 6);
 
     let pruned = hss_sync(&args, &[]);
     assert_eq!(pruned.status.code(), Some(0), "{}", text(&pruned));
@@ -508,10 +533,10 @@ async fn prune_keeps_current_versions_and_referenced_and_newest_runs(backend: Ba
         .collect();
     expected.sort();
     assert_eq!(current, expected);
-    // Run 2 wrote nothing that is kept and no registry names it; run 1 and 3 wrote current
-    // versions, 4 is the newest success and 5 the newest run.
+    // Run 2 wrote nothing that is kept and no registry names it; runs 1, 3 and 4 wrote
+    // current versions, registries name 5 (and 4), and 6 is the newest.
     let runs: Vec<i64> = story.app.runs().await.iter().map(|r| r.id).collect();
-    assert_eq!(runs, [5, 4, 3, 1]);
+    assert_eq!(runs, [6, 5, 4, 3, 1]);
     assert!(story.app.store.scope_reports(2).await.unwrap().is_empty());
     assert_eq!(story.app.store.scope_reports(3).await.unwrap().len(), 2);
 
