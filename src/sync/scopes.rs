@@ -448,6 +448,57 @@ mod tests {
     }
 
     #[test]
+    fn the_catalog_names_what_was_listed_and_keeps_unlisted_scope_ids_without_a_name() {
+        let projects = [
+            project("p-cn4", "cn-north-4", Some("domain"), true),
+            project("p-sub", "cn-north-4_prod", Some("p-cn4"), false),
+            project("p-mos", "MOS", Some("domain"), true),
+        ];
+        let listed = [EnterpriseProjectInfo {
+            id: "ep1".to_owned(),
+            name: Some("finance".to_owned()),
+            status: Some(1),
+        }];
+        let scopes = [
+            Scope::all_granted("ap-southeast-1", "p-explicit"),
+            Scope {
+                region: "cn-north-4".to_owned(),
+                project_id: "p-cn4".to_owned(),
+                enterprise_project_id: "0".to_owned(),
+            },
+        ];
+
+        let catalog = catalog(&scopes, &projects, &listed);
+
+        let found: Vec<(&str, Option<&str>, &str, Option<bool>)> = catalog
+            .projects
+            .iter()
+            .map(|p| {
+                (
+                    p.id.as_str(),
+                    p.name.as_deref(),
+                    p.region.as_str(),
+                    p.enabled,
+                )
+            })
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("p-cn4", Some("cn-north-4"), "cn-north-4", Some(true)),
+                ("p-explicit", None, "ap-southeast-1", None),
+                ("p-sub", Some("cn-north-4_prod"), "cn-north-4", Some(false)),
+            ]
+        );
+        let eps: Vec<(&str, Option<&str>)> = catalog
+            .enterprise_projects
+            .iter()
+            .map(|e| (e.id.as_str(), e.name.as_deref()))
+            .collect();
+        assert_eq!(eps, [("0", None), ("ep1", Some("finance"))]);
+    }
+
+    #[test]
     fn explicit_scopes_win_and_no_project_is_covered_twice() {
         let explicit = vec![Scope::all_granted("cn-north-4", "p1")];
         let discovered = [
