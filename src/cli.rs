@@ -7,17 +7,23 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::service::DEFAULT_LEASE;
 use crate::config::{self, Config, ConfigError, DatabaseArgs, RawConfig, ServiceSettings};
 use crate::demo::DemoArgs;
 use crate::progress::TerminalProgress;
+use crate::report::time::{self, Since};
+use crate::report::{self, Format};
 use crate::service::{self, Leased};
 use crate::sim::{SimConfig, SimCredentials, SimIamUser, Simulator};
-use crate::store::{redact_url, Store};
+use crate::store::reports::{GrantError, GrantPlan, PruneRequest, ReaderRole};
+use crate::store::{now, redact_url, BackendKind, LeaseOutcome, Store};
 use crate::sync::Trigger;
 use crate::telemetry::LogFormat;
 use crate::Exit;
@@ -52,8 +58,18 @@ pub enum Command {
     Config(ConfigCommand),
     /// Apply database migrations, then exit (sync does this too).
     Migrate(DatabaseArgs),
-    /// Show the most recent sync runs and their scopes.
+    /// Show the most recent sync runs and their failed scopes; `runs show ID` shows one run whole.
     Runs(RunsArgs),
+    /// Show every stored version of one registry (by id or exact name) and what changed.
+    History(HistoryArgs),
+    /// Show what was created, updated, deleted and restored since a time or for a duration.
+    Changes(ChangesArgs),
+    /// Show the inventory, failing registries and the last run (exit 0 when it succeeded within --max-age, 1 otherwise).
+    Status(StatusArgs),
+    /// Remove old history versions and old runs; a registry's current version is never removed.
+    Prune(PruneArgs),
+    /// PostgreSQL only: let a role read the reporting views, and nothing else.
+    GrantReader(GrantReaderArgs),
     /// Serve the simulated HSS API, for trying hss-sync without a cloud account.
     Simulate(Box<SimulateArgs>),
     /// Run a self-contained demo: simulated API, two syncs with changes between them, SQLite.
@@ -104,14 +120,114 @@ impl RunArgs {
     }
 }
 
+/// The variable `grant-reader --create` reads the new role's password from: never a flag,
+/// so it is not in the shell history or the process list.
+pub const READER_PASSWORD_VARIABLE: &str = "HSS_SYNC_READER_PASSWORD";
+
+/// `--format` of the reports.
+#[derive(Debug, Args, Clone)]
+pub struct FormatArgs {
+    /// Output format: table (for people), json (an array of objects) or csv (with a header row).
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
 /// Flags of `runs`.
 #[derive(Debug, Args, Clone)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct RunsArgs {
+    /// `show ID`: one run.
+    #[command(subcommand)]
+    pub command: Option<RunsCommand>,
     #[command(flatten)]
     pub database: DatabaseArgs,
     /// How many runs to show.
     #[arg(long, default_value_t = 10)]
     pub limit: i64,
+    #[command(flatten)]
+    pub output: FormatArgs,
+}
+
+/// Subcommands of `runs`.
+#[derive(Debug, Subcommand, Clone)]
+pub enum RunsCommand {
+    /// Show one run: its scopes, pages, API totals and errors (exit 1 when no run has the id).
+    Show(RunShowArgs),
+}
+
+/// Flags of `runs show`.
+#[derive(Debug, Args, Clone)]
+pub struct RunShowArgs {
+    /// The run's id, as `hss-sync runs` lists it.
+    pub id: i64,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub output: FormatArgs,
+}
+
+/// Flags of `history`.
+#[derive(Debug, Args, Clone)]
+pub struct HistoryArgs {
+    /// The registry: its id, or its exact registry_name (an error lists the ids when several bear it).
+    pub registry: String,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub output: FormatArgs,
+}
+
+/// Flags of `changes`.
+#[derive(Debug, Args, Clone)]
+pub struct ChangesArgs {
+    /// From when: a duration back from now (90m, 24h, 7d, 2w, 1h30m) or an ISO-8601 time (2026-11-28T05:03:02Z; without a zone, UTC; a date alone, its midnight UTC).
+    #[arg(long, value_name = "DURATION|TIME", value_parser = time::parse_since)]
+    pub since: Since,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub output: FormatArgs,
+}
+
+/// Flags of `status`.
+#[derive(Debug, Args, Clone)]
+pub struct StatusArgs {
+    /// How long ago the last run may have succeeded for the check to pass (exit 0): a duration such as 2h or 90m.
+    #[arg(long, value_name = "DURATION", default_value = "2h", value_parser = time::parse_duration)]
+    pub max_age: Duration,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub output: FormatArgs,
+}
+
+/// Flags of `prune`.
+#[derive(Debug, Args, Clone)]
+#[command(group(clap::ArgGroup::new("what").required(true).multiple(true).args(["history_older_than", "runs_older_than"])))]
+pub struct PruneArgs {
+    /// Remove history versions replaced longer ago than this (7d, 90d, 2w); a current version is never removed.
+    #[arg(long, value_name = "DURATION", value_parser = time::parse_duration)]
+    pub history_older_than: Option<Duration>,
+    /// Remove runs (and their scope rows) that finished longer ago than this, except those history or registries still refer to and the newest of each status.
+    #[arg(long, value_name = "DURATION", value_parser = time::parse_duration)]
+    pub runs_older_than: Option<Duration>,
+    /// Print what would be removed, and remove nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+}
+
+/// Flags of `grant-reader`.
+#[derive(Debug, Args, Clone)]
+pub struct GrantReaderArgs {
+    /// The PostgreSQL role (quoted as given, so case counts).
+    pub role: String,
+    /// Create the role, LOGIN, with the password in HSS_SYNC_READER_PASSWORD.
+    #[arg(long)]
+    pub create: bool,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
 }
 
 /// Flags of `simulate`.
@@ -189,13 +305,36 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> anyhow::Result<u8> {
             writeln!(out, "migrations applied to {}", redact_url(&url))?;
             Ok(Exit::Success.code())
         }
-        Command::Runs(args) => {
-            let url = database_url(cli.config.as_deref(), &args.database)?;
-            let store = Store::open_read_only(&url).await?;
-            crate::report::print_runs(&store, args.limit, out).await?;
+        Command::Runs(args) => runs_command(cli.config, args, out).await,
+        Command::History(args) => {
+            let store = open_read_only(cli.config.as_deref(), &args.database).await?;
+            let result =
+                report::print_history(&store, &args.registry, args.output.format, out).await;
             store.close().await;
+            result?;
             Ok(Exit::Success.code())
         }
+        Command::Changes(args) => {
+            let store = open_read_only(cli.config.as_deref(), &args.database).await?;
+            let since = args.since.resolve(now());
+            let result = report::print_changes(&store, since, args.output.format, out).await;
+            store.close().await;
+            result?;
+            Ok(Exit::Success.code())
+        }
+        Command::Status(args) => {
+            let store = open_read_only(cli.config.as_deref(), &args.database).await?;
+            let result =
+                report::print_status(&store, args.max_age, now(), args.output.format, out).await;
+            store.close().await;
+            Ok(if result?.ok {
+                Exit::Success.code()
+            } else {
+                Exit::Failure.code()
+            })
+        }
+        Command::Prune(args) => prune_command(cli.config, args, out).await,
+        Command::GrantReader(args) => grant_reader_command(cli.config, args, out).await,
         Command::Simulate(args) => simulate_command(*args, out).await,
         Command::Demo(args) => Ok(crate::demo::run(args, out).await?),
     }
@@ -262,6 +401,116 @@ fn load_file(path: Option<&std::path::Path>) -> Result<RawConfig, ConfigError> {
 
 fn database_url(config: Option<&std::path::Path>, args: &DatabaseArgs) -> anyhow::Result<String> {
     Ok(config::database_url(args, &load_file(config)?)?)
+}
+
+/// The database of `args` (or the config file), opened read-only: what every report reads.
+async fn open_read_only(
+    config: Option<&std::path::Path>,
+    args: &DatabaseArgs,
+) -> anyhow::Result<Store> {
+    let url = database_url(config, args)?;
+    Ok(Store::open_read_only(&url).await?)
+}
+
+async fn runs_command(
+    config_path: Option<PathBuf>,
+    args: RunsArgs,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<u8> {
+    let (database, format) = match &args.command {
+        Some(RunsCommand::Show(show)) => (&show.database, show.output.format),
+        None => (&args.database, args.output.format),
+    };
+    let store = open_read_only(config_path.as_deref(), database).await?;
+    let result = match &args.command {
+        Some(RunsCommand::Show(show)) => report::print_run(&store, show.id, format, out).await,
+        None => report::print_runs_as(&store, args.limit, format, out).await,
+    };
+    store.close().await;
+    result?;
+    Ok(Exit::Success.code())
+}
+
+async fn prune_command(
+    config_path: Option<PathBuf>,
+    args: PruneArgs,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<u8> {
+    let url = database_url(config_path.as_deref(), &args.database)?;
+    let now = now();
+    let request = PruneRequest {
+        history_before: args.history_older_than.map(|d| time::ago(now, d)),
+        runs_before: args.runs_older_than.map(|d| time::ago(now, d)),
+        dry_run: args.dry_run,
+    };
+    let store = Store::open(&url).await?;
+    // The lease keeps a sync from writing while history and runs are removed.
+    let lease = match store.acquire_lease(None, DEFAULT_LEASE).await {
+        Ok(LeaseOutcome::Acquired(lease)) => lease,
+        Ok(LeaseOutcome::Held { holder, until }) => {
+            store.close().await;
+            writeln!(
+                out,
+                "not pruning: {}; try again when it has finished",
+                service::Skipped::LeaseHeld { holder, until }
+            )?;
+            return Ok(Exit::LeaseHeld.code());
+        }
+        Ok(LeaseOutcome::TickTaken) => unreachable!("no tick was asked for"),
+        Err(e) => {
+            store.close().await;
+            return Err(e.into());
+        }
+    };
+    let outcome = store.prune(&request).await;
+    let released = lease.release().await;
+    store.close().await;
+    let outcome = outcome?;
+    if let Err(e) = released {
+        tracing::warn!(
+            "could not release the sync lease (it lapses on its own): {}",
+            crate::errors::chain(&e)
+        );
+    }
+    report::print_prune(&request, &outcome, out)?;
+    Ok(Exit::Success.code())
+}
+
+async fn grant_reader_command(
+    config_path: Option<PathBuf>,
+    args: GrantReaderArgs,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<u8> {
+    let url = database_url(config_path.as_deref(), &args.database)?;
+    let usage = |problem: String| ConfigError::one(format!("grant-reader: {problem}"));
+    if BackendKind::from_url(&url)? != BackendKind::Postgres {
+        return Err(usage(GrantError::NotPostgres.to_string()).into());
+    }
+    let role = ReaderRole::parse(&args.role).map_err(|e| usage(e.to_string()))?;
+    let create_with_password = if args.create {
+        match std::env::var(READER_PASSWORD_VARIABLE) {
+            Ok(password) if !password.is_empty() => Some(SecretString::from(password)),
+            _ => {
+                return Err(usage(format!(
+                    "--create needs the new role's password in {READER_PASSWORD_VARIABLE}"
+                ))
+                .into())
+            }
+        }
+    } else {
+        None
+    };
+    let plan = GrantPlan {
+        role,
+        create_with_password,
+    };
+    let store = Store::connect(&url).await?;
+    let result = store.grant_reader(&plan).await;
+    store.close().await;
+    for statement in result? {
+        writeln!(out, "{statement};")?;
+    }
+    Ok(Exit::Success.code())
 }
 
 /// The configuration from flags and environment (`overrides`) over the file at `config_path`.

@@ -10,8 +10,10 @@
 //! rows, history and the scope's audit row in one transaction.
 
 mod backend;
+mod catalog;
 mod lease;
 mod queries;
+pub mod reports;
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -150,6 +150,16 @@ pub async fn run_configured(
             return Err(e.into());
         }
     };
+    // Names are for reports only: failing to keep them does not stop the sync.
+    if let Err(e) = store
+        .record_catalog(&prepared.catalog, crate::store::now())
+        .await
+    {
+        tracing::warn!(
+            "project and enterprise project names were not recorded: {}",
+            crate::errors::chain(&e)
+        );
+    }
     let options = SyncOptions {
         page_limit: config.page_limit,
         filters: config.filters.clone(),

@@ -29,6 +29,46 @@ pub struct Prepared {
     pub auth: Auth,
     /// Projects whose scopes name every enterprise project EPS lists for the account.
     pub projects_with_every_enterprise_project: BTreeSet<String>,
+    /// The projects and enterprise projects the run knows of, with names where discovery
+    /// listed them, for the store's `projects` and `enterprise_projects` tables.
+    pub catalog: Catalog,
+}
+
+/// The projects and enterprise projects a run knows of: those IAM and EPS listed (with their
+/// names), and those its scopes name without a listing (with none). Kept by the store so
+/// that reports show names, not only ids.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Catalog {
+    /// Projects, by id.
+    pub projects: Vec<CatalogProject>,
+    /// Enterprise projects, by id.
+    pub enterprise_projects: Vec<CatalogEnterpriseProject>,
+}
+
+/// One project of a [`Catalog`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CatalogProject {
+    /// The project id.
+    pub id: String,
+    /// IAM's name, `None` when IAM was not asked.
+    pub name: Option<String>,
+    /// The region.
+    pub region: String,
+    /// IAM's parent (the region's main project for a sub-project).
+    pub parent_id: Option<String>,
+    /// Whether IAM says it is enabled; `None` when IAM was not asked.
+    pub enabled: Option<bool>,
+}
+
+/// One enterprise project of a [`Catalog`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CatalogEnterpriseProject {
+    /// The enterprise project id (`0` is the default one).
+    pub id: String,
+    /// EPS's name, `None` when EPS did not list it.
+    pub name: Option<String>,
+    /// Whether EPS says it is enabled; `None` when EPS did not list it.
+    pub enabled: Option<bool>,
 }
 
 /// Setting a run up failed.
@@ -73,6 +113,7 @@ pub async fn prepare(
     };
     let mut scopes = config.explicit_scopes();
     let mut projects_with_every_enterprise_project = BTreeSet::new();
+    let mut listings = Listings::default();
     if config.discover {
         let discovery = DiscoveryClient::new(
             transport.clone(),
@@ -84,7 +125,7 @@ pub async fn prepare(
         let explicit_projects: BTreeSet<String> =
             scopes.iter().map(|s| s.project_id.clone()).collect();
         let (discovered, every_enterprise_project) =
-            discover_scopes(&discovery, config, scopes).await?;
+            discover_scopes(&discovery, config, scopes, &mut listings).await?;
         scopes = discovered;
         if every_enterprise_project {
             projects_with_every_enterprise_project = scopes
@@ -122,20 +163,33 @@ pub async fn prepare(
         };
         clients.insert(region, client);
     }
+    let catalog = catalog(&scopes, &listings.projects, &listings.enterprise_projects);
     Ok(Prepared {
         clients,
         scopes,
         auth,
         projects_with_every_enterprise_project,
+        catalog,
     })
 }
 
+/// What IAM and EPS listed during discovery, for the [`Catalog`].
+#[derive(Debug, Default)]
+struct Listings {
+    /// IAM's projects.
+    projects: Vec<ProjectInfo>,
+    /// EPS's enterprise projects, when EPS was asked and answered.
+    enterprise_projects: Vec<EnterpriseProjectInfo>,
+}
+
 /// The discovered scopes, and whether their enterprise projects are every one EPS lists
-/// (rather than ids given in the configuration, or `all_granted_eps`).
+/// (rather than ids given in the configuration, or `all_granted_eps`). What IAM and EPS
+/// listed goes into `listings`.
 async fn discover_scopes(
     discovery: &DiscoveryClient,
     config: &SyncConfig,
     explicit: Vec<Scope>,
+    listings: &mut Listings,
 ) -> Result<(Vec<Scope>, bool), SetupError> {
     let mut attempts = Attempts::default();
     let projects = discovery
@@ -155,8 +209,9 @@ async fn discover_scopes(
         EnterpriseProjects::Listed(config.enterprise_project_ids.clone())
     } else {
         match discovery.list_enterprise_projects(&mut attempts).await {
-            Ok(listed) => {
-                let ids = enterprise_project_ids(&listed);
+            Ok(enterprise_projects) => {
+                let ids = enterprise_project_ids(&enterprise_projects);
+                listings.enterprise_projects = enterprise_projects;
                 info!(
                     n_enterprise_projects = ids.len(),
                     "discovered {} enterprise projects",
@@ -175,10 +230,83 @@ async fn discover_scopes(
     };
     let every_enterprise_project =
         from_eps && matches!(enterprise_projects, EnterpriseProjects::Listed(_));
+    listings.projects = projects;
     Ok((
         combine(explicit, &found, &enterprise_projects),
         every_enterprise_project,
     ))
+}
+
+/// The [`Catalog`] of a run: every project IAM listed whose region is known (a region's main
+/// project and its sub-projects, enabled or not) and every enterprise project EPS listed,
+/// with their names; then every project and enterprise project a scope names that no listing
+/// gave, with no name. `all_granted_eps` is not an enterprise project.
+pub fn catalog(
+    scopes: &[Scope],
+    projects: &[ProjectInfo],
+    enterprise_projects: &[EnterpriseProjectInfo],
+) -> Catalog {
+    let mains: BTreeMap<&str, &str> = projects
+        .iter()
+        .filter(|p| endpoint::is_hss_region(&p.name))
+        .map(|p| (p.id.as_str(), p.name.as_str()))
+        .collect();
+    let mut found: BTreeMap<String, CatalogProject> = BTreeMap::new();
+    for project in projects {
+        let region = mains.get(project.id.as_str()).copied().or_else(|| {
+            project
+                .parent_id
+                .as_deref()
+                .and_then(|parent| mains.get(parent).copied())
+        });
+        if let Some(region) = region {
+            found.insert(
+                project.id.clone(),
+                CatalogProject {
+                    id: project.id.clone(),
+                    name: Some(project.name.clone()),
+                    region: region.to_owned(),
+                    parent_id: project.parent_id.clone(),
+                    enabled: Some(project.enabled != Some(false)),
+                },
+            );
+        }
+    }
+    let mut found_eps: BTreeMap<String, CatalogEnterpriseProject> = enterprise_projects
+        .iter()
+        .map(|ep| {
+            let entry = CatalogEnterpriseProject {
+                id: ep.id.clone(),
+                name: ep.name.clone(),
+                enabled: Some(ep.status.unwrap_or(1) == 1),
+            };
+            (ep.id.clone(), entry)
+        })
+        .collect();
+    for scope in scopes {
+        found
+            .entry(scope.project_id.clone())
+            .or_insert_with(|| CatalogProject {
+                id: scope.project_id.clone(),
+                name: None,
+                region: scope.region.clone(),
+                parent_id: None,
+                enabled: None,
+            });
+        if scope.enterprise_project_id != ALL_GRANTED_EPS {
+            found_eps
+                .entry(scope.enterprise_project_id.clone())
+                .or_insert_with(|| CatalogEnterpriseProject {
+                    id: scope.enterprise_project_id.clone(),
+                    name: None,
+                    enabled: None,
+                });
+        }
+    }
+    Catalog {
+        projects: found.into_values().collect(),
+        enterprise_projects: found_eps.into_values().collect(),
+    }
 }
 
 /// The enterprise projects discovered scopes cover.
@@ -317,6 +445,57 @@ mod tests {
             },
         ];
         assert_eq!(enterprise_project_ids(&listed), ["0", "ep1"]);
+    }
+
+    #[test]
+    fn the_catalog_names_what_was_listed_and_keeps_unlisted_scope_ids_without_a_name() {
+        let projects = [
+            project("p-cn4", "cn-north-4", Some("domain"), true),
+            project("p-sub", "cn-north-4_prod", Some("p-cn4"), false),
+            project("p-mos", "MOS", Some("domain"), true),
+        ];
+        let listed = [EnterpriseProjectInfo {
+            id: "ep1".to_owned(),
+            name: Some("finance".to_owned()),
+            status: Some(1),
+        }];
+        let scopes = [
+            Scope::all_granted("ap-southeast-1", "p-explicit"),
+            Scope {
+                region: "cn-north-4".to_owned(),
+                project_id: "p-cn4".to_owned(),
+                enterprise_project_id: "0".to_owned(),
+            },
+        ];
+
+        let catalog = catalog(&scopes, &projects, &listed);
+
+        let found: Vec<(&str, Option<&str>, &str, Option<bool>)> = catalog
+            .projects
+            .iter()
+            .map(|p| {
+                (
+                    p.id.as_str(),
+                    p.name.as_deref(),
+                    p.region.as_str(),
+                    p.enabled,
+                )
+            })
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("p-cn4", Some("cn-north-4"), "cn-north-4", Some(true)),
+                ("p-explicit", None, "ap-southeast-1", None),
+                ("p-sub", Some("cn-north-4_prod"), "cn-north-4", Some(false)),
+            ]
+        );
+        let eps: Vec<(&str, Option<&str>)> = catalog
+            .enterprise_projects
+            .iter()
+            .map(|e| (e.id.as_str(), e.name.as_deref()))
+            .collect();
+        assert_eq!(eps, [("0", None), ("ep1", Some("finance"))]);
     }
 
     #[test]

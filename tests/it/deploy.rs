@@ -36,13 +36,15 @@ fn root() -> PathBuf {
 }
 
 /// The files checked: compose, the Dockerfile (variables only: its flags are apt's, cargo's
-/// and useradd's), every file of the Kubernetes folder, the sample config, and the README.
+/// and useradd's), every file of the Kubernetes folder, the sample config, the README, and the
+/// reference of the terminal reports.
 fn documents() -> Vec<(PathBuf, bool)> {
     let mut files = vec![
         (root().join("docker-compose.yml"), true),
         (root().join("Dockerfile"), false),
         (root().join("config/example.toml"), true),
         (root().join("README.md"), true),
+        (root().join("docs/reporting-cli.md"), true),
     ];
     let mut kubernetes = Vec::new();
     walk(&root().join("deploy/kubernetes"), &mut kubernetes);

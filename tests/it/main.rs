@@ -17,6 +17,8 @@ mod model;
 mod pages;
 mod pipes;
 mod readonly;
+mod reporting;
+mod reports;
 mod safety;
 mod service;
 mod signals;

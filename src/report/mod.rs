@@ -1,8 +1,26 @@
-//! Reports for the terminal, read from the store: what the `runs` command and the demo print.
+//! Reports for the terminal, read from the store: the run listing that `runs` and the demo
+//! print, and the reports of `runs show`, `history`, `changes`, `status` and `prune`.
+//!
+//! Each report builds its rows once ([`output::Record`]) and prints them in the
+//! [`Format`] asked for: a table for people, a JSON array of objects, or CSV with a header.
+
+mod history;
+pub mod output;
+mod prune;
+mod runs;
+mod status;
+pub mod time;
 
 use std::io::Write;
 
+pub use history::{print_changes, print_history};
+pub use output::Format;
+pub use prune::print_prune;
+pub use runs::{print_run, print_runs_as};
+pub use status::{print_status, StatusCheck};
+
 use crate::store::{Store, StoreError};
+use crate::sync::RunStatus;
 
 /// Why a report could not be printed.
 #[derive(Debug, thiserror::Error)]
@@ -14,8 +32,21 @@ pub enum ReportError {
     /// The output could not be written.
     #[error("cannot write the report")]
     Output(#[from] std::io::Error),
+    /// `runs show` was given an id no run has.
+    #[error("no run with id {0} (`hss-sync runs` lists the recent ones)")]
+    UnknownRun(i64),
+    /// `history` was given neither a registry id nor a registry name the store holds.
+    #[error("no registry with id or name {0:?}")]
+    UnknownRegistry(String),
+    /// `history` was given a name that several registries bear.
+    #[error("{} registries are named {name:?}; give one of their ids: {}", .ids.len(), .ids.join(", "))]
+    AmbiguousRegistry {
+        /// The name.
+        name: String,
+        /// The ids of the registries that bear it.
+        ids: Vec<String>,
+    },
 }
-use crate::sync::RunStatus;
 
 /// Prints the newest runs and the scopes of each.
 ///
