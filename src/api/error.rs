@@ -67,6 +67,16 @@ impl ApiError {
         }
     }
 
+    /// Huawei's `request_id` (`X-Request-Id`) of the answer, when one came with it.
+    pub fn request_id(&self) -> Option<&str> {
+        match self {
+            ApiError::Status { request_id, .. } | ApiError::Decode { request_id, .. } => {
+                request_id.as_deref()
+            }
+            _ => None,
+        }
+    }
+
     /// The `Retry-After` the server asked for.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {

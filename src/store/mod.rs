@@ -197,6 +197,12 @@ pub struct ScopeUpdate<'a> {
     pub api_total: Option<i64>,
     /// Why the scope failed or held its deletions, if it did.
     pub error: Option<&'a str>,
+    /// Huawei's `error_code` of the failure, when the API gave one.
+    pub error_code: Option<&'a str>,
+    /// The HTTP status of the failure, when an answer came.
+    pub http_status: Option<i64>,
+    /// Huawei's `request_id` of the failure.
+    pub request_id: Option<&'a str>,
 }
 
 /// One `sync_runs` row.

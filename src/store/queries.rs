@@ -797,7 +797,9 @@ where
              n_unchanged = n_unchanged + $9, n_deleted = n_deleted + $10, \
              n_restored = n_restored + $11, error = COALESCE($12, error), finished_at = $13, \
              n_throttled = n_throttled + $14, n_retries = n_retries + $15, \
-             n_held = n_held + $16 WHERE id = $1",
+             n_held = n_held + $16, error_code = COALESCE($17, error_code), \
+             http_status = COALESCE($18, http_status), request_id = COALESCE($19, request_id) \
+             WHERE id = $1",
         )
         .bind(update.scope_row_id)
         .bind(update.status.map(|s| s.as_str().to_owned()))
@@ -815,6 +817,9 @@ where
         .bind(update.n_throttled)
         .bind(update.n_retries)
         .bind(counts.n_held)
+        .bind(update.error_code.map(str::to_owned))
+        .bind(update.http_status)
+        .bind(update.request_id.map(str::to_owned))
         .execute(&mut *conn)
         .await
         .map_err(query_error("recording a scope"))?;

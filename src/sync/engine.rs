@@ -395,6 +395,9 @@ impl RunContext<'_> {
             n_retries: walk.attempts.n_retries.into(),
             api_total: walk.api_total,
             error: error.as_deref(),
+            error_code: walk.failure.error_code.as_deref(),
+            http_status: walk.failure.http_status,
+            request_id: walk.failure.request_id.as_deref(),
         };
         let _writer = self.writer.lock().await;
         let written = if status == ScopeStatus::Interrupted {
@@ -675,6 +678,7 @@ async fn close_unrecorded(store: &Store, states: &[ScopeState], scope_row_ids: &
             n_retries: report.n_retries,
             api_total: report.api_total,
             error: report.error.as_deref(),
+            ..ScopeUpdate::default()
         };
         if store.record_scope(&update, now()).await.is_err() {
             return;
@@ -803,6 +807,26 @@ struct Walk {
     outcome: WalkOutcome,
     /// Registries staged as seen unchanged, new to the scope's staging.
     n_unchanged: i64,
+    /// What the API said of the request that failed the walk, when one did.
+    failure: Failure,
+}
+
+/// Huawei's identification of a failed request, kept in columns beside the message.
+#[derive(Debug, Default, Clone)]
+struct Failure {
+    error_code: Option<String>,
+    http_status: Option<i64>,
+    request_id: Option<String>,
+}
+
+impl Failure {
+    fn of(error: &ApiError) -> Failure {
+        Failure {
+            error_code: error.error_code().map(str::to_owned),
+            http_status: error.status().map(i64::from),
+            request_id: error.request_id().map(str::to_owned),
+        }
+    }
 }
 
 impl Walk {
@@ -814,6 +838,7 @@ impl Walk {
             api_total: None,
             outcome: WalkOutcome::Complete,
             n_unchanged: 0,
+            failure: Failure::default(),
         }
     }
 
@@ -978,6 +1003,7 @@ async fn walk_scope(client: &HssClient, ctx: &RunContext<'_>, ix: usize) -> Walk
         let page = match page {
             Ok(page) => page,
             Err(e) => {
+                walk.failure = Failure::of(&e);
                 walk.outcome = WalkOutcome::Failed(e.to_string());
                 return walk;
             }

@@ -109,6 +109,8 @@ pub struct TestApp {
     pub db: TestDb,
     pub client: HssClients,
     stop: CancellationToken,
+    /// Whether `sync` makes a version of every change (no `history_ignore_fields`).
+    every_change: bool,
 }
 
 impl TestApp {
@@ -143,6 +145,7 @@ impl TestApp {
             db,
             client,
             stop,
+            every_change: false,
         }
     }
 
@@ -171,7 +174,18 @@ impl TestApp {
     }
 
     pub async fn sync(&self, scopes: &[Scope]) -> RunReport {
-        self.sync_with(scopes, SyncOptions::default()).await
+        let mut options = SyncOptions::default();
+        if self.every_change {
+            options.history_ignore_fields.clear();
+        }
+        self.sync_with(scopes, options).await
+    }
+
+    /// This app, its `sync` making a version of every change, `latest_sync_time` alone
+    /// included.
+    pub fn versioning_every_change(mut self) -> TestApp {
+        self.every_change = true;
+        self
     }
 
     pub async fn sync_with(&self, scopes: &[Scope], options: SyncOptions) -> RunReport {
