@@ -696,7 +696,11 @@ impl Store {
     /// # Errors
     ///
     /// [`StoreError`] when the database fails.
-    pub async fn count_unseen(&self, run_id: i64, coverage: Coverage<'_>) -> Result<i64, StoreError> {
+    pub async fn count_unseen(
+        &self,
+        run_id: i64,
+        coverage: Coverage<'_>,
+    ) -> Result<i64, StoreError> {
         dispatch!(self, pool => {
             let mut conn = pool.acquire().await.map_err(query_error("acquiring a connection"))?;
             Ok(Queries::<Db>::count_unseen(&mut *conn, run_id, coverage).await?.1)

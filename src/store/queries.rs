@@ -434,7 +434,8 @@ where
             Self::set_staged(conn, &take(Decision::Defer), "deferred = 1").await?;
             Self::unstage(conn, &take(Decision::Drop)).await?;
         }
-        counts.n_fetched = counts.n_inserted + counts.n_updated + counts.n_restored + counts.n_unchanged;
+        counts.n_fetched =
+            counts.n_inserted + counts.n_updated + counts.n_restored + counts.n_unchanged;
         Ok((counts, after))
     }
 
@@ -569,9 +570,7 @@ where
                 placeholders::<DB>(5, chunk.len())
             );
             let now = || DB::timestamp(step.now);
-            let mut query = sqlx::query::<DB>(&history)
-                .bind(now())
-                .bind(step.run_id);
+            let mut query = sqlx::query::<DB>(&history).bind(now()).bind(step.run_id);
             for seq in chunk {
                 query = query.bind(*seq);
             }

@@ -454,7 +454,11 @@ impl RunContext<'_> {
     /// lists is staged beside the first walk's (what either saw is present) and applied.
     async fn confirm(&self, ix: usize, state: &mut ScopeState) {
         let scope = self.coverages[ix].scope;
-        let n_missing = match self.store.count_unseen(self.run_id, self.coverages[ix]).await {
+        let n_missing = match self
+            .store
+            .count_unseen(self.run_id, self.coverages[ix])
+            .await
+        {
             Ok(n) => n,
             Err(e) => return self.fail_store(e),
         };
@@ -644,7 +648,11 @@ async fn run_scopes(
     }
     if let Err(e) = store.clear_staging(run_id).await {
         // The next run clears it; the run's outcome does not depend on it.
-        warn!(run.id = run_id, "could not clear the run's staged pages: {}", chain(&e));
+        warn!(
+            run.id = run_id,
+            "could not clear the run's staged pages: {}",
+            chain(&e)
+        );
     }
     let store_error = ctx
         .store_error
@@ -903,8 +911,8 @@ async fn walk_with_rewalks(
         n_pages += walk.n_pages;
         n_unchanged += walk.n_unchanged;
         attempts.add(&walk.attempts);
-        let retry =
-            matches!(walk.outcome, WalkOutcome::Inconsistent(_)) && n_walks <= ctx.options.max_rewalks;
+        let retry = matches!(walk.outcome, WalkOutcome::Inconsistent(_))
+            && n_walks <= ctx.options.max_rewalks;
         if retry && fresh {
             if let Err(e) = ctx.store.unstage_scope(ctx.run_id, ix as i64).await {
                 walk.outcome = WalkOutcome::Failed(format!("database: {}", chain(&e)));

@@ -14,8 +14,9 @@ use std::fmt;
 use std::time::Duration;
 
 pub use engine::{
-    record_failed_run, run_once, SyncError, SyncOptions, DEFAULT_CONCURRENCY, DEFAULT_HISTORY_IGNORE_FIELDS, DEFAULT_MAX_REWALKS,
-    DEFAULT_PAGE_LIMIT, MAX_OFFSET, PAGE_LIMIT_RANGE,
+    record_failed_run, run_once, SyncError, SyncOptions, DEFAULT_CONCURRENCY,
+    DEFAULT_HISTORY_IGNORE_FIELDS, DEFAULT_MAX_REWALKS, DEFAULT_PAGE_LIMIT, MAX_OFFSET,
+    PAGE_LIMIT_RANGE,
 };
 pub use plan::{DeletionGuard, ScopeCounts};
 pub use status::{RunStatus, ScopeStatus, Trigger};

@@ -400,11 +400,20 @@ mod tests {
         let at_ep1 = location("p1", Some("ep1"));
         assert_eq!(decide(None, &hash, coverage(&ep1)), Decision::Create);
         let same = stored("success", at_ep1.clone(), false, false);
-        assert_eq!(decide(Some(&same), &hash, coverage(&ep1)), Decision::Unchanged);
+        assert_eq!(
+            decide(Some(&same), &hash, coverage(&ep1)),
+            Decision::Unchanged
+        );
         let other = stored("fail", at_ep1.clone(), false, false);
-        assert_eq!(decide(Some(&other), &hash, coverage(&ep1)), Decision::Update);
+        assert_eq!(
+            decide(Some(&other), &hash, coverage(&ep1)),
+            Decision::Update
+        );
         let retired = stored("success", at_ep1, true, false);
-        assert_eq!(decide(Some(&retired), &hash, coverage(&ep1)), Decision::Restore);
+        assert_eq!(
+            decide(Some(&retired), &hash, coverage(&ep1)),
+            Decision::Restore
+        );
     }
 
     #[test]
@@ -412,12 +421,18 @@ mod tests {
         let ep1 = scope("ep1");
         let hash = registry("r", "success").content_hash;
         let elsewhere = stored("success", location("p1", Some("ep2")), false, false);
-        assert_eq!(decide(Some(&elsewhere), &hash, coverage(&ep1)), Decision::Defer);
+        assert_eq!(
+            decide(Some(&elsewhere), &hash, coverage(&ep1)),
+            Decision::Defer
+        );
         let taken = stored("success", location("p1", Some("ep2")), false, true);
         assert_eq!(decide(Some(&taken), &hash, coverage(&ep1)), Decision::Drop);
         // Another project is another scope too.
         let other_project = stored("success", location("p2", Some("ep1")), false, false);
-        assert_eq!(decide(Some(&other_project), &hash, coverage(&ep1)), Decision::Defer);
+        assert_eq!(
+            decide(Some(&other_project), &hash, coverage(&ep1)),
+            Decision::Defer
+        );
     }
 
     #[test]
@@ -425,7 +440,10 @@ mod tests {
         let all = scope(ALL_GRANTED_EPS);
         let hash = registry("r", "success").content_hash;
         let known = stored("success", location("p1", Some("ep1")), false, false);
-        assert_eq!(decide(Some(&known), &hash, coverage(&all)), Decision::Unchanged);
+        assert_eq!(
+            decide(Some(&known), &hash, coverage(&all)),
+            Decision::Unchanged
+        );
         assert_eq!(all.location_for(Some(&known.location)), known.location);
     }
 
@@ -434,13 +452,19 @@ mod tests {
         let ep1 = scope("ep1");
         let hash = registry("r", "success").content_hash;
         let unattributed = stored("success", location("p1", None), false, false);
-        assert_eq!(decide(Some(&unattributed), &hash, coverage(&ep1)), Decision::Defer);
+        assert_eq!(
+            decide(Some(&unattributed), &hash, coverage(&ep1)),
+            Decision::Defer
+        );
         let answering = Coverage {
             scope: &ep1,
             unattributed: true,
         };
         // Covered, and its enterprise project is learnt: a new version naming it.
-        assert_eq!(decide(Some(&unattributed), &hash, answering), Decision::Update);
+        assert_eq!(
+            decide(Some(&unattributed), &hash, answering),
+            Decision::Update
+        );
         let write = change(
             &registry("r", "success"),
             &unattributed.location,
@@ -467,7 +491,10 @@ mod tests {
             [coverage(&ep1), coverage(&ep2)].into_iter()
         ));
         let moved_already = stored("success", location("p1", Some("ep2")), false, true);
-        assert!(!resolve_deferred(&moved_already, [coverage(&ep1)].into_iter()));
+        assert!(!resolve_deferred(
+            &moved_already,
+            [coverage(&ep1)].into_iter()
+        ));
     }
 
     #[test]
@@ -516,10 +543,7 @@ mod tests {
         let Write::Version(restored) = change(&old, &here, 1, true, &old, &ep1, &ignored) else {
             panic!("expected a version")
         };
-        assert_eq!(
-            (restored.kind, restored.version),
-            (ChangeKind::Restored, 2)
-        );
+        assert_eq!((restored.kind, restored.version), (ChangeKind::Restored, 2));
     }
 
     #[test]
@@ -530,8 +554,14 @@ mod tests {
             guard,
         };
         let guard = DeletionGuard::default();
-        assert_eq!(retire(5, 10, &allowed(false, guard)), RetireDecision::Nothing);
-        assert_eq!(retire(0, 10, &allowed(true, guard)), RetireDecision::Nothing);
+        assert_eq!(
+            retire(5, 10, &allowed(false, guard)),
+            RetireDecision::Nothing
+        );
+        assert_eq!(
+            retire(0, 10, &allowed(true, guard)),
+            RetireDecision::Nothing
+        );
         assert_eq!(retire(5, 10, &allowed(true, guard)), RetireDecision::Retire);
         // 12 of 20 is more than half, and at least ten.
         assert_eq!(retire(12, 20, &allowed(true, guard)), RetireDecision::Hold);

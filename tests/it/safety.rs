@@ -207,10 +207,18 @@ async fn a_failing_database_write_leaves_an_exact_audit(backend: Backend) {
         .contains("injected failure"));
     assert_eq!(
         run.status,
-        if committed.is_empty() { "failed" } else { "partial" },
+        if committed.is_empty() {
+            "failed"
+        } else {
+            "partial"
+        },
         "{run:?}"
     );
-    assert_eq!(run.totals.counts.n_inserted, 12 * committed.len() as i64, "{run:?}");
+    assert_eq!(
+        run.totals.counts.n_inserted,
+        12 * committed.len() as i64,
+        "{run:?}"
+    );
     let history = app.history(HistoryFilter::Run(run.id)).await;
     assert_eq!(history.len() as i64, run.totals.counts.n_inserted);
     assert!(history.iter().all(|h| h.change_kind == "created"));
@@ -224,7 +232,10 @@ async fn a_failing_database_write_leaves_an_exact_audit(backend: Backend) {
         .collect();
     assert_eq!(
         stored_projects,
-        committed.iter().map(|p| (*p).to_owned()).collect::<BTreeSet<_>>()
+        committed
+            .iter()
+            .map(|p| (*p).to_owned())
+            .collect::<BTreeSet<_>>()
     );
 }
 on_both_backends!(a_failing_database_write_leaves_an_exact_audit);
