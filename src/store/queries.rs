@@ -480,23 +480,21 @@ where
             }
             let ids: Vec<&str> = newest.keys().map(String::as_str).collect();
             let listers = Self::listers(conn, step.run_id, &ids).await?;
-            let (moved, dropped): (Vec<(&String, &i64)>, Vec<(&String, &i64)>) =
-                newest.iter().partition(|(id, seq)| {
-                    plan::resolve_deferred(
-                        &stored[*seq],
-                        listers
-                            .get(*id)
-                            .into_iter()
-                            .flatten()
-                            .filter_map(|&ix| scopes.get(ix as usize).copied()),
-                    )
-                });
-            let moved: Vec<i64> = moved.into_iter().map(|(_, seq)| *seq).collect();
-            counts.add(&Self::write_staged_versions(conn, step, &moved, &stored).await?);
-            for (id, _) in &dropped {
-                warn_shared_once(id, step.coverage.scope);
+            let mut moved: Vec<i64> = Vec::new();
+            for (id, &seq) in &newest {
+                let listed_by = listers
+                    .get(id)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|&ix| scopes.get(ix as usize).copied());
+                if plan::resolve_deferred(&stored[&seq], listed_by) {
+                    moved.push(seq);
+                } else {
+                    warn_shared_once(id, step.coverage.scope);
+                    superseded.push(seq);
+                }
             }
-            superseded.extend(dropped.into_iter().map(|(_, seq)| *seq));
+            counts.add(&Self::write_staged_versions(conn, step, &moved, &stored).await?);
             Self::set_staged(conn, &moved, "deferred = 0").await?;
             Self::unstage(conn, &superseded).await?;
         }
