@@ -71,6 +71,11 @@ static REFRESH_REGISTRY: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// Rows per staging `INSERT`: a whole page of the API's largest.
+///
+/// Statements whose placeholder count follows the data (a page's changed registries, a
+/// chunk's ids) are not kept prepared (`persistent(false)`): each count is another statement,
+/// and sqlx's cache of a hundred prepared statements a connection, some of thousands of
+/// parameters, held tens of MiB at 500,000 registries.
 const STAGED_PER_INSERT: usize = 200;
 
 /// Staged rows a scope's transaction reads at a time.
@@ -139,7 +144,7 @@ pub(crate) struct Queries<DB>(PhantomData<DB>);
 
 impl<DB> Queries<DB>
 where
-    DB: Backend,
+    DB: Backend + sqlx::database::HasStatementCache,
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
     for<'q> String: Encode<'q, DB>,
@@ -259,7 +264,7 @@ where
                 "INSERT INTO sync_staging (run_id, scope_ix, id) VALUES {}",
                 row_placeholders::<DB>(chunk.len(), 3)
             );
-            let mut query = sqlx::query::<DB>(&sql);
+            let mut query = sqlx::query::<DB>(&sql).persistent(false);
             for id in chunk {
                 query = query
                     .bind(page.run_id)
@@ -280,7 +285,7 @@ where
                 CONTENT_COLUMNS.join(", "),
                 row_placeholders::<DB>(chunk.len(), CONTENT_COLUMNS.len() + 3),
             );
-            let mut query = sqlx::query::<DB>(&sql);
+            let mut query = sqlx::query::<DB>(&sql).persistent(false);
             for registry in chunk {
                 query = bind_content(
                     query
@@ -516,7 +521,7 @@ where
                 placeholders::<DB>(1, 1),
                 placeholders::<DB>(2, chunk.len())
             );
-            let mut query = sqlx::query::<DB>(&sql).bind(run_id);
+            let mut query = sqlx::query::<DB>(&sql).persistent(false).bind(run_id);
             for id in chunk {
                 query = query.bind((*id).to_owned());
             }
@@ -577,6 +582,7 @@ where
                 .await
                 .map_err(query_error(CONTEXT))?;
             let mut query = sqlx::query::<DB>(&rows)
+                .persistent(false)
                 .bind(now())
                 .bind(now())
                 .bind(now())
@@ -609,7 +615,7 @@ where
                  JOIN registries r ON r.id = s.id WHERE s.seq IN ({})",
                 placeholders::<DB>(1, chunk.len())
             );
-            let mut query = sqlx::query::<DB>(&sql);
+            let mut query = sqlx::query::<DB>(&sql).persistent(false);
             for seq in chunk {
                 query = query.bind(*seq);
             }
@@ -674,7 +680,7 @@ where
                 "UPDATE sync_staging SET {assignment} WHERE seq IN ({})",
                 placeholders::<DB>(1, chunk.len())
             );
-            let mut query = sqlx::query::<DB>(&sql);
+            let mut query = sqlx::query::<DB>(&sql).persistent(false);
             for seq in chunk {
                 query = query.bind(*seq);
             }
@@ -693,7 +699,7 @@ where
                 "DELETE FROM sync_staging WHERE seq IN ({})",
                 placeholders::<DB>(1, chunk.len())
             );
-            let mut query = sqlx::query::<DB>(&sql);
+            let mut query = sqlx::query::<DB>(&sql).persistent(false);
             for seq in chunk {
                 query = query.bind(*seq);
             }
@@ -839,7 +845,9 @@ where
                 placeholders::<DB>(1, 1),
                 placeholders::<DB>(2, chunk.len())
             );
-            let mut query = sqlx::query::<DB>(&sql).bind(DB::timestamp(now));
+            let mut query = sqlx::query::<DB>(&sql)
+                .persistent(false)
+                .bind(DB::timestamp(now));
             for change in chunk {
                 query = query.bind(change.registry.id.clone());
             }
@@ -866,7 +874,7 @@ where
                 CONTENT_COLUMNS.join(", "),
                 row_placeholders::<DB>(chunk.len(), CONTENT_COLUMNS.len() + 6)
             );
-            let mut query = sqlx::query::<DB>(&sql);
+            let mut query = sqlx::query::<DB>(&sql).persistent(false);
             for change in chunk {
                 let query_with_keys = query
                     .bind(change.registry.id.clone())
