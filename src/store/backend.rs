@@ -35,6 +35,11 @@ pub trait Backend: sqlx::Database {
     /// bind (17 % of a large first sync's CPU, measured with `perf`). PostgreSQL needs `$N`.
     const ANONYMOUS_PLACEHOLDERS: bool;
 
+    /// The first statement of a sync's writing transaction, if the backend needs one, bound
+    /// to `lease::WRITE_FENCE_KEY`: on PostgreSQL it holds the write fence until the
+    /// transaction ends. SQLite needs none: a killed process's transaction cannot commit.
+    const WRITE_FENCE: Option<&'static str>;
+
     /// How many rows a statement changed.
     fn rows_affected(result: &Self::QueryResult) -> u64;
 
@@ -51,6 +56,8 @@ pub trait Backend: sqlx::Database {
 
 impl Backend for Sqlite {
     type Timestamp = String;
+
+    const WRITE_FENCE: Option<&'static str> = None;
 
     fn rows_affected(result: &sqlx::sqlite::SqliteQueryResult) -> u64 {
         result.rows_affected()
@@ -79,6 +86,8 @@ impl Backend for Sqlite {
 
 impl Backend for Postgres {
     type Timestamp = DateTime<Utc>;
+
+    const WRITE_FENCE: Option<&'static str> = Some("SELECT pg_advisory_xact_lock_shared($1)");
 
     fn rows_affected(result: &sqlx::postgres::PgQueryResult) -> u64 {
         result.rows_affected()

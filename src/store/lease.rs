@@ -19,6 +19,13 @@ use crate::store::{query_error, LeaseOutcome, StoreError};
 /// recognisable in `pg_locks` and unlikely to collide with another application's key.
 const ADVISORY_LOCK_KEY: i64 = 0x6873_735f_7379_6e63;
 
+/// The key every writing transaction of a sync holds shared (`WRITE_FENCE`), and a process
+/// that takes the lease holds exclusively for a moment: a holder killed with a transaction
+/// in flight, whose COMMIT the server had already received, releases the lease (its lease
+/// connection ends) before the server finishes that COMMIT. The next holder waits for it
+/// here, so that recovery never reads a run's scopes before its last commit lands.
+pub(crate) const WRITE_FENCE_KEY: i64 = ADVISORY_LOCK_KEY + 1;
+
 /// A held sync lease. Give it back with [`Lease::release`]; if the process dies instead,
 /// PostgreSQL releases it with the connection, and SQLite's expires or is taken over.
 pub struct Lease {
@@ -153,6 +160,12 @@ pub(crate) async fn acquire_advisory(
         let _ = connection.close().await;
         return Ok(LeaseOutcome::TickTaken);
     }
+    // Wait for the writes of a previous holder that are still in flight.
+    sqlx::query("SELECT pg_advisory_lock($1), pg_advisory_unlock($1)")
+        .bind(WRITE_FENCE_KEY)
+        .execute(&mut connection)
+        .await
+        .map_err(query_error(CONTEXT))?;
     Ok(LeaseOutcome::Acquired(Lease {
         kind: LeaseKind::Advisory {
             connection,

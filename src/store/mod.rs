@@ -599,6 +599,7 @@ impl Store {
                 .begin_with(<Db as Backend>::BEGIN_WRITE)
                 .await
                 .map_err(query_error("starting to stage a page"))?;
+            write_fence::<Db>(&mut tx).await?;
             let n = Queries::<Db>::stage_page(&mut *tx, page).await?;
             tx.commit().await.map_err(query_error("committing a staged page"))?;
             Ok(n)
@@ -643,6 +644,7 @@ impl Store {
                 .begin_with(<Db as Backend>::BEGIN_WRITE)
                 .await
                 .map_err(query_error("starting a scope transaction"))?;
+            write_fence::<Db>(&mut tx).await?;
             let (mut counts, last_seq) = Queries::<Db>::apply_staged(&mut *tx, step).await?;
             counts.n_unchanged += n_unchanged;
             counts.n_fetched += n_unchanged;
@@ -680,6 +682,7 @@ impl Store {
                 .begin_with(<Db as Backend>::BEGIN_WRITE)
                 .await
                 .map_err(query_error("starting a scope transaction"))?;
+            write_fence::<Db>(&mut tx).await?;
             let counts = Queries::<Db>::apply_deferred(&mut *tx, step, scopes).await?;
             if counts != ScopeCounts::default() {
                 let update = ScopeUpdate { scope_row_id, ..ScopeUpdate::default() };
@@ -729,6 +732,7 @@ impl Store {
                 .begin_with(<Db as Backend>::BEGIN_WRITE)
                 .await
                 .map_err(query_error("starting a scope transaction"))?;
+            write_fence::<Db>(&mut tx).await?;
             let (n_live, n_gone) = Queries::<Db>::count_unseen(&mut *tx, run_id, coverage).await?;
             let n_live = (n_live - n_new).max(n_gone);
             let mut counts = ScopeCounts::default();
@@ -824,6 +828,24 @@ impl Store {
     pub async fn close(&self) {
         dispatch!(self, pool => pool.close().await)
     }
+}
+
+/// Holds the write fence for the rest of a writing transaction, where the backend has one.
+async fn write_fence<DB: Backend>(tx: &mut sqlx::Transaction<'_, DB>) -> Result<(), StoreError>
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'q> i64: sqlx::Encode<'q, DB>,
+    i64: sqlx::Type<DB>,
+{
+    if let Some(fence) = DB::WRITE_FENCE {
+        sqlx::query::<DB>(fence)
+            .bind(lease::WRITE_FENCE_KEY)
+            .execute(&mut **tx)
+            .await
+            .map_err(query_error("taking the write fence"))?;
+    }
+    Ok(())
 }
 
 /// A run about to start, as [`Store::begin_run`] records it.

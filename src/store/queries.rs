@@ -1152,7 +1152,13 @@ where
         now: DateTime<Utc>,
     ) -> Result<Vec<i64>, StoreError> {
         const CONTEXT: &str = "recovering runs left running";
-        let mut conn = pool.acquire().await.map_err(query_error(CONTEXT))?;
+        // One transaction: a process killed between marking a run interrupted and summing
+        // its scopes would leave it interrupted with no counts, and no later recovery would
+        // look at it again (the kill test found one).
+        let mut tx = pool
+            .begin_with(DB::BEGIN_WRITE)
+            .await
+            .map_err(query_error(CONTEXT))?;
         let message = format!(
             "found still running at {} by {holder}: the process that ran it stopped without finishing it",
             now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
@@ -1164,7 +1170,7 @@ where
         .bind(DB::timestamp(now))
         .bind(message.clone())
         .bind(holder.to_owned())
-        .fetch_all(&mut *conn)
+        .fetch_all(&mut *tx)
         .await
         .map_err(query_error(CONTEXT))?;
         sqlx::query::<DB>(
@@ -1173,7 +1179,7 @@ where
         )
         .bind(DB::timestamp(now))
         .bind(message)
-        .execute(&mut *conn)
+        .execute(&mut *tx)
         .await
         .map_err(query_error(CONTEXT))?;
         let ids: Vec<i64> = rows
@@ -1204,10 +1210,11 @@ where
                 query = query.bind(*id);
             }
             query
-                .execute(&mut *conn)
+                .execute(&mut *tx)
                 .await
                 .map_err(query_error(CONTEXT))?;
         }
+        tx.commit().await.map_err(query_error(CONTEXT))?;
         Ok(ids)
     }
 
