@@ -595,11 +595,7 @@ impl Store {
     /// [`StoreError`] when the database fails.
     pub async fn stage_page(&self, page: &StagePage<'_>) -> Result<i64, StoreError> {
         dispatch!(self, pool => {
-            let mut tx = pool
-                .begin_with(<Db as Backend>::BEGIN_WRITE)
-                .await
-                .map_err(query_error("starting to stage a page"))?;
-            write_fence::<Db>(&mut tx).await?;
+            let mut tx = begin_write(pool, "starting to stage a page").await?;
             let n = Queries::<Db>::stage_page(&mut *tx, page).await?;
             tx.commit().await.map_err(query_error("committing a staged page"))?;
             Ok(n)
@@ -640,11 +636,7 @@ impl Store {
         n_unchanged: i64,
     ) -> Result<(ScopeCounts, i64), StoreError> {
         dispatch!(self, pool => {
-            let mut tx = pool
-                .begin_with(<Db as Backend>::BEGIN_WRITE)
-                .await
-                .map_err(query_error("starting a scope transaction"))?;
-            write_fence::<Db>(&mut tx).await?;
+            let mut tx = begin_write(pool, "starting a scope transaction").await?;
             let (mut counts, last_seq) = Queries::<Db>::apply_staged(&mut *tx, step).await?;
             counts.n_unchanged += n_unchanged;
             counts.n_fetched += n_unchanged;
@@ -678,11 +670,7 @@ impl Store {
         scope_row_id: i64,
     ) -> Result<ScopeCounts, StoreError> {
         dispatch!(self, pool => {
-            let mut tx = pool
-                .begin_with(<Db as Backend>::BEGIN_WRITE)
-                .await
-                .map_err(query_error("starting a scope transaction"))?;
-            write_fence::<Db>(&mut tx).await?;
+            let mut tx = begin_write(pool, "starting a scope transaction").await?;
             let counts = Queries::<Db>::apply_deferred(&mut *tx, step, scopes).await?;
             if counts != ScopeCounts::default() {
                 let update = ScopeUpdate { scope_row_id, ..ScopeUpdate::default() };
@@ -728,11 +716,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<(ScopeCounts, Option<String>), StoreError> {
         dispatch!(self, pool => {
-            let mut tx = pool
-                .begin_with(<Db as Backend>::BEGIN_WRITE)
-                .await
-                .map_err(query_error("starting a scope transaction"))?;
-            write_fence::<Db>(&mut tx).await?;
+            let mut tx = begin_write(pool, "starting a scope transaction").await?;
             let (n_live, n_gone) = Queries::<Db>::count_unseen(&mut *tx, run_id, coverage).await?;
             let n_live = (n_live - n_new).max(n_gone);
             let mut counts = ScopeCounts::default();
@@ -830,22 +814,30 @@ impl Store {
     }
 }
 
-/// Holds the write fence for the rest of a writing transaction, where the backend has one.
-async fn write_fence<DB: Backend>(tx: &mut sqlx::Transaction<'_, DB>) -> Result<(), StoreError>
+/// Opens a sync's writing transaction: SQLite's write lock up front, and, where the backend
+/// has one, the write fence held until it ends.
+async fn begin_write<'p, DB: Backend>(
+    pool: &'p sqlx::Pool<DB>,
+    context: &'static str,
+) -> Result<sqlx::Transaction<'p, DB>, StoreError>
 where
     for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
     for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
     for<'q> i64: sqlx::Encode<'q, DB>,
     i64: sqlx::Type<DB>,
 {
+    let mut tx = pool
+        .begin_with(DB::BEGIN_WRITE)
+        .await
+        .map_err(query_error(context))?;
     if let Some(fence) = DB::WRITE_FENCE {
         sqlx::query::<DB>(fence)
             .bind(lease::WRITE_FENCE_KEY)
-            .execute(&mut **tx)
+            .execute(&mut *tx)
             .await
             .map_err(query_error("taking the write fence"))?;
     }
-    Ok(())
+    Ok(tx)
 }
 
 /// A run about to start, as [`Store::begin_run`] records it.

@@ -21,7 +21,7 @@ use crate::store::{
 use crate::sync::plan::{
     self, Change, ChangeKind, Coverage, Decision, Location, ScopeCounts, StoredSummary, Write,
 };
-use crate::sync::{RunStatus, Scope, ScopeStatus, Trigger, ALL_GRANTED_EPS};
+use crate::sync::{RunStatus, Scope, ScopeStatus, ALL_GRANTED_EPS};
 
 /// How many ids go into one `IN (..)` list: far below SQLite's and PostgreSQL's
 /// parameter limits, large enough that a big scope needs few statements.
@@ -87,7 +87,8 @@ const UNSEEN: &str =
 
 const SELECT_STORED: &str = "SELECT id, project_id, enterprise_project_id, region, raw, version, deleted_at FROM registries";
 
-const RUN_COLUMNS: &str =
+/// The columns of a run that [`super::reports::read_run`] reads.
+pub(crate) const RUN_COLUMNS: &str =
     "id, started_at, finished_at, status, trigger, n_scopes, n_scopes_failed, n_pages, \
      n_requests, n_throttled, n_retries, n_fetched, n_inserted, n_updated, n_unchanged, n_deleted, n_restored, error, \
      scheduled_at, n_held";
@@ -675,28 +676,26 @@ where
         seqs: &[i64],
         assignment: &str,
     ) -> Result<(), StoreError> {
-        for chunk in seqs.chunks(IDS_PER_STATEMENT) {
-            let sql = format!(
-                "UPDATE sync_staging SET {assignment} WHERE seq IN ({})",
-                placeholders::<DB>(1, chunk.len())
-            );
-            let mut query = sqlx::query::<DB>(&sql).persistent(false);
-            for seq in chunk {
-                query = query.bind(*seq);
-            }
-            query
-                .execute(&mut *conn)
-                .await
-                .map_err(query_error("marking staged registries"))?;
-        }
-        Ok(())
+        let statement = format!("UPDATE sync_staging SET {assignment}");
+        Self::on_staged(conn, &statement, seqs, "marking staged registries").await
     }
 
     /// Removes the staged rows `seqs`: another scope keeps those registries.
     async fn unstage(conn: &mut DB::Connection, seqs: &[i64]) -> Result<(), StoreError> {
+        let context = "unstaging registries another scope keeps";
+        Self::on_staged(conn, "DELETE FROM sync_staging", seqs, context).await
+    }
+
+    /// Runs `statement` (an `UPDATE` or `DELETE` of `sync_staging`) on the rows `seqs`.
+    async fn on_staged(
+        conn: &mut DB::Connection,
+        statement: &str,
+        seqs: &[i64],
+        context: &'static str,
+    ) -> Result<(), StoreError> {
         for chunk in seqs.chunks(IDS_PER_STATEMENT) {
             let sql = format!(
-                "DELETE FROM sync_staging WHERE seq IN ({})",
+                "{statement} WHERE seq IN ({})",
                 placeholders::<DB>(1, chunk.len())
             );
             let mut query = sqlx::query::<DB>(&sql).persistent(false);
@@ -706,7 +705,7 @@ where
             query
                 .execute(&mut *conn)
                 .await
-                .map_err(query_error("unstaging registries another scope keeps"))?;
+                .map_err(query_error(context))?;
         }
         Ok(())
     }
@@ -908,40 +907,7 @@ where
         .await
         .map_err(query_error(CONTEXT))?;
         rows.iter()
-            .map(|row| {
-                let get = |column| row.try_get::<i64, _>(column).map_err(query_error(CONTEXT));
-                let status: String = row.try_get("status").map_err(query_error(CONTEXT))?;
-                let status = RunStatus::from_sql(&status)
-                    .ok_or_else(|| StoreError::Corrupt(format!("sync_runs.status {status:?}")))?;
-                let trigger: String = row.try_get("trigger").map_err(query_error(CONTEXT))?;
-                let trigger = Trigger::from_sql(&trigger)
-                    .ok_or_else(|| StoreError::Corrupt(format!("sync_runs.trigger {trigger:?}")))?;
-                let started_at: DB::Timestamp =
-                    row.try_get("started_at").map_err(query_error(CONTEXT))?;
-                let finished_at: Option<DB::Timestamp> =
-                    row.try_get("finished_at").map_err(query_error(CONTEXT))?;
-                let scheduled_at: Option<DB::Timestamp> =
-                    row.try_get("scheduled_at").map_err(query_error(CONTEXT))?;
-                Ok(RunRecord {
-                    id: get("id")?,
-                    started_at: DB::read_timestamp(started_at)?,
-                    finished_at: finished_at.map(DB::read_timestamp).transpose()?,
-                    trigger,
-                    scheduled_at: scheduled_at.map(DB::read_timestamp).transpose()?,
-                    totals: RunTotals {
-                        status,
-                        n_scopes: get("n_scopes")?,
-                        n_scopes_failed: get("n_scopes_failed")?,
-                        n_pages: get("n_pages")?,
-                        n_requests: get("n_requests")?,
-                        n_throttled: get("n_throttled")?,
-                        n_retries: get("n_retries")?,
-                        counts: read_counts::<DB>(row, CONTEXT)?,
-                        error: row.try_get("error").map_err(query_error(CONTEXT))?,
-                    },
-                    status,
-                })
-            })
+            .map(|row| super::reports::read_run::<DB>(row))
             .collect()
     }
 

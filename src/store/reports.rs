@@ -25,11 +25,7 @@ use crate::store::{query_error, Backend, Pools, RunRecord, RunTotals, Store, Sto
 use crate::sync::plan::ScopeCounts;
 use crate::sync::{RunStatus, Scope, ScopeStatus, Trigger};
 
-/// The columns of a run that [`Store::run`] reads.
-const RUN_COLUMNS: &str =
-    "id, started_at, finished_at, status, trigger, scheduled_at, n_scopes, n_scopes_failed, \
-     n_pages, n_requests, n_throttled, n_retries, n_fetched, n_inserted, n_updated, n_unchanged, \
-     n_deleted, n_restored, n_held, error";
+use super::queries::RUN_COLUMNS;
 
 /// One history row with the raw content of the version before it, when that version is
 /// still stored: the shape both `history` and `changes` read.
@@ -665,7 +661,7 @@ where
 }
 
 /// Reads a row of [`RUN_COLUMNS`].
-fn read_run<DB>(row: &DB::Row) -> Result<RunRecord, StoreError>
+pub(crate) fn read_run<DB>(row: &DB::Row) -> Result<RunRecord, StoreError>
 where
     DB: Backend,
     for<'r> String: Decode<'r, DB>,
