@@ -9,8 +9,30 @@ use clap::Parser;
 use hss_sync::cli::{self, Cli};
 use hss_sync::Exit;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    limit_malloc_arenas();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("the tokio runtime starts")
+        .block_on(async_main())
+}
+
+/// Two malloc arenas instead of glibc's eight per core: a sync's threads (tokio's workers
+/// and one per SQLite connection) each growing an arena of their own left freed pages
+/// resident; at 500,000 registries the peak RSS of a 10 %-changed sync fell from 78 to
+/// 69 MiB with `MALLOC_ARENA_MAX=2`, with no change in CPU. The variable still wins.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only sets an allocator parameter; called before any thread starts.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
+        }
+    }
+}
+
+async fn async_main() -> ExitCode {
     let cli = Cli::parse();
     hss_sync::telemetry::init(cli.log_format, cli.command.default_log_directive());
     let mut out = Stdout::new();

@@ -32,6 +32,10 @@ use crate::registry::Registry;
 use crate::sync::plan::{self, Coverage, RetireDecision, Retirement, ScopeCounts};
 use crate::sync::{RunStatus, Scope, ScopeStatus, Trigger};
 
+/// Prepared statements each SQLite connection keeps: more than the store's fixed statements;
+/// sqlx's default of 100 kept statements of thousands of parameters.
+const SQLITE_STATEMENT_CACHE: usize = 32;
+
 /// How long a connection attempt may take before the store reports the database unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -328,7 +332,10 @@ impl Store {
                     .foreign_keys(true)
                     // temp_store stays on disk: indexing a run's listing sorts it, and in
                     // memory that sort held 30 MiB more at 500,000 registries.
-                    .busy_timeout(SQLITE_BUSY_TIMEOUT);
+                    .busy_timeout(SQLITE_BUSY_TIMEOUT)
+                    // Every statement the store keeps prepared, and no room for more: the ones
+                    // whose placeholder count follows the data are never kept (see queries.rs).
+                    .statement_cache_capacity(SQLITE_STATEMENT_CACHE);
                 Ok(Store(Pools::Sqlite(open_pool(options, 4, "sqlite").await?)))
             }
             BackendKind::Postgres => {

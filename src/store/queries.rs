@@ -78,6 +78,11 @@ static REFRESH_REGISTRY: LazyLock<String> = LazyLock::new(|| {
 /// parameters, held tens of MiB at 500,000 registries.
 const STAGED_PER_INSERT: usize = 200;
 
+/// Changed registries whose two contents are read, diffed and written at a time: each is held
+/// three times over (the stored and the new content, and the change written), so the chunk
+/// bounds what a scope with many changes holds.
+const VERSIONS_PER_CHUNK: usize = 100;
+
 /// Staged rows a scope's transaction reads at a time.
 const APPLY_CHUNK: i64 = 1_000;
 
@@ -610,7 +615,7 @@ where
     ) -> Result<ScopeCounts, StoreError> {
         const CONTEXT: &str = "reading the content of changed registries";
         let mut counts = ScopeCounts::default();
-        for chunk in seqs.chunks(IDS_PER_STATEMENT) {
+        for chunk in seqs.chunks(VERSIONS_PER_CHUNK) {
             let sql = format!(
                 "SELECT s.seq, s.id, s.raw AS new_raw, r.raw AS old_raw FROM sync_staging s \
                  JOIN registries r ON r.id = s.id WHERE s.seq IN ({})",
