@@ -36,17 +36,31 @@ static CONTENT_COLUMNS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
     columns
 });
 
-static UPDATE_REGISTRY: LazyLock<String> = LazyLock::new(|| {
-    let n = CONTENT_COLUMNS.len();
-    let sets: Vec<String> = CONTENT_COLUMNS
+/// `col = $2, col = $3, ..` for every content column, after the id in `$1`.
+fn content_assignments() -> String {
+    CONTENT_COLUMNS
         .iter()
         .enumerate()
         .map(|(i, column)| format!("{column} = ${}", i + 2))
-        .collect();
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The content columns of table alias `alias`: `r.project_id, r.enterprise_project_id, ..`.
+fn content_columns_of(alias: &str) -> String {
+    CONTENT_COLUMNS
+        .iter()
+        .map(|column| format!("{alias}.{column}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+static UPDATE_REGISTRY: LazyLock<String> = LazyLock::new(|| {
+    let n = CONTENT_COLUMNS.len();
     format!(
         "UPDATE registries SET {}, version = ${}, last_seen_at = ${}, last_changed_at = ${}, \
          deleted_at = NULL, last_sync_run_id = ${} WHERE id = $1",
-        sets.join(", "),
+        content_assignments(),
         n + 2,
         n + 3,
         n + 3,
@@ -57,14 +71,9 @@ static UPDATE_REGISTRY: LazyLock<String> = LazyLock::new(|| {
 /// Refreshes a row whose changes were all in ignored fields: new content, same version.
 static REFRESH_REGISTRY: LazyLock<String> = LazyLock::new(|| {
     let n = CONTENT_COLUMNS.len();
-    let sets: Vec<String> = CONTENT_COLUMNS
-        .iter()
-        .enumerate()
-        .map(|(i, column)| format!("{column} = ${}", i + 2))
-        .collect();
     format!(
         "UPDATE registries SET {}, last_seen_at = ${}, last_sync_run_id = ${} WHERE id = $1",
-        sets.join(", "),
+        content_assignments(),
         n + 2,
         n + 3
     )
@@ -553,13 +562,9 @@ where
     ) -> Result<i64, StoreError> {
         const CONTEXT: &str = "inserting new registries";
         let mut n = 0;
+        let columns = CONTENT_COLUMNS.join(", ");
+        let staged_columns = content_columns_of("s");
         for chunk in seqs.chunks(IDS_PER_STATEMENT) {
-            let columns = CONTENT_COLUMNS.join(", ");
-            let staged_columns = CONTENT_COLUMNS
-                .iter()
-                .map(|c| format!("s.{c}"))
-                .collect::<Vec<_>>()
-                .join(", ");
             let history = format!(
                 "INSERT INTO registry_history (registry_id, version, change_kind, changed_fields, \
                  valid_from, sync_run_id, {columns}) SELECT s.id, 1, 'created', '[]', {}, {}, \
@@ -579,7 +584,10 @@ where
                 placeholders::<DB>(5, chunk.len())
             );
             let now = || DB::timestamp(step.now);
-            let mut query = sqlx::query::<DB>(&history).bind(now()).bind(step.run_id);
+            let mut query = sqlx::query::<DB>(&history)
+                .persistent(false)
+                .bind(now())
+                .bind(step.run_id);
             for seq in chunk {
                 query = query.bind(*seq);
             }
@@ -752,11 +760,7 @@ where
         const CONTEXT: &str = "retiring registries";
         let gone = format!("r.deleted_at IS NULL AND {} AND {UNSEEN}", *IN_SCOPE);
         let columns = CONTENT_COLUMNS.join(", ");
-        let stored_columns = CONTENT_COLUMNS
-            .iter()
-            .map(|c| format!("r.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let stored_columns = content_columns_of("r");
         let statements = [
             format!(
                 "UPDATE registry_history SET valid_to = $5 WHERE valid_to IS NULL AND registry_id IN \
