@@ -34,7 +34,7 @@ use crate::sync::{RunStatus, Scope, ScopeStatus, Trigger};
 
 /// Prepared statements each SQLite connection keeps: more than the store's fixed statements;
 /// sqlx's default of 100 kept statements of thousands of parameters.
-const SQLITE_STATEMENT_CACHE: usize = 32;
+const SQLITE_STATEMENT_CACHE: usize = 40;
 
 /// How long a connection attempt may take before the store reports the database unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -95,9 +95,9 @@ const VERSIONS_PER_CHUNK: usize = 100;
 /// Staged rows a scope's transaction reads at a time.
 const APPLY_CHUNK: i64 = 1_000;
 
-/// A stored row `r` that no walk of run `$4` listed.
+/// A stored row `r` that no walk of run `$1` listed.
 const UNSEEN: &str =
-    "NOT EXISTS (SELECT 1 FROM sync_staging s WHERE s.run_id = $4 AND s.id = r.id)";
+    "NOT EXISTS (SELECT 1 FROM sync_staging s WHERE s.run_id = $1 AND s.id = r.id)";
 
 const SELECT_STORED: &str = "SELECT id, project_id, enterprise_project_id, region, raw, version, deleted_at FROM registries";
 
@@ -117,14 +117,38 @@ const COUNT_COLUMNS: [&str; 7] = [
     "n_held",
 ];
 
-/// The rows a scope covers: `$1` its project, `$2` its enterprise project, `$3` whether it
-/// also answers for the project's rows recorded without one.
-static IN_SCOPE: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "project_id = $1 AND ($2 = '{ALL_GRANTED_EPS}' OR enterprise_project_id = $2 \
-         OR ($3 = 1 AND enterprise_project_id IS NULL))"
-    )
-});
+/// The stored rows `coverage` answers for, as a predicate on `registries`: its project at
+/// placeholder `$first` and, unless it covers every enterprise project, its enterprise project
+/// at `$first + 1` (bound by [`bind_scope`]). Written out for each kind of scope, because a
+/// predicate such as `$2 = 'all_granted_eps' OR enterprise_project_id = $2` hides
+/// `registries_live_idx` from the planner: SQLite then read every row of the project.
+fn scope_filter(coverage: Coverage<'_>, first: usize) -> String {
+    let project = format!("project_id = ${first}");
+    let ep = first + 1;
+    if coverage.scope.enterprise_project_id == ALL_GRANTED_EPS {
+        project
+    } else if coverage.unattributed {
+        format!("{project} AND (enterprise_project_id = ${ep} OR enterprise_project_id IS NULL)")
+    } else {
+        format!("{project} AND enterprise_project_id = ${ep}")
+    }
+}
+
+/// Binds what [`scope_filter`] placed: the project, then the enterprise project if the
+/// predicate names one.
+fn bind_scope<'q, DB>(query: Q<'q, DB>, scope: &Scope) -> Q<'q, DB>
+where
+    DB: Backend,
+    for<'a> String: Encode<'a, DB>,
+    String: Type<DB>,
+{
+    let query = query.bind(scope.project_id.clone());
+    if scope.enterprise_project_id == ALL_GRANTED_EPS {
+        query
+    } else {
+        query.bind(scope.enterprise_project_id.clone())
+    }
+}
 
 /// `($1, .., $cols), ($cols+1, ..), ..` for `rows` rows (`?` on a backend that takes
 /// anonymous placeholders).
@@ -329,15 +353,17 @@ where
         use futures::TryStreamExt;
         const CONTEXT: &str = "reading the stored registries of a scope";
         let mut conn = pool.acquire().await.map_err(query_error(CONTEXT))?;
+        let coverage = Coverage {
+            scope,
+            unattributed: false,
+        };
         let sql = format!(
-            "SELECT id, content_hash FROM registries WHERE deleted_at IS NULL AND project_id = $1 \
-             AND region = $3 AND ($2 = '{ALL_GRANTED_EPS}' OR enterprise_project_id = $2)"
+            "SELECT id, content_hash FROM registries WHERE deleted_at IS NULL AND region = $1 \
+             AND {}",
+            scope_filter(coverage, 2)
         );
-        let mut rows = sqlx::query::<DB>(&sql)
-            .bind(scope.project_id.clone())
-            .bind(scope.enterprise_project_id.clone())
-            .bind(scope.region.clone())
-            .fetch(&mut *conn);
+        let query = sqlx::query::<DB>(&sql).bind(scope.region.clone());
+        let mut rows = bind_scope(query, scope).fetch(&mut *conn);
         while let Some(row) = rows.try_next().await.map_err(query_error(CONTEXT))? {
             let id: String = row.try_get("id").map_err(query_error(CONTEXT))?;
             let hash: String = row.try_get("content_hash").map_err(query_error(CONTEXT))?;
@@ -730,18 +756,15 @@ where
         coverage: Coverage<'_>,
     ) -> Result<(i64, i64), StoreError> {
         const CONTEXT: &str = "counting the registries a run did not see";
-        let row = sqlx::query::<DB>(&format!(
+        let sql = format!(
             "SELECT COUNT(*) AS n_live, COALESCE(SUM(CASE WHEN {UNSEEN} THEN 1 ELSE 0 END), 0) \
              AS n_gone FROM registries r WHERE r.deleted_at IS NULL AND {}",
-            *IN_SCOPE
-        ))
-        .bind(coverage.scope.project_id.clone())
-        .bind(coverage.scope.enterprise_project_id.clone())
-        .bind(i64::from(coverage.unattributed))
-        .bind(run_id)
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(query_error(CONTEXT))?;
+            scope_filter(coverage, 2)
+        );
+        let row = bind_scope(sqlx::query::<DB>(&sql).bind(run_id), coverage.scope)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(query_error(CONTEXT))?;
         Ok((
             row.try_get("n_live").map_err(query_error(CONTEXT))?,
             row.try_get("n_gone").map_err(query_error(CONTEXT))?,
@@ -758,32 +781,31 @@ where
         now: DateTime<Utc>,
     ) -> Result<i64, StoreError> {
         const CONTEXT: &str = "retiring registries";
-        let gone = format!("r.deleted_at IS NULL AND {} AND {UNSEEN}", *IN_SCOPE);
+        let gone = format!(
+            "r.deleted_at IS NULL AND {} AND {UNSEEN}",
+            scope_filter(coverage, 3)
+        );
         let columns = CONTENT_COLUMNS.join(", ");
         let stored_columns = content_columns_of("r");
         let statements = [
             format!(
-                "UPDATE registry_history SET valid_to = $5 WHERE valid_to IS NULL AND registry_id IN \
+                "UPDATE registry_history SET valid_to = $2 WHERE valid_to IS NULL AND registry_id IN \
                  (SELECT r.id FROM registries r WHERE {gone})"
             ),
             format!(
                 "INSERT INTO registry_history (registry_id, version, change_kind, changed_fields, \
                  valid_from, sync_run_id, {columns}) SELECT r.id, r.version + 1, 'deleted', '[]', \
-                 $5, $4, {stored_columns} FROM registries r WHERE {gone}"
+                 $2, $1, {stored_columns} FROM registries r WHERE {gone}"
             ),
             format!(
-                "UPDATE registries SET version = version + 1, deleted_at = $5, last_changed_at = $5, \
-                 last_sync_run_id = $4 WHERE id IN (SELECT r.id FROM registries r WHERE {gone})"
+                "UPDATE registries SET version = version + 1, deleted_at = $2, last_changed_at = $2, \
+                 last_sync_run_id = $1 WHERE id IN (SELECT r.id FROM registries r WHERE {gone})"
             ),
         ];
         let mut n_retired = 0;
         for sql in &statements {
-            let result = sqlx::query::<DB>(sql)
-                .bind(coverage.scope.project_id.clone())
-                .bind(coverage.scope.enterprise_project_id.clone())
-                .bind(i64::from(coverage.unattributed))
-                .bind(run_id)
-                .bind(DB::timestamp(now))
+            let query = sqlx::query::<DB>(sql).bind(run_id).bind(DB::timestamp(now));
+            let result = bind_scope(query, coverage.scope)
                 .execute(&mut *conn)
                 .await
                 .map_err(query_error(CONTEXT))?;

@@ -293,10 +293,61 @@ struct ScopeState {
     report: ScopeReport,
     /// How its walk (with its confirming walk) ended.
     outcome: WalkOutcome,
-    /// Whether its audit row holds a final status.
+    /// Whether its first walk was applied (its audit row holds that walk's tallies).
+    applied: bool,
+    /// Whether its audit row holds the status and error the report gives. A step that fails
+    /// after the scope was applied (its confirming walk's apply, its moves, its retiring)
+    /// clears it, and [`close_unrecorded`] writes the failure.
     recorded: bool,
+    /// The request tallies its audit row holds.
+    recorded_tallies: Tallies,
     /// The last of its staged rows applied.
     applied_seq: i64,
+}
+
+/// The request tallies of a scope's walks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Tallies {
+    n_pages: i64,
+    n_requests: i64,
+    n_throttled: i64,
+    n_retries: i64,
+}
+
+impl Tallies {
+    fn of(update: &ScopeUpdate<'_>) -> Tallies {
+        Tallies {
+            n_pages: update.n_pages,
+            n_requests: update.n_requests,
+            n_throttled: update.n_throttled,
+            n_retries: update.n_retries,
+        }
+    }
+
+    fn of_report(report: &ScopeReport) -> Tallies {
+        Tallies {
+            n_pages: report.n_pages,
+            n_requests: report.n_requests,
+            n_throttled: report.n_throttled,
+            n_retries: report.n_retries,
+        }
+    }
+
+    fn add(&mut self, other: Tallies) {
+        self.n_pages += other.n_pages;
+        self.n_requests += other.n_requests;
+        self.n_throttled += other.n_throttled;
+        self.n_retries += other.n_retries;
+    }
+
+    fn minus(self, other: Tallies) -> Tallies {
+        Tallies {
+            n_pages: self.n_pages - other.n_pages,
+            n_requests: self.n_requests - other.n_requests,
+            n_throttled: self.n_throttled - other.n_throttled,
+            n_retries: self.n_retries - other.n_retries,
+        }
+    }
 }
 
 /// A run while its scopes are walked and written.
@@ -364,7 +415,9 @@ impl RunContext<'_> {
         let mut state = ScopeState {
             report,
             outcome: WalkOutcome::Complete,
+            applied: false,
             recorded: false,
+            recorded_tallies: Tallies::default(),
             applied_seq: 0,
         };
         self.apply_walk(ix, &mut state, walk).await;
@@ -379,6 +432,7 @@ impl RunContext<'_> {
         let status = walk.status();
         state.outcome = walk.outcome;
         if self.store_failed() {
+            state.recorded = false;
             state.report.status = ScopeStatus::Failed;
             state.report.error = Some(not_applied(
                 error.as_deref(),
@@ -417,10 +471,13 @@ impl RunContext<'_> {
         match written {
             Ok(counts) => {
                 state.report.counts.add(&counts);
+                state.applied = true;
                 state.recorded = true;
+                state.recorded_tallies.add(Tallies::of(&update));
             }
             Err(e) => {
                 warn!(scope = %scope, "scope {scope} could not be written: {}", chain(&e));
+                state.recorded = false;
                 state.report.status = ScopeStatus::Failed;
                 state.report.error = Some(not_applied(
                     error.as_deref(),
@@ -581,7 +638,7 @@ async fn run_scopes(
     // Registries listed by a scope that does not cover where they are stored: moved, in
     // scope order, unless a scope that covers them listed them too.
     for (ix, state) in states.iter_mut().enumerate() {
-        if ctx.store_failed() || !state.recorded {
+        if ctx.store_failed() || !state.applied {
             continue;
         }
         let _writer = ctx.writer.lock().await;
@@ -591,6 +648,7 @@ async fn run_scopes(
         {
             Ok(counts) => state.report.counts.add(&counts),
             Err(e) => {
+                state.recorded = false;
                 state.report.status = ScopeStatus::Failed;
                 state.report.error = Some(format!("moves not written: database: {}", chain(&e)));
                 ctx.fail_store(e);
@@ -640,6 +698,7 @@ async fn run_scopes(
             }
             Err(e) => {
                 warn!(scope = %scope, "scope {scope}: retiring failed: {}", chain(&e));
+                state.recorded = false;
                 state.report.status = ScopeStatus::Failed;
                 state.report.error = Some(format!("nothing retired: database: {}", chain(&e)));
                 ctx.fail_store(e);
@@ -669,21 +728,24 @@ async fn run_scopes(
     }
 }
 
-/// Records the scopes whose audit rows were not written with their final status, as far as
-/// the database still answers; rows it cannot close are recovered by the next run.
+/// Records the scopes whose audit rows do not hold their final status, as far as the database
+/// still answers: `failed`, with the report's error and the request tallies the row does not
+/// hold yet (all of them for a scope never applied; a confirming walk's for a scope whose
+/// confirming apply failed). Rows it cannot close are recovered by the next run.
 async fn close_unrecorded(store: &Store, states: &[ScopeState], scope_row_ids: &[i64]) {
     for (state, scope_row_id) in states.iter().zip(scope_row_ids) {
         if state.recorded {
             continue;
         }
         let report = &state.report;
+        let unrecorded = Tallies::of_report(report).minus(state.recorded_tallies);
         let update = ScopeUpdate {
             scope_row_id: *scope_row_id,
             status: Some(ScopeStatus::Failed),
-            n_pages: report.n_pages,
-            n_requests: report.n_requests,
-            n_throttled: report.n_throttled,
-            n_retries: report.n_retries,
+            n_pages: unrecorded.n_pages,
+            n_requests: unrecorded.n_requests,
+            n_throttled: unrecorded.n_throttled,
+            n_retries: unrecorded.n_retries,
             api_total: report.api_total,
             error: report.error.as_deref(),
             ..ScopeUpdate::default()

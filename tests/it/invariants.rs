@@ -10,13 +10,15 @@
 //!   row is `deleted` exactly when the registry is marked deleted;
 //! * (c) exactly one open history row (`valid_to` NULL) per registry, the latest one;
 //! * (d) every run and scope row is final, and its counts equal the rows written for it;
-//! * (e) after a clean sync, the database equals the estate field by field.
+//! * (e) after a clean sync, the database equals the estate field by field;
+//! * (f) what a run reports (its status and counts, and each scope's status, pages and counts)
+//!   is what its audit rows say.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use hss_sync::sim::Simulator;
 use hss_sync::store::{HistoryFilter, HistoryRecord, RegistryRecord, Store};
-use hss_sync::sync::ScopeCounts;
+use hss_sync::sync::{RunReport, ScopeCounts};
 use serde_json::Value;
 
 /// At most this many lines per invariant in a report: one wrong scope can break hundreds of
@@ -315,6 +317,69 @@ pub async fn check_audit(store: &Store, verified: &mut HashSet<i64>, violations:
         }
         if sound && run.status != "running" {
             verified.insert(run.id);
+        }
+    }
+}
+
+/// (f): what a run reported is what its audit rows say: each scope's status, pages,
+/// requests and counts, and the run's.
+pub async fn check_report_matches_audit(
+    store: &Store,
+    report: &RunReport,
+    violations: &mut Violations,
+) {
+    let rows = store
+        .run_scopes(report.run_id)
+        .await
+        .expect("read scope rows");
+    if rows.len() != report.scopes.len() {
+        violations.push(
+            'f',
+            format!(
+                "run {} reported {} scopes, its audit has {}",
+                report.run_id,
+                report.scopes.len(),
+                rows.len()
+            ),
+        );
+        return;
+    }
+    for (reported, row) in report.scopes.iter().zip(&rows) {
+        let said = (reported.status, reported.n_pages, reported.counts);
+        let stored = (row.status, row.n_pages, row.counts);
+        if reported.scope != row.scope || said != stored {
+            violations.push(
+                'f',
+                format!(
+                    "run {} scope {}: reported {:?} with {} pages and {}, its row says {} {:?} \
+                     with {} pages and {}",
+                    report.run_id,
+                    reported.scope,
+                    reported.status,
+                    reported.n_pages,
+                    describe_counts(&reported.counts),
+                    row.scope,
+                    row.status,
+                    row.n_pages,
+                    describe_counts(&row.counts)
+                ),
+            );
+        }
+    }
+    let runs = store.recent_runs(i64::MAX).await.expect("read runs");
+    if let Some(run) = runs.iter().find(|r| r.id == report.run_id) {
+        if run.status != report.status || run.totals.counts != report.counts {
+            violations.push(
+                'f',
+                format!(
+                    "run {} reported {:?} with {}, its row says {:?} with {}",
+                    report.run_id,
+                    report.status,
+                    describe_counts(&report.counts),
+                    run.status,
+                    describe_counts(&run.totals.counts)
+                ),
+            );
         }
     }
 }

@@ -149,6 +149,7 @@ async fn model_based_sync_keeps_the_inventory_true_under_any_answer(backend: Bac
                         (id.clone(), whereabouts)
                     })
                     .collect();
+                invariants::check_report_matches_audit(&app.store, report, &mut violations).await;
                 let run_history = app.history(HistoryFilter::Run(report.run_id)).await;
                 invariants::check_no_deletion_of_present(
                     &run_history,

@@ -240,6 +240,109 @@ async fn a_failing_database_write_leaves_an_exact_audit(backend: Backend) {
 }
 on_both_backends!(a_failing_database_write_leaves_an_exact_audit);
 
+async fn a_database_failure_while_retiring_is_recorded_on_the_scope_row(backend: Backend) {
+    // Arrange: two projects, synced; registries deleted in both; retiring the second
+    // project's fails inside the database.
+    let app = TestApp::spawn(backend, estate(2, 0, 15)).await;
+    let scopes = app.all_granted_scopes();
+    app.sync(&scopes).await;
+    let live_before = app.live_ids().await;
+    app.sim.mutate(&Mutation {
+        seed: 5,
+        n_delete: 4,
+        ..Default::default()
+    });
+    let failing = scopes[1].project_id.clone();
+    install_failing_retire_trigger(&app, backend, &failing).await;
+
+    // Act
+    let error = hss_sync::sync::run_once(&app.client, &app.store, &scopes, &SyncOptions::default())
+        .await
+        .expect_err("retiring the second project fails");
+
+    // Assert: the scope row says what happened to the scope, as the run does, and the
+    // request tallies of both walks of every scope are recorded.
+    assert!(error.to_string().contains("sync run"), "{error}");
+    let runs = app.runs().await;
+    let run = runs.iter().max_by_key(|r| r.id).unwrap();
+    assert_ne!(run.status, "succeeded", "{run:?}");
+    assert!(
+        run.totals
+            .error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("injected failure"),
+        "{run:?}"
+    );
+    let scope_rows = app.store.run_scopes(run.id).await.unwrap();
+    let failed = scope_rows
+        .iter()
+        .find(|s| s.scope.project_id == failing)
+        .unwrap();
+    assert_eq!(failed.status, "failed", "{failed:?}");
+    assert!(
+        failed
+            .error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("injected failure"),
+        "{failed:?}"
+    );
+    assert_eq!(failed.counts.n_deleted, 0, "{failed:?}");
+    assert_eq!(
+        scope_rows.iter().map(|s| s.n_pages).sum::<i64>(),
+        run.totals.n_pages,
+        "{scope_rows:?} {run:?}"
+    );
+    // Nothing of the failing project was marked deleted.
+    let live_after = app.live_ids().await;
+    let stored = app.registries().await;
+    for row in stored.iter().filter(|r| r.project_id == failing) {
+        let id = &row.registry.id;
+        assert_eq!(live_before.contains(id), live_after.contains(id), "{id}");
+    }
+}
+on_both_backends!(a_database_failure_while_retiring_is_recorded_on_the_scope_row);
+
+/// Makes retiring a registry of `project_id` fail inside the database.
+async fn install_failing_retire_trigger(app: &TestApp, backend: Backend, project_id: &str) {
+    match backend {
+        Backend::Sqlite => {
+            use sqlx::Connection;
+            let mut conn = sqlx::SqliteConnection::connect(&app.db.url).await.unwrap();
+            sqlx::query(&format!(
+                "CREATE TRIGGER fail_retire BEFORE UPDATE ON registries \
+                 WHEN NEW.deleted_at IS NOT NULL AND OLD.deleted_at IS NULL \
+                 AND NEW.project_id = '{project_id}' \
+                 BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
+            ))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        }
+        Backend::Postgres => {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(&app.db.url).await.unwrap();
+            sqlx::query(&format!(
+                "CREATE FUNCTION fail_retire() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+                 IF NEW.deleted_at IS NOT NULL AND OLD.deleted_at IS NULL \
+                 AND NEW.project_id = '{project_id}' THEN RAISE EXCEPTION 'injected failure'; \
+                 END IF; RETURN NEW; END $$"
+            ))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+            sqlx::query(
+                "CREATE TRIGGER fail_retire BEFORE UPDATE ON registries FOR EACH ROW \
+                 EXECUTE FUNCTION fail_retire()",
+            )
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        }
+    }
+}
+
 /// Makes every insert of a registry of `project_id` fail inside the database.
 async fn install_failing_trigger(app: &TestApp, backend: Backend, project_id: &str) {
     match backend {
