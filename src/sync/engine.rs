@@ -560,11 +560,12 @@ impl RunContext<'_> {
 /// Walks every scope, applying each as its walk ends, then decides what may be retired.
 ///
 /// Pages are staged in the store as they arrive and each scope is applied as soon as its
-/// walk ends, so a run holds no more than a page in memory. A registry may move between any
-/// two scopes (enterprise projects, or even projects), so retiring waits until every walk of
-/// the run has ended: a registry is retired only when every walk completed and none listed
-/// it; and a registry listed by a scope that does not cover where it is stored moves only
-/// once every walk has ended and no scope that covers it listed it.
+/// walk ends, so a walk holds no more than two pages in memory (the one it stages while it
+/// fetches the next). A registry may move between any two scopes (enterprise projects, or
+/// even projects), so retiring waits until every walk of the run has ended: a registry is
+/// retired only when every walk completed and none listed it; and a registry listed by a
+/// scope that does not cover where it is stored moves only once every walk has ended and no
+/// scope that covers it listed it.
 async fn run_scopes(
     clients: &HssClients,
     store: &Store,
@@ -1031,54 +1032,34 @@ async fn walk_scope(client: &HssClient, ctx: &RunContext<'_>, ix: usize) -> Walk
     let mut n_duplicates = 0usize;
     let mut total_changed = false;
     let mut offset: u32 = 0;
+    // The page before this one, staged while this one is fetched: the network and the
+    // database overlap, and a walk holds at most two pages.
+    let mut pending: Option<StagedPage> = None;
     loop {
-        if ctx.halt.is_cancelled() {
-            walk.outcome = WalkOutcome::Interrupted;
-            return walk;
-        }
-        if offset >= MAX_OFFSET {
-            walk.outcome = WalkOutcome::Failed(format!(
-                "scope holds more than {MAX_OFFSET} registries, the largest offset ListRegistry accepts"
-            ));
-            return walk;
-        }
-        let query = ListRegistryQuery {
-            enterprise_project_id: Some(scope.enterprise_project_id.clone()),
-            offset,
-            limit: options.page_limit,
-            filters: options.filters.clone(),
-        };
-        let pass = tokio::select! {
-            pass = ctx.gate.enter() => pass,
-            () = ctx.halt.cancelled() => {
-                walk.outcome = WalkOutcome::Interrupted;
-                return walk;
-            }
-        };
-        let probe = match pass {
-            Ok(pass) => pass,
-            Err(why) => {
-                walk.outcome = WalkOutcome::Failed(format!("stopped: {why}"));
-                return walk;
-            }
-        };
-        let page = tokio::select! {
-            page = client.list_registries(&scope.project_id, &query, &mut walk.attempts) => page,
-            () = ctx.halt.cancelled() => {
-                walk.outcome = WalkOutcome::Interrupted;
-                return walk;
-            }
-        };
-        ctx.gate.record(&page, client.refusal_hint());
-        let page = match page {
-            Ok(page) => page,
+        let (fetched, staged) = tokio::join!(
+            fetch_page(client, ctx, scope, offset, &mut walk.attempts),
+            stage(ctx, ix, pending.take()),
+        );
+        match staged {
+            Ok(n_unchanged) => walk.n_unchanged += n_unchanged,
             Err(e) => {
-                walk.failure = Failure::of(&e);
-                walk.outcome = WalkOutcome::Failed(e.to_string());
+                walk.outcome = WalkOutcome::Failed(format!("database: {}", chain(&e)));
+                ctx.fail_store(e);
+                return walk;
+            }
+        }
+        let page = match fetched {
+            Ok(page) => page,
+            Err(PageStop::Interrupted) => {
+                walk.outcome = WalkOutcome::Interrupted;
+                return walk;
+            }
+            Err(PageStop::Failed(why, failure)) => {
+                walk.failure = failure;
+                walk.outcome = WalkOutcome::Failed(why);
                 return walk;
             }
         };
-        drop(probe);
         walk.n_pages += 1;
         let total = page.total_num;
         if walk.api_total.is_some_and(|previous| previous != total) {
@@ -1108,30 +1089,15 @@ async fn walk_scope(client: &HssClient, ctx: &RunContext<'_>, ix: usize) -> Walk
                 }
             }
         }
-        let (unchanged, changed): (Vec<&Registry>, Vec<&Registry>) =
-            registries.iter().partition(|registry| {
+        let (unchanged, changed): (Vec<Registry>, Vec<Registry>) =
+            registries.into_iter().partition(|registry| {
                 stored.get(&hasher.hash_one(&registry.id))
                     == Some(&hash_prefix(&registry.content_hash))
             });
-        let unchanged: Vec<&str> = unchanged.iter().map(|r| r.id.as_str()).collect();
-        let staged = ctx
-            .store
-            .stage_page(&StagePage {
-                run_id: ctx.run_id,
-                scope_ix: ix as i64,
-                scope,
-                unchanged: &unchanged,
-                changed: &changed,
-            })
-            .await;
-        match staged {
-            Ok(n_unchanged) => walk.n_unchanged += n_unchanged,
-            Err(e) => {
-                walk.outcome = WalkOutcome::Failed(format!("database: {}", chain(&e)));
-                ctx.fail_store(e);
-                return walk;
-            }
-        }
+        pending = Some(StagedPage {
+            unchanged: unchanged.into_iter().map(|r| r.id).collect(),
+            changed,
+        });
         options.progress.page_walked(scope, seen.len());
         offset = offset.saturating_add(u32::try_from(n_items).unwrap_or(u32::MAX));
         if walk
@@ -1139,6 +1105,14 @@ async fn walk_scope(client: &HssClient, ctx: &RunContext<'_>, ix: usize) -> Walk
             .is_some_and(|total| i64::from(offset) >= total)
         {
             break;
+        }
+    }
+    match stage(ctx, ix, pending).await {
+        Ok(n_unchanged) => walk.n_unchanged += n_unchanged,
+        Err(e) => {
+            walk.outcome = WalkOutcome::Failed(format!("database: {}", chain(&e)));
+            ctx.fail_store(e);
+            return walk;
         }
     }
     let n_distinct = seen.len() as i64;
@@ -1162,6 +1136,84 @@ async fn walk_scope(client: &HssClient, ctx: &RunContext<'_>, ix: usize) -> Walk
         WalkOutcome::Complete
     };
     walk
+}
+
+/// A page's registries, sorted for staging.
+struct StagedPage {
+    /// Ids of the registries listed as the store holds them.
+    unchanged: Vec<String>,
+    /// The others, staged with their content.
+    changed: Vec<Registry>,
+}
+
+/// Why a walk asked for no more pages.
+enum PageStop {
+    /// The run was halted.
+    Interrupted,
+    /// The page could not be had: why, and what the API said.
+    Failed(String, Failure),
+}
+
+/// Asks for the page at `offset` of `scope`, through the run's authentication gate.
+async fn fetch_page(
+    client: &HssClient,
+    ctx: &RunContext<'_>,
+    scope: &Scope,
+    offset: u32,
+    attempts: &mut Attempts,
+) -> Result<RegistryPage, PageStop> {
+    if ctx.halt.is_cancelled() {
+        return Err(PageStop::Interrupted);
+    }
+    if offset >= MAX_OFFSET {
+        return Err(PageStop::Failed(
+            format!(
+                "scope holds more than {MAX_OFFSET} registries, the largest offset ListRegistry accepts"
+            ),
+            Failure::default(),
+        ));
+    }
+    let options = ctx.options;
+    let query = ListRegistryQuery {
+        enterprise_project_id: Some(scope.enterprise_project_id.clone()),
+        offset,
+        limit: options.page_limit,
+        filters: options.filters.clone(),
+    };
+    let pass = tokio::select! {
+        pass = ctx.gate.enter() => pass,
+        () = ctx.halt.cancelled() => return Err(PageStop::Interrupted),
+    };
+    let probe =
+        pass.map_err(|why| PageStop::Failed(format!("stopped: {why}"), Failure::default()))?;
+    let page = tokio::select! {
+        page = client.list_registries(&scope.project_id, &query, attempts) => page,
+        () = ctx.halt.cancelled() => return Err(PageStop::Interrupted),
+    };
+    ctx.gate.record(&page, client.refusal_hint());
+    drop(probe);
+    page.map_err(|e| PageStop::Failed(e.to_string(), Failure::of(&e)))
+}
+
+/// Stages a walked page of scope `ix`, if there is one; returns how many of its registries
+/// were staged as unchanged.
+async fn stage(
+    ctx: &RunContext<'_>,
+    ix: usize,
+    page: Option<StagedPage>,
+) -> Result<i64, StoreError> {
+    let Some(page) = page else { return Ok(0) };
+    let unchanged: Vec<&str> = page.unchanged.iter().map(String::as_str).collect();
+    let changed: Vec<&Registry> = page.changed.iter().collect();
+    ctx.store
+        .stage_page(&StagePage {
+            run_id: ctx.run_id,
+            scope_ix: ix as i64,
+            scope: ctx.coverages[ix].scope,
+            unchanged: &unchanged,
+            changed: &changed,
+        })
+        .await
 }
 
 /// The first 64 bits of a hex content hash.
