@@ -601,12 +601,20 @@ impl Store {
     ///
     /// [`StoreError`] when the database fails.
     pub async fn stage_page(&self, page: &StagePage<'_>) -> Result<i64, StoreError> {
-        dispatch!(self, pool => {
-            let mut tx = begin_write(pool, "starting to stage a page").await?;
-            let n = Queries::<Db>::stage_page(&mut *tx, page).await?;
-            tx.commit().await.map_err(query_error("committing a staged page"))?;
-            Ok(n)
-        })
+        const CONTEXT: &str = "starting to stage a page";
+        let n = match &self.0 {
+            Pools::Sqlite(pool) => {
+                let mut tx = begin_write(pool, CONTEXT).await?;
+                let n = Queries::<sqlx::Sqlite>::stage_page(&mut *tx, page).await?;
+                tx.commit().await.map(|()| n)
+            }
+            Pools::Postgres(pool) => {
+                let mut tx = begin_write(pool, CONTEXT).await?;
+                let n = Queries::<sqlx::Postgres>::stage_page_arrays(&mut tx, page).await?;
+                tx.commit().await.map(|()| n)
+            }
+        };
+        n.map_err(query_error("committing a staged page"))
     }
 
     /// Forgets what a scope staged, before it is walked again from the start.

@@ -1471,3 +1471,115 @@ where
         n_held: get(COUNT_COLUMNS[6])?,
     })
 }
+
+/// PostgreSQL stages a page with one prepared statement of a column array each, unnested
+/// by the server: a `VALUES` list of a page's rows is a new statement of thousands of
+/// parameters for the server to parse and plan on every page.
+impl Queries<sqlx::Postgres> {
+    pub(crate) async fn stage_page_arrays(
+        conn: &mut sqlx::PgConnection,
+        page: &StagePage<'_>,
+    ) -> Result<i64, StoreError> {
+        const CONTEXT: &str = "staging a page";
+        let mut n_unchanged = 0;
+        if !page.unchanged.is_empty() {
+            let ids: Vec<&str> = page.unchanged.to_vec();
+            let result = sqlx::query(
+                "INSERT INTO sync_staging (run_id, scope_ix, id) SELECT $1, $2, id FROM UNNEST($3::text[]) AS u(id)",
+            )
+            .bind(page.run_id)
+            .bind(page.scope_ix)
+            .bind(ids)
+            .execute(&mut *conn)
+            .await
+            .map_err(query_error(CONTEXT))?;
+            n_unchanged = result.rows_affected() as i64;
+        }
+        if page.changed.is_empty() {
+            return Ok(n_unchanged);
+        }
+        let location = page.scope.location_for(None);
+        let registries = page.changed;
+        let mut query = sqlx::query::<sqlx::Postgres>(&STAGE_ARRAYS)
+            .bind(page.run_id)
+            .bind(page.scope_ix)
+            .bind(location.project_id.clone())
+            .bind(location.enterprise_project_id.clone())
+            .bind(location.region.clone())
+            .bind(registries.iter().map(|r| r.id.as_str()).collect::<Vec<_>>());
+        for field in STRING_FIELDS {
+            query = query.bind(
+                registries
+                    .iter()
+                    .map(|r| r.string_field(field))
+                    .collect::<Vec<_>>(),
+            );
+        }
+        for field in INTEGER_FIELDS {
+            query = query.bind(
+                registries
+                    .iter()
+                    .map(|r| r.integer_field(field))
+                    .collect::<Vec<_>>(),
+            );
+        }
+        let raws = registries
+            .iter()
+            .map(|r| serde_json::to_string(&r.raw))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| query_error(CONTEXT)(sqlx::Error::Encode(Box::new(e))))?;
+        query
+            .bind(raws)
+            .bind(
+                registries
+                    .iter()
+                    .map(|r| r.content_hash.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .execute(&mut *conn)
+            .await
+            .map_err(query_error(CONTEXT))?;
+        Ok(n_unchanged)
+    }
+}
+
+/// The statement of [`Queries::stage_page_arrays`]: the run, the scope and the location as
+/// scalars (`$1`-`$5`), the ids (`$6`), then one array per content column after the location.
+static STAGE_ARRAYS: LazyLock<String> = LazyLock::new(|| {
+    let arrays: Vec<&str> = STRING_FIELDS
+        .iter()
+        .copied()
+        .chain(INTEGER_FIELDS)
+        .chain(["raw", "content_hash"])
+        .collect();
+    let casts: Vec<String> = arrays
+        .iter()
+        .enumerate()
+        .map(|(i, column)| {
+            let kind = if INTEGER_FIELDS.contains(column) {
+                "bigint"
+            } else {
+                "text"
+            };
+            format!("${}::{kind}[]", i + 7)
+        })
+        .collect();
+    let selected: Vec<String> = arrays
+        .iter()
+        .map(|column| {
+            if *column == "raw" {
+                "u.raw::jsonb".to_owned()
+            } else {
+                format!("u.{column}")
+            }
+        })
+        .collect();
+    format!(
+        "INSERT INTO sync_staging (run_id, scope_ix, project_id, enterprise_project_id, region, id, {}) \
+         SELECT $1, $2, $3, $4, $5, u.id, {} FROM UNNEST($6::text[], {}) AS u(id, {})",
+        arrays.join(", "),
+        selected.join(", "),
+        casts.join(", "),
+        arrays.join(", ")
+    )
+});
