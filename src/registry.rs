@@ -82,9 +82,9 @@ impl Registry {
 /// Hex SHA-256 of the canonical JSON form of `raw`: object keys sorted at every level.
 /// Key order on the wire therefore never counts as a change.
 pub fn content_hash(raw: &Map<String, Value>) -> String {
-    let mut text = String::new();
-    write_canonical_object(raw, &mut text);
-    hex::encode(Sha256::digest(text.as_bytes()))
+    let mut canonical = Vec::with_capacity(1024);
+    write_canonical_object(raw, &mut canonical);
+    hex::encode(Sha256::digest(&canonical))
 }
 
 /// The names of the top-level keys whose values differ between `old` and `new`, sorted.
@@ -101,43 +101,42 @@ pub fn changed_fields(old: &Map<String, Value>, new: &Map<String, Value>) -> Vec
     names
 }
 
-fn write_canonical_object(map: &Map<String, Value>, out: &mut String) {
+fn write_canonical_object(map: &Map<String, Value>, out: &mut Vec<u8>) {
     let mut entries: Vec<(&String, &Value)> = map.iter().collect();
     entries.sort_unstable_by_key(|(key, _)| *key);
-    out.push('{');
+    out.push(b'{');
     for (i, (key, value)) in entries.into_iter().enumerate() {
         if i > 0 {
-            out.push(',');
+            out.push(b',');
         }
-        write_json_string(key, out);
-        out.push(':');
+        write_json(key.as_str(), out);
+        out.push(b':');
         write_canonical(value, out);
     }
-    out.push('}');
+    out.push(b'}');
 }
 
-/// A string as serde_json writes it, without building a `Value` for it.
-fn write_json_string(text: &str, out: &mut String) {
-    use std::fmt::Write as _;
-    // serde_json's escaping of a string, written straight into `out`.
-    let _ = write!(out, "{}", serde_json::to_string(text).unwrap_or_default());
+/// A string or a scalar as serde_json writes it, straight into `out`.
+fn write_json<T: serde::Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) {
+    // Writing into a Vec cannot fail, and a string or a scalar always serializes.
+    let _ = serde_json::to_writer(&mut *out, value);
 }
 
-fn write_canonical(value: &Value, out: &mut String) {
+fn write_canonical(value: &Value, out: &mut Vec<u8>) {
     match value {
         Value::Object(map) => write_canonical_object(map, out),
         Value::Array(items) => {
-            out.push('[');
+            out.push(b'[');
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
                 write_canonical(item, out);
             }
-            out.push(']');
+            out.push(b']');
         }
-        Value::String(text) => write_json_string(text, out),
-        scalar => out.push_str(&scalar.to_string()),
+        Value::String(text) => write_json(text.as_str(), out),
+        scalar => write_json(scalar, out),
     }
 }
 
@@ -164,6 +163,24 @@ mod tests {
         assert_eq!(
             content_hash(&object(json!({"b": 1, "a": "x"}))),
             hex::encode(Sha256::digest(br#"{"a":"x","b":1}"#))
+        );
+    }
+
+    #[test]
+    fn content_hash_of_every_kind_of_value_is_pinned() {
+        // Stored hashes must not change with the code that computes them: a new hash for the
+        // same content would count every stored registry as changed.
+        let raw = object(json!({
+            "id": "r\"1\\\n\u{1}é😀",
+            "nested": {"z": [1, -2.5, 1e300, null, true, {"b": "x", "a": []}], "a": {}},
+            "big": 18446744073709551615_u64,
+            "neg": -9223372036854775808_i64,
+            "f": false,
+            "s": "ascii / slash \t tab",
+        }));
+        assert_eq!(
+            content_hash(&raw),
+            "e1a1c82e0beeff80ce833370edd15fb3333112cdc67ec43db8c0f23f64dd150d"
         );
     }
 
