@@ -303,6 +303,10 @@ struct ScopeState {
     recorded_tallies: Tallies,
     /// The last of its staged rows applied.
     applied_seq: i64,
+    /// Whether every registry it covers was listed by the run, as counted before confirming:
+    /// nothing later in the run can make one unseen (moves only take listed registries, and
+    /// retiring only removes), so there is nothing to retire.
+    nothing_unseen: bool,
 }
 
 /// The request tallies of a scope's walks.
@@ -419,6 +423,7 @@ impl RunContext<'_> {
             recorded: false,
             recorded_tallies: Tallies::default(),
             applied_seq: 0,
+            nothing_unseen: false,
         };
         self.apply_walk(ix, &mut state, walk).await;
         state
@@ -519,6 +524,7 @@ impl RunContext<'_> {
             Ok(n) => n,
             Err(e) => return self.fail_store(e),
         };
+        state.nothing_unseen = n_missing == 0;
         let Some(client) = self
             .clients
             .for_region(&scope.region)
@@ -670,6 +676,9 @@ async fn run_scopes(
     for (ix, state) in states.iter_mut().enumerate() {
         if !all_complete || ctx.store_failed() {
             break;
+        }
+        if state.nothing_unseen {
+            continue;
         }
         let retirement = Retirement {
             allowed: true,
