@@ -304,76 +304,56 @@ async fn a_database_failure_while_retiring_is_recorded_on_the_scope_row(backend:
 }
 on_both_backends!(a_database_failure_while_retiring_is_recorded_on_the_scope_row);
 
-/// Makes retiring a registry of `project_id` fail inside the database.
-async fn install_failing_retire_trigger(app: &TestApp, backend: Backend, project_id: &str) {
-    match backend {
-        Backend::Sqlite => {
-            use sqlx::Connection;
-            let mut conn = sqlx::SqliteConnection::connect(&app.db.url).await.unwrap();
-            sqlx::query(&format!(
-                "CREATE TRIGGER fail_retire BEFORE UPDATE ON registries \
-                 WHEN NEW.deleted_at IS NOT NULL AND OLD.deleted_at IS NULL \
-                 AND NEW.project_id = '{project_id}' \
-                 BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
-            ))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        }
-        Backend::Postgres => {
-            use sqlx::Connection;
-            let mut conn = sqlx::PgConnection::connect(&app.db.url).await.unwrap();
-            sqlx::query(&format!(
-                "CREATE FUNCTION fail_retire() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
-                 IF NEW.deleted_at IS NOT NULL AND OLD.deleted_at IS NULL \
-                 AND NEW.project_id = '{project_id}' THEN RAISE EXCEPTION 'injected failure'; \
-                 END IF; RETURN NEW; END $$"
-            ))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-            sqlx::query(
-                "CREATE TRIGGER fail_retire BEFORE UPDATE ON registries FOR EACH ROW \
-                 EXECUTE FUNCTION fail_retire()",
-            )
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        }
-    }
-}
-
 /// Makes every insert of a registry of `project_id` fail inside the database.
 async fn install_failing_trigger(app: &TestApp, backend: Backend, project_id: &str) {
-    match backend {
-        Backend::Sqlite => {
-            use sqlx::Connection;
-            let mut conn = sqlx::SqliteConnection::connect(&app.db.url).await.unwrap();
-            sqlx::query(&format!(
-                "CREATE TRIGGER fail_project BEFORE INSERT ON registries WHEN NEW.project_id = '{project_id}' \
-                 BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
-            ))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        }
-        Backend::Postgres => {
-            use sqlx::Connection;
-            let mut conn = sqlx::PgConnection::connect(&app.db.url).await.unwrap();
-            sqlx::query(&format!(
-                "CREATE FUNCTION fail_project() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
-                 IF NEW.project_id = '{project_id}' THEN RAISE EXCEPTION 'injected failure'; END IF; \
+    let condition = format!("NEW.project_id = '{project_id}'");
+    install_failing(app, backend, "fail_project", "INSERT", &condition).await;
+}
+
+/// Makes retiring a registry of `project_id` fail inside the database.
+async fn install_failing_retire_trigger(app: &TestApp, backend: Backend, project_id: &str) {
+    let condition = format!(
+        "NEW.deleted_at IS NOT NULL AND OLD.deleted_at IS NULL AND NEW.project_id = '{project_id}'"
+    );
+    install_failing(app, backend, "fail_retire", "UPDATE", &condition).await;
+}
+
+/// Installs trigger `name`: an `event` on `registries` whose rows meet `condition` (in terms
+/// of `NEW` and `OLD`) fails with "injected failure".
+async fn install_failing(
+    app: &TestApp,
+    backend: Backend,
+    name: &str,
+    event: &str,
+    condition: &str,
+) {
+    use sqlx::Connection;
+    let statements = match backend {
+        Backend::Sqlite => vec![format!(
+            "CREATE TRIGGER {name} BEFORE {event} ON registries WHEN {condition} \
+             BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
+        )],
+        Backend::Postgres => vec![
+            format!(
+                "CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+                 IF {condition} THEN RAISE EXCEPTION 'injected failure'; END IF; \
                  RETURN NEW; END $$"
-            ))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-            sqlx::query(
-                "CREATE TRIGGER fail_project BEFORE INSERT ON registries FOR EACH ROW EXECUTE FUNCTION fail_project()",
-            )
-            .execute(&mut conn)
-            .await
-            .unwrap();
+            ),
+            format!(
+                "CREATE TRIGGER {name} BEFORE {event} ON registries FOR EACH ROW \
+                 EXECUTE FUNCTION {name}()"
+            ),
+        ],
+    };
+    if backend == Backend::Sqlite {
+        let mut conn = sqlx::SqliteConnection::connect(&app.db.url).await.unwrap();
+        for statement in &statements {
+            sqlx::query(statement).execute(&mut conn).await.unwrap();
+        }
+    } else {
+        let mut conn = sqlx::PgConnection::connect(&app.db.url).await.unwrap();
+        for statement in &statements {
+            sqlx::query(statement).execute(&mut conn).await.unwrap();
         }
     }
 }
