@@ -27,9 +27,12 @@ use crate::sync::{RunStatus, Scope, ScopeStatus, ALL_GRANTED_EPS};
 /// parameter limits, large enough that a big scope needs few statements.
 const IDS_PER_STATEMENT: usize = 500;
 
+/// Where a registry lives: the first of its content columns.
+const LOCATION_COLUMNS: [&str; 3] = ["project_id", "enterprise_project_id", "region"];
+
 /// The registry columns a history row snapshots, after its own key columns.
 static CONTENT_COLUMNS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
-    let mut columns = vec!["project_id", "enterprise_project_id", "region"];
+    let mut columns = LOCATION_COLUMNS.to_vec();
     columns.extend(STRING_FIELDS);
     columns.extend(INTEGER_FIELDS);
     columns.extend(["raw", "content_hash"]);
@@ -1483,13 +1486,12 @@ impl Queries<sqlx::Postgres> {
         const CONTEXT: &str = "staging a page";
         let mut n_unchanged = 0;
         if !page.unchanged.is_empty() {
-            let ids: Vec<&str> = page.unchanged.to_vec();
             let result = sqlx::query(
                 "INSERT INTO sync_staging (run_id, scope_ix, id) SELECT $1, $2, id FROM UNNEST($3::text[]) AS u(id)",
             )
             .bind(page.run_id)
             .bind(page.scope_ix)
-            .bind(ids)
+            .bind(page.unchanged)
             .execute(&mut *conn)
             .await
             .map_err(query_error(CONTEXT))?;
@@ -1546,12 +1548,7 @@ impl Queries<sqlx::Postgres> {
 /// The statement of [`Queries::stage_page_arrays`]: the run, the scope and the location as
 /// scalars (`$1`-`$5`), the ids (`$6`), then one array per content column after the location.
 static STAGE_ARRAYS: LazyLock<String> = LazyLock::new(|| {
-    let arrays: Vec<&str> = STRING_FIELDS
-        .iter()
-        .copied()
-        .chain(INTEGER_FIELDS)
-        .chain(["raw", "content_hash"])
-        .collect();
+    let arrays = &CONTENT_COLUMNS[LOCATION_COLUMNS.len()..];
     let casts: Vec<String> = arrays
         .iter()
         .enumerate()
@@ -1575,8 +1572,9 @@ static STAGE_ARRAYS: LazyLock<String> = LazyLock::new(|| {
         })
         .collect();
     format!(
-        "INSERT INTO sync_staging (run_id, scope_ix, project_id, enterprise_project_id, region, id, {}) \
+        "INSERT INTO sync_staging (run_id, scope_ix, {}, id, {}) \
          SELECT $1, $2, $3, $4, $5, u.id, {} FROM UNNEST($6::text[], {}) AS u(id, {})",
+        LOCATION_COLUMNS.join(", "),
         arrays.join(", "),
         selected.join(", "),
         casts.join(", "),

@@ -910,6 +910,22 @@ impl Failure {
 }
 
 impl Walk {
+    /// Takes the outcome of staging a page: counts what was staged unchanged, or fails the
+    /// walk and the run's store. Returns whether the walk goes on.
+    fn staged(&mut self, ctx: &RunContext<'_>, staged: Result<i64, StoreError>) -> bool {
+        match staged {
+            Ok(n_unchanged) => {
+                self.n_unchanged += n_unchanged;
+                true
+            }
+            Err(e) => {
+                self.outcome = WalkOutcome::Failed(format!("database: {}", chain(&e)));
+                ctx.fail_store(e);
+                false
+            }
+        }
+    }
+
     fn new() -> Walk {
         Walk {
             n_pages: 0,
@@ -1049,13 +1065,8 @@ async fn walk_scope(client: &HssClient, ctx: &RunContext<'_>, ix: usize) -> Walk
             fetch_page(client, ctx, scope, offset, &mut walk.attempts),
             stage(ctx, ix, pending.take()),
         );
-        match staged {
-            Ok(n_unchanged) => walk.n_unchanged += n_unchanged,
-            Err(e) => {
-                walk.outcome = WalkOutcome::Failed(format!("database: {}", chain(&e)));
-                ctx.fail_store(e);
-                return walk;
-            }
+        if !walk.staged(ctx, staged) {
+            return walk;
         }
         let page = match fetched {
             Ok(page) => page,
@@ -1116,13 +1127,8 @@ async fn walk_scope(client: &HssClient, ctx: &RunContext<'_>, ix: usize) -> Walk
             break;
         }
     }
-    match stage(ctx, ix, pending).await {
-        Ok(n_unchanged) => walk.n_unchanged += n_unchanged,
-        Err(e) => {
-            walk.outcome = WalkOutcome::Failed(format!("database: {}", chain(&e)));
-            ctx.fail_store(e);
-            return walk;
-        }
+    if !walk.staged(ctx, stage(ctx, ix, pending).await) {
+        return walk;
     }
     let n_distinct = seen.len() as i64;
     walk.outcome = if total_changed
