@@ -911,14 +911,18 @@ impl Failure {
 
 impl Walk {
     /// Takes the outcome of staging a page: counts what was staged unchanged, or fails the
-    /// walk and the run's store. Returns whether the walk goes on.
-    fn staged(&mut self, ctx: &RunContext<'_>, staged: Result<i64, StoreError>) -> bool {
+    /// walk (and the run's store, when the database failed). Returns whether the walk goes on.
+    fn staged(&mut self, ctx: &RunContext<'_>, staged: Result<i64, StageError>) -> bool {
         match staged {
             Ok(n_unchanged) => {
                 self.n_unchanged += n_unchanged;
                 true
             }
-            Err(e) => {
+            Err(StageError::Item(why)) => {
+                self.outcome = WalkOutcome::Failed(why);
+                false
+            }
+            Err(StageError::Store(e)) => {
                 self.outcome = WalkOutcome::Failed(format!("database: {}", chain(&e)));
                 ctx.fail_store(e);
                 false
@@ -1029,45 +1033,24 @@ async fn walk_with_rewalks(
 
 /// Walks every page of one scope, staging each in the store as it arrives: `offset`
 /// advances by the items actually returned, and the walk ends on an empty page or when
-/// `offset` reaches `total_num`.
+/// `offset` reaches `total_num`. Each page is hashed, sorted and staged while the next one
+/// is fetched, and what the store holds is loaded while the first one is: the network, the
+/// walk's own work and the database overlap, and a walk holds at most two pages.
 async fn walk_scope(client: &HssClient, ctx: &RunContext<'_>, ix: usize) -> Walk {
     let options = ctx.options;
     let scope = ctx.coverages[ix].scope;
     let mut walk = Walk::new();
-    // Ids seen by this walk, as 64-bit hashes: a collision can only make a walk look
-    // inconsistent (and walked again), never complete.
-    let hasher = std::hash::RandomState::new();
-    let mut seen: HashSet<u64> = HashSet::new();
-    // What the store holds where this walk would leave a registry, as 64-bit hashes of id
-    // and content: a page's registries found here unchanged are staged by id alone. Anything
-    // else is staged with its content and decided exactly when the scope is applied, so a
-    // false match is as unlikely as two 128-bit hashes colliding.
-    let mut stored: HashMap<u64, u64> = HashMap::new();
-    let loaded = ctx
-        .store
-        .unchanged_candidates(scope, &mut |id, hash| {
-            stored.insert(hasher.hash_one(id), hash_prefix(hash));
-        })
-        .await;
-    if let Err(e) = loaded {
-        walk.outcome = WalkOutcome::Failed(format!("database: {}", chain(&e)));
-        ctx.fail_store(e);
+    let mut listing = Listing::default();
+    let mut offset: u32 = 0;
+    let (mut fetched, loaded) = tokio::join!(
+        fetch_page(client, ctx, scope, offset, &mut walk.attempts),
+        listing.load(ctx, scope),
+    );
+    if !walk.staged(ctx, loaded.map(|()| 0).map_err(StageError::Store)) {
         return walk;
     }
-    let mut n_duplicates = 0usize;
     let mut total_changed = false;
-    let mut offset: u32 = 0;
-    // The page before this one, staged while this one is fetched: the network and the
-    // database overlap, and a walk holds at most two pages.
-    let mut pending: Option<StagedPage> = None;
     loop {
-        let (fetched, staged) = tokio::join!(
-            fetch_page(client, ctx, scope, offset, &mut walk.attempts),
-            stage(ctx, ix, pending.take()),
-        );
-        if !walk.staged(ctx, staged) {
-            return walk;
-        }
         let page = match fetched {
             Ok(page) => page,
             Err(PageStop::Interrupted) => {
@@ -1089,48 +1072,29 @@ async fn walk_scope(client: &HssClient, ctx: &RunContext<'_>, ix: usize) -> Walk
         if page.items.is_empty() {
             break;
         }
-        let n_items = page.items.len();
-        let mut registries = Vec::with_capacity(n_items);
-        for (i, item) in page.items.into_iter().enumerate() {
-            match Registry::from_raw(item) {
-                Ok(registry) => {
-                    if seen.insert(hasher.hash_one(&registry.id)) {
-                        registries.push(registry);
-                    } else {
-                        n_duplicates += 1;
-                    }
-                }
-                Err(e) => {
-                    walk.outcome = WalkOutcome::Failed(format!(
-                        "item at offset {} of ListRegistry: {e}",
-                        offset as usize + i
-                    ));
-                    return walk;
-                }
+        let raw = RawPage {
+            offset,
+            items: page.items,
+        };
+        offset = offset.saturating_add(u32::try_from(raw.items.len()).unwrap_or(u32::MAX));
+        if i64::from(offset) >= total {
+            let staged = listing.sort_and_stage(ctx, ix, raw).await;
+            if !walk.staged(ctx, staged) {
+                return walk;
             }
-        }
-        let (unchanged, changed): (Vec<Registry>, Vec<Registry>) =
-            registries.into_iter().partition(|registry| {
-                stored.get(&hasher.hash_one(&registry.id))
-                    == Some(&hash_prefix(&registry.content_hash))
-            });
-        pending = Some(StagedPage {
-            unchanged: unchanged.into_iter().map(|r| r.id).collect(),
-            changed,
-        });
-        options.progress.page_walked(scope, seen.len());
-        offset = offset.saturating_add(u32::try_from(n_items).unwrap_or(u32::MAX));
-        if walk
-            .api_total
-            .is_some_and(|total| i64::from(offset) >= total)
-        {
             break;
         }
+        let (next, staged) = tokio::join!(
+            fetch_page(client, ctx, scope, offset, &mut walk.attempts),
+            listing.sort_and_stage(ctx, ix, raw),
+        );
+        if !walk.staged(ctx, staged) {
+            return walk;
+        }
+        fetched = next;
     }
-    if !walk.staged(ctx, stage(ctx, ix, pending).await) {
-        return walk;
-    }
-    let n_distinct = seen.len() as i64;
+    let n_distinct = listing.seen.len() as i64;
+    let n_duplicates = listing.n_duplicates;
     walk.outcome = if total_changed
         || n_duplicates > 0
         || walk.api_total.is_some_and(|t| t != n_distinct)
@@ -1151,6 +1115,88 @@ async fn walk_scope(client: &HssClient, ctx: &RunContext<'_>, ix: usize) -> Walk
         WalkOutcome::Complete
     };
     walk
+}
+
+/// What one walk of a scope knows of the ids it lists, as 64-bit hashes: the ids it has
+/// seen (a collision can only make a walk look inconsistent, and walked again, never
+/// complete), and what the store holds where this walk would leave a registry (id and
+/// content). A page's registries found there unchanged are staged by id alone; anything
+/// else is staged with its content and decided exactly when the scope is applied, so a false
+/// match is as unlikely as two 128-bit hashes colliding.
+#[derive(Default)]
+struct Listing {
+    hasher: std::hash::RandomState,
+    seen: HashSet<u64>,
+    stored: HashMap<u64, u64>,
+    n_duplicates: usize,
+}
+
+impl Listing {
+    /// Loads what the store holds where a walk of `scope` would leave a registry.
+    async fn load(&mut self, ctx: &RunContext<'_>, scope: &Scope) -> Result<(), StoreError> {
+        let Listing { hasher, stored, .. } = self;
+        ctx.store
+            .unchanged_candidates(scope, &mut |id, hash| {
+                stored.insert(hasher.hash_one(id), hash_prefix(hash));
+            })
+            .await
+    }
+
+    /// Turns a fetched page into registries, sets aside the ones listed already and sorts
+    /// the others into those the store holds unchanged and the rest.
+    fn sort(&mut self, page: RawPage) -> Result<StagedPage, String> {
+        let mut staged = StagedPage {
+            unchanged: Vec::new(),
+            changed: Vec::new(),
+        };
+        for (i, item) in page.items.into_iter().enumerate() {
+            let registry = Registry::from_raw(item).map_err(|e| {
+                format!(
+                    "item at offset {} of ListRegistry: {e}",
+                    page.offset as usize + i
+                )
+            })?;
+            let key = self.hasher.hash_one(&registry.id);
+            if !self.seen.insert(key) {
+                self.n_duplicates += 1;
+            } else if self.stored.get(&key) == Some(&hash_prefix(&registry.content_hash)) {
+                staged.unchanged.push(registry.id);
+            } else {
+                staged.changed.push(registry);
+            }
+        }
+        Ok(staged)
+    }
+
+    /// Sorts a fetched page of scope `ix` and stages it; returns how many of its registries
+    /// were staged as unchanged.
+    async fn sort_and_stage(
+        &mut self,
+        ctx: &RunContext<'_>,
+        ix: usize,
+        page: RawPage,
+    ) -> Result<i64, StageError> {
+        let page = self.sort(page).map_err(StageError::Item)?;
+        ctx.options
+            .progress
+            .page_walked(ctx.coverages[ix].scope, self.seen.len());
+        stage(ctx, ix, page).await.map_err(StageError::Store)
+    }
+}
+
+/// A fetched page, before its items are read as registries.
+struct RawPage {
+    /// The offset of its first item.
+    offset: u32,
+    items: Vec<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// Why a page could not be staged.
+enum StageError {
+    /// An item is not a registry.
+    Item(String),
+    /// The database failed.
+    Store(StoreError),
 }
 
 /// A page's registries, sorted for staging.
@@ -1210,14 +1256,9 @@ async fn fetch_page(
     page.map_err(|e| PageStop::Failed(e.to_string(), Failure::of(&e)))
 }
 
-/// Stages a walked page of scope `ix`, if there is one; returns how many of its registries
-/// were staged as unchanged.
-async fn stage(
-    ctx: &RunContext<'_>,
-    ix: usize,
-    page: Option<StagedPage>,
-) -> Result<i64, StoreError> {
-    let Some(page) = page else { return Ok(0) };
+/// Stages a sorted page of scope `ix`; returns how many of its registries were staged as
+/// unchanged.
+async fn stage(ctx: &RunContext<'_>, ix: usize, page: StagedPage) -> Result<i64, StoreError> {
     let unchanged: Vec<&str> = page.unchanged.iter().map(String::as_str).collect();
     let changed: Vec<&Registry> = page.changed.iter().collect();
     ctx.store
