@@ -39,16 +39,6 @@ static CONTENT_COLUMNS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
     columns
 });
 
-/// `col = $2, col = $3, ..` for every content column, after the id in `$1`.
-fn content_assignments() -> String {
-    CONTENT_COLUMNS
-        .iter()
-        .enumerate()
-        .map(|(i, column)| format!("{column} = ${}", i + 2))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// The content columns of table alias `alias`: `r.project_id, r.enterprise_project_id, ..`.
 fn content_columns_of(alias: &str) -> String {
     CONTENT_COLUMNS
@@ -58,29 +48,25 @@ fn content_columns_of(alias: &str) -> String {
         .join(", ")
 }
 
-static UPDATE_REGISTRY: LazyLock<String> = LazyLock::new(|| {
-    let n = CONTENT_COLUMNS.len();
-    format!(
-        "UPDATE registries SET {}, version = ${}, last_seen_at = ${}, last_changed_at = ${}, \
-         deleted_at = NULL, last_sync_run_id = ${} WHERE id = $1",
-        content_assignments(),
-        n + 2,
-        n + 3,
-        n + 3,
-        n + 4
-    )
+/// `col = s.col, ..` for every content column but the location: what a registry takes from
+/// the row that staged it.
+static STAGED_CONTENT_ASSIGNMENTS: LazyLock<String> = LazyLock::new(|| {
+    CONTENT_COLUMNS
+        .iter()
+        .filter(|column| !LOCATION_COLUMNS.contains(column))
+        .map(|column| format!("{column} = s.{column}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 });
 
-/// Refreshes a row whose changes were all in ignored fields: new content, same version.
-static REFRESH_REGISTRY: LazyLock<String> = LazyLock::new(|| {
-    let n = CONTENT_COLUMNS.len();
-    format!(
-        "UPDATE registries SET {}, last_seen_at = ${}, last_sync_run_id = ${} WHERE id = $1",
-        content_assignments(),
-        n + 2,
-        n + 3
-    )
-});
+/// What a registry written from its staged row takes besides its content.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Rewrite {
+    /// A new version (changed or restored).
+    Version,
+    /// The same version: only fields that make no version of their own changed.
+    Refresh,
+}
 
 /// Rows per staging `INSERT`: a whole page of the API's largest.
 ///
@@ -690,24 +676,21 @@ where
                             ChangeKind::Restored => counts.n_restored += 1,
                             _ => counts.n_updated += 1,
                         }
-                        versions.push(change);
+                        versions.push((seq, change));
                     }
-                    Write::Refresh { registry, location } => {
+                    Write::Refresh { location, .. } => {
                         counts.n_unchanged += 1;
-                        refreshed.push((registry, location));
+                        refreshed.push((seq, location));
                     }
                 }
             }
             Self::write_changes(conn, &versions, step.run_id, step.now).await?;
-            for (registry, location) in &refreshed {
-                let query = sqlx::query::<DB>(&REFRESH_REGISTRY).bind(registry.id.clone());
-                bind_content(query, registry, location)
-                    .bind(DB::timestamp(step.now))
-                    .bind(step.run_id)
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(query_error("refreshing registries"))?;
-            }
+            let refreshed: Vec<(i64, &Location)> = refreshed
+                .iter()
+                .map(|(seq, location)| (*seq, location))
+                .collect();
+            Self::rewrite_from_staged(conn, &refreshed, Rewrite::Refresh, step.run_id, step.now)
+                .await?;
         }
         Ok(counts)
     }
@@ -866,7 +849,7 @@ where
     /// updates the rows, and inserts a history row each.
     pub(crate) async fn write_changes(
         conn: &mut DB::Connection,
-        changes: &[Change],
+        changes: &[(i64, Change)],
         run_id: i64,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
@@ -881,7 +864,7 @@ where
             let mut query = sqlx::query::<DB>(&sql)
                 .persistent(false)
                 .bind(DB::timestamp(now));
-            for change in chunk {
+            for (_, change) in chunk {
                 query = query.bind(change.registry.id.clone());
             }
             query
@@ -889,17 +872,12 @@ where
                 .await
                 .map_err(query_error(CONTEXT))?;
         }
-        // 2. The rows, one statement each.
-        for change in changes {
-            let query = sqlx::query::<DB>(&UPDATE_REGISTRY).bind(change.registry.id.clone());
-            bind_content(query, &change.registry, &change.location)
-                .bind(change.version)
-                .bind(DB::timestamp(now))
-                .bind(run_id)
-                .execute(&mut *conn)
-                .await
-                .map_err(query_error(CONTEXT))?;
-        }
+        // 2. The rows, from what staged them.
+        let rows: Vec<(i64, &Location)> = changes
+            .iter()
+            .map(|(seq, change)| (*seq, &change.location))
+            .collect();
+        Self::rewrite_from_staged(conn, &rows, Rewrite::Version, run_id, now).await?;
         // 3. One history row per change, many rows per statement.
         for chunk in changes.chunks(DB::ROWS_PER_INSERT) {
             let sql = format!(
@@ -908,7 +886,7 @@ where
                 row_placeholders::<DB>(chunk.len(), CONTENT_COLUMNS.len() + 6)
             );
             let mut query = sqlx::query::<DB>(&sql).persistent(false);
-            for change in chunk {
+            for (_, change) in chunk {
                 let query_with_keys = query
                     .bind(change.registry.id.clone())
                     .bind(change.version)
@@ -922,6 +900,71 @@ where
                 .execute(&mut *conn)
                 .await
                 .map_err(query_error(CONTEXT))?;
+        }
+        Ok(())
+    }
+
+    /// Writes over each registry the content its staged row `seq` holds, at `location`, many
+    /// rows a statement (one for each location and chunk): as a new version (the stored one
+    /// plus one, read in the same transaction), or refreshed in place.
+    async fn rewrite_from_staged(
+        conn: &mut DB::Connection,
+        rows: &[(i64, &Location)],
+        rewrite: Rewrite,
+        run_id: i64,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        const CONTEXT: &str = "writing registries from their staged rows";
+        let mut by_location: Vec<(&Location, Vec<i64>)> = Vec::new();
+        for &(seq, location) in rows {
+            match by_location.iter_mut().find(|(l, _)| *l == location) {
+                Some((_, seqs)) => seqs.push(seq),
+                None => by_location.push((location, vec![seq])),
+            }
+        }
+        for (location, seqs) in &by_location {
+            for chunk in seqs.chunks(IDS_PER_STATEMENT) {
+                let versioned = match rewrite {
+                    Rewrite::Version => format!(
+                        "version = registries.version + 1, last_changed_at = {}, deleted_at = NULL, ",
+                        placeholders::<DB>(5, 1)
+                    ),
+                    Rewrite::Refresh => String::new(),
+                };
+                let run = if rewrite == Rewrite::Version { 6 } else { 5 };
+                let located = LOCATION_COLUMNS
+                    .iter()
+                    .enumerate()
+                    .map(|(i, column)| format!("{column} = {}", placeholders::<DB>(i + 1, 1)))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let sql = format!(
+                    "UPDATE registries SET {located}, {}, last_seen_at = {}, {versioned}\
+                     last_sync_run_id = {} FROM sync_staging s WHERE registries.id = s.id \
+                     AND s.seq IN ({})",
+                    *STAGED_CONTENT_ASSIGNMENTS,
+                    placeholders::<DB>(4, 1),
+                    placeholders::<DB>(run, 1),
+                    placeholders::<DB>(run + 1, chunk.len())
+                );
+                let mut query = sqlx::query::<DB>(&sql)
+                    .persistent(false)
+                    .bind(location.project_id.clone())
+                    .bind(location.enterprise_project_id.clone())
+                    .bind(location.region.clone())
+                    .bind(DB::timestamp(now));
+                if rewrite == Rewrite::Version {
+                    query = query.bind(DB::timestamp(now));
+                }
+                query = query.bind(run_id);
+                for seq in chunk {
+                    query = query.bind(*seq);
+                }
+                query
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(query_error(CONTEXT))?;
+            }
         }
         Ok(())
     }
