@@ -2,7 +2,8 @@
 //! the documentation of each kind that `GET /sim/faults` serves, and how each fault meets a request.
 //!
 //! Faults meet a request where the matching layer of Huawei's stack would:
-//! 1. [`Fault::Latency`] delays every HSS, IAM and EPS request before anything else.
+//! 1. [`Fault::Latency`] draws when every HSS, IAM and EPS request is answered, as it arrives: its
+//!    delay after arrival, whatever the simulator's own work took.
 //! 2. After authentication, the gateway faults [`Fault::ThrottleEveryNth`] and [`Fault::Quota`] may
 //!    answer 429 `APIG.0308` (APIG throttles per authenticated user, before the backend sees the call).
 //! 3. After the project check, [`Fault::Forbidden`] answers 403 `HSS.0013`.
@@ -111,8 +112,9 @@ pub enum Fault {
         /// The `total_num` to report.
         total_num: i64,
     },
-    /// Delay every HSS, IAM and EPS request by a time drawn uniformly from `min..=max`, from a generator
-    /// seeded with the estate seed (the same sequence of requests gets the same delays).
+    /// Answer every HSS, IAM and EPS request a time drawn uniformly from `min..=max` after it arrived
+    /// (the simulator's own work included), from a generator seeded with the estate seed (the same
+    /// sequence of requests gets the same delays).
     Latency {
         /// Shortest delay; `min_ms` in JSON.
         #[serde(rename = "min_ms", with = "milliseconds")]
@@ -359,7 +361,7 @@ pub const FAULT_KINDS: &[FaultKind] = &[
     },
     FaultKind {
         kind: "latency",
-        summary: "every HSS, IAM and EPS request waits a time drawn from min_ms..=max_ms milliseconds",
+        summary: "every HSS, IAM and EPS request is answered a time drawn from min_ms..=max_ms milliseconds after it arrived",
         required: &["min_ms", "max_ms"],
         optional: &[],
         example: r#"{"kind":"latency","min_ms":50,"max_ms":400}"#,

@@ -42,7 +42,8 @@ impl<S: Send + Sync> FromRequest<S> for GlobalRequest {
     }
 }
 
-/// What every global-service listing does around its answer: latency, authentication (the
+/// What every global-service listing does around its answer: latency (see
+/// [`Simulator::answer_at`]), authentication (the
 /// service's own refusal from `refuse`), the `X-Domain-Id` check (but for `ListAuthDomains`,
 /// which is how a caller learns its domain id), and the request log.
 pub(crate) async fn serve_global(
@@ -52,30 +53,34 @@ pub(crate) async fn serve_global(
     refuse: fn(&AuthFailure, &str) -> Response,
     answer: impl FnOnce(&SimState, &GlobalRequest, &str) -> Response,
 ) -> Response {
-    simulator.apply_latency().await;
+    let answer_at = simulator.answer_at();
     let request_id = new_request_id();
-    let mut state = simulator.lock();
-    let received = ReceivedRequest {
-        method: request.method.as_str(),
-        path: request.uri.path(),
-        query: request.uri.query(),
-        headers: &request.headers,
-        body: &request.body,
+    let response = {
+        let mut state = simulator.lock();
+        let received = ReceivedRequest {
+            method: request.method.as_str(),
+            path: request.uri.path(),
+            query: request.uri.query(),
+            headers: &request.headers,
+            body: &request.body,
+        };
+        let authenticated = authenticate(&state, &received, None);
+        let response = match &authenticated {
+            Err(failure) => {
+                tracing::warn!(?failure, api, "simulated {api} rejected a request");
+                refuse(failure, &request_id)
+            }
+            Ok(_) => match domain_header_problem(&state, &request.headers, &request_id) {
+                Some(refusal) if api != API_LIST_AUTH_DOMAINS => refusal,
+                _ => answer(&state, &request, &request_id),
+            },
+        };
+        let mut record = base_record(api, &request, &request_id, &response);
+        record.had_valid_signature = authenticated.is_ok_and(|a| a.valid_signature);
+        state.log_request(record);
+        response
     };
-    let authenticated = authenticate(&state, &received, None);
-    let response = match &authenticated {
-        Err(failure) => {
-            tracing::warn!(?failure, api, "simulated {api} rejected a request");
-            refuse(failure, &request_id)
-        }
-        Ok(_) => match domain_header_problem(&state, &request.headers, &request_id) {
-            Some(refusal) if api != API_LIST_AUTH_DOMAINS => refusal,
-            _ => answer(&state, &request, &request_id),
-        },
-    };
-    let mut record = base_record(api, &request, &request_id, &response);
-    record.had_valid_signature = authenticated.is_ok_and(|a| a.valid_signature);
-    state.log_request(record);
+    tokio::time::sleep_until(answer_at).await;
     response
 }
 

@@ -47,12 +47,16 @@ pub(crate) async fn create_token(
     State(simulator): State<Simulator>,
     request: GlobalRequest,
 ) -> Response {
-    simulator.apply_latency().await;
+    let answer_at = simulator.answer_at();
     let request_id = new_request_id();
-    let mut state = simulator.lock();
-    let response = answer_create_token(&mut state, &request.uri, &request.body, &request_id);
-    let record = base_record(API_CREATE_TOKEN, &request, &request_id, &response);
-    state.log_request(record);
+    let response = {
+        let mut state = simulator.lock();
+        let response = answer_create_token(&mut state, &request.uri, &request.body, &request_id);
+        let record = base_record(API_CREATE_TOKEN, &request, &request_id, &response);
+        state.log_request(record);
+        response
+    };
+    tokio::time::sleep_until(answer_at).await;
     response
 }
 

@@ -2,7 +2,7 @@
 //! filters, pages and error bodies as docs/huawei-api.md §0 and §5 describe them.
 //!
 //! A request is answered in the order a real request meets Huawei's layers:
-//! 1. [`Fault::Latency`], if injected, delays it.
+//! 1. [`Fault::Latency`], if injected, sets when it is answered (its delay after arrival).
 //! 2. APIG authentication (only when authentication is on, see the `sim` module docs): 401 `APIG.0301`
 //!    (bad signature, unknown token), 401 `APIG.0307` (expired token), 403 `HSS.0010` (token scoped to
 //!    another project).
@@ -154,7 +154,7 @@ pub(crate) async fn list_registry(
     let Ok(Path(project_id)) = path else {
         return api_not_found().await;
     };
-    simulator.apply_latency().await;
+    let answer_at = simulator.answer_at();
     let request_id = new_request_id();
     let query_pairs = decode_query_pairs(uri.query().unwrap_or(""));
     let request = ListRegistryRequest {
@@ -213,6 +213,7 @@ pub(crate) async fn list_registry(
         state.log_request(record);
         outcome
     };
+    tokio::time::sleep_until(answer_at).await;
     if outcome.hang {
         simulator.hang().await;
         let status = outcome.response.status().as_u16();

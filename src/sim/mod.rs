@@ -401,12 +401,12 @@ impl State {
 }
 
 impl Simulator {
-    /// Wait for [`Fault::Latency`], if active; never holds the lock while sleeping.
-    pub(crate) async fn apply_latency(&self) {
-        let delay = self.lock().next_latency();
-        if let Some(delay) = delay {
-            tokio::time::sleep(delay).await;
-        }
+    /// When a request arriving now is answered: [`Fault::Latency`]'s delay after its arrival,
+    /// or at once without that fault. The delay covers the simulator's own work, as a real
+    /// service's response time does, so that a client's wall time can be set against it.
+    pub(crate) fn answer_at(&self) -> tokio::time::Instant {
+        let delay = self.lock().next_latency().unwrap_or_default();
+        tokio::time::Instant::now() + delay
     }
 
     /// Wait as a [`Fault::Hang`] request does: [`HANG_DURATION`], or until released by shutdown or
