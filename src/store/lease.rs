@@ -116,7 +116,22 @@ impl Lease {
     }
 }
 
-/// Takes the advisory lock on a connection of its own, then claims `tick` in the row.
+/// How long taking the lease waits for the lock of a holder whose process no longer exists
+/// to be released by the server.
+const DEAD_HOLDER_GRACE: Duration = Duration::from_secs(5);
+
+/// Tries the sync lease's advisory lock on `connection`.
+async fn try_advisory_lock(connection: &mut PgConnection) -> Result<bool, StoreError> {
+    sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+        .bind(ADVISORY_LOCK_KEY)
+        .fetch_one(connection)
+        .await
+        .map_err(query_error("taking the sync lease"))
+}
+
+/// Takes the advisory lock on a connection of its own, then claims `tick` in the row. When
+/// another session holds it and the lease row names a process of this host that no longer
+/// exists, waits up to [`DEAD_HOLDER_GRACE`] for the server to release it.
 pub(crate) async fn acquire_advisory(
     pool: &PgPool,
     holder: &str,
@@ -124,25 +139,36 @@ pub(crate) async fn acquire_advisory(
 ) -> Result<LeaseOutcome, StoreError> {
     const CONTEXT: &str = "taking the sync lease";
     let mut connection = pool.acquire().await.map_err(query_error(CONTEXT))?.detach();
-    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-        .bind(ADVISORY_LOCK_KEY)
-        .fetch_one(&mut connection)
-        .await
-        .map_err(query_error(CONTEXT))?;
+    let mut locked = try_advisory_lock(&mut connection).await?;
     if !locked {
         let row = sqlx::query("SELECT holder FROM sync_lease WHERE name = 'sync'")
             .fetch_optional(&mut connection)
             .await
             .map_err(query_error(CONTEXT))?;
-        let _ = connection.close().await;
         let holder: Option<String> = match row {
             Some(row) => row.try_get("holder").map_err(query_error(CONTEXT))?,
             None => None,
         };
-        return Ok(LeaseOutcome::Held {
-            holder: holder.unwrap_or_else(|| "another session".to_owned()),
-            until: None,
-        });
+        // A killed holder's lock goes when its server process notices the closed connection,
+        // which can take a moment on a busy server: wait for that, not for the next run.
+        let this_host = super::hostname_or_unknown();
+        if holder
+            .as_deref()
+            .is_some_and(|holder| holder_is_gone(holder, &this_host))
+        {
+            let deadline = tokio::time::Instant::now() + DEAD_HOLDER_GRACE;
+            while !locked && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                locked = try_advisory_lock(&mut connection).await?;
+            }
+        }
+        if !locked {
+            let _ = connection.close().await;
+            return Ok(LeaseOutcome::Held {
+                holder: holder.unwrap_or_else(|| "another session".to_owned()),
+                until: None,
+            });
+        }
     }
     let claimed = sqlx::query(
         "UPDATE sync_lease SET holder = $1, acquired_at = now(), expires_at = NULL, \

@@ -718,6 +718,10 @@ impl Store {
     /// against what the scope held before the run. Returns the counts, and the
     /// message of deletions held by the guard, when they were (the scope is then `held`).
     ///
+    /// The registries are retired inside a savepoint first, which tells how many were
+    /// missing without a query of its own; the savepoint is rolled back when the guard holds
+    /// them or nothing may be retired.
+    ///
     /// # Errors
     ///
     /// [`StoreError`] when the database fails; then nothing is retired.
@@ -730,18 +734,23 @@ impl Store {
         n_new: i64,
         now: DateTime<Utc>,
     ) -> Result<(ScopeCounts, Option<String>), StoreError> {
+        const CONTEXT: &str = "retiring registries";
         dispatch!(self, pool => {
             let mut tx = begin_write(pool, "starting a scope transaction").await?;
-            let (n_live, n_gone) = Queries::<Db>::count_unseen(&mut *tx, run_id, coverage).await?;
-            let n_live = (n_live - n_new).max(n_gone);
+            let mut trial = sqlx::Connection::begin(&mut *tx).await.map_err(query_error(CONTEXT))?;
+            let n_gone = Queries::<Db>::retire_unseen(&mut *trial, run_id, coverage, now).await?;
+            let n_left = Queries::<Db>::count_live(&mut *trial, coverage).await?;
+            let n_live = (n_left + n_gone - n_new).max(n_gone);
             let mut counts = ScopeCounts::default();
             let mut held = None;
             match plan::retire(n_gone, n_live, retirement) {
                 RetireDecision::Nothing => return Ok((counts, None)),
                 RetireDecision::Retire => {
-                    counts.n_deleted = Queries::<Db>::retire_unseen(&mut *tx, run_id, coverage, now).await?;
+                    trial.commit().await.map_err(query_error(CONTEXT))?;
+                    counts.n_deleted = n_gone;
                 }
                 RetireDecision::Hold => {
+                    trial.rollback().await.map_err(query_error(CONTEXT))?;
                     counts.n_held = n_gone;
                     held = Some(retirement.guard.held_message(n_gone, n_live));
                 }

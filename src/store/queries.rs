@@ -757,6 +757,23 @@ where
         ))
     }
 
+    /// How many live registries a scope covers.
+    pub(crate) async fn count_live(
+        conn: &mut DB::Connection,
+        coverage: Coverage<'_>,
+    ) -> Result<i64, StoreError> {
+        const CONTEXT: &str = "counting the registries a scope holds";
+        let sql = format!(
+            "SELECT COUNT(*) AS n_live FROM registries r WHERE r.deleted_at IS NULL AND {}",
+            scope_filter(coverage, 1)
+        );
+        let row = bind_scope(sqlx::query::<DB>(&sql), coverage.scope)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(query_error(CONTEXT))?;
+        row.try_get("n_live").map_err(query_error(CONTEXT))
+    }
+
     /// Retires the live registries a scope covers that no walk of the run listed: closes
     /// their current versions, writes a `deleted` version from the stored content, and
     /// marks the rows. Returns how many.

@@ -577,20 +577,7 @@ on_both_backends!(a_failing_scope_holds_every_deletion_of_the_run);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lease_left_by_a_dead_process_on_this_host_is_taken_over_at_once_on_sqlite() {
     let app = TestApp::spawn(Backend::Sqlite, estate(1, 0, 2)).await;
-    // The same precedence as the store's own: HOSTNAME, then /etc/hostname.
-    let host = std::env::var("HOSTNAME")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .or_else(|| {
-            std::fs::read_to_string("/etc/hostname")
-                .map(|h| h.trim().to_owned())
-                .ok()
-                .filter(|h| !h.is_empty())
-        })
-        .unwrap_or_else(|| "unknown-host".to_owned());
-    // Pid 4194304 is above Linux's largest pid: that process cannot exist.
-    let dead = format!("{host}:4194304:deadbeef");
-    let alive = format!("{host}:1:deadbeef");
+    let (alive, dead) = holders_of_this_host();
     for (holder, expected_free) in [(&alive, false), (&dead, true)] {
         set_sqlite_lease_holder(&app, holder).await;
         let outcome = app
@@ -608,6 +595,78 @@ async fn a_lease_left_by_a_dead_process_on_this_host_is_taken_over_at_once_on_sq
             }
             LeaseOutcome::TickTaken => panic!("no tick was asked for"),
         }
+    }
+}
+
+/// Lease holders (`host:pid:nonce`) of this host: one whose process is alive (pid 1), one
+/// whose process cannot exist (pid 4194304 is above Linux's largest pid).
+fn holders_of_this_host() -> (String, String) {
+    // The same precedence as the store's own: HOSTNAME, then /etc/hostname.
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .map(|h| h.trim().to_owned())
+                .ok()
+                .filter(|h| !h.is_empty())
+        })
+        .unwrap_or_else(|| "unknown-host".to_owned());
+    (
+        format!("{host}:1:deadbeef"),
+        format!("{host}:4194304:deadbeef"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_lease_of_a_dead_holder_is_waited_for_until_the_server_lets_it_go() {
+    use sqlx::Connection;
+    // The advisory lock key of the sync lease: the bytes of `hss_sync`.
+    const LEASE_LOCK_KEY: i64 = 0x6873_735f_7379_6e63;
+    let app = TestApp::spawn(Backend::Postgres, estate(1, 0, 2)).await;
+    let (alive, dead) = holders_of_this_host();
+    for (holder, expected_taken) in [(alive, false), (dead, true)] {
+        // Arrange: another session holds the lock under `holder`'s name, and lets it go a
+        // moment later, as the server does once it notices that a killed client's
+        // connection closed.
+        let mut other = sqlx::PgConnection::connect(&app.db.url).await.unwrap();
+        sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(LEASE_LOCK_KEY)
+            .execute(&mut other)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE sync_lease SET holder = $1 WHERE name = 'sync'")
+            .bind(&holder)
+            .execute(&mut other)
+            .await
+            .unwrap();
+        let lets_go = tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            other.close().await.unwrap();
+        });
+
+        // Act
+        let outcome = app
+            .store
+            .acquire_lease(None, std::time::Duration::from_secs(120))
+            .await
+            .unwrap();
+
+        // Assert: a dead holder's lock is waited for; a live one's is refused at once.
+        match outcome {
+            LeaseOutcome::Acquired(lease) => {
+                assert!(expected_taken, "{holder} is alive, yet its lease was taken");
+                lease.release().await.unwrap();
+            }
+            LeaseOutcome::Held { holder: h, .. } => {
+                assert!(
+                    !expected_taken,
+                    "{holder} is gone, yet the lease was refused: {h}"
+                );
+            }
+            LeaseOutcome::TickTaken => panic!("no tick was asked for"),
+        }
+        lets_go.await.unwrap();
     }
 }
 
