@@ -585,16 +585,25 @@ async fn a_lease_left_by_a_dead_process_on_this_host_is_taken_over_at_once_on_sq
             .acquire_lease(None, std::time::Duration::from_secs(120))
             .await
             .unwrap();
-        match outcome {
-            LeaseOutcome::Acquired(lease) => {
-                assert!(expected_free, "{holder} is alive, yet its lease was taken");
-                lease.release().await.unwrap();
-            }
-            LeaseOutcome::Held { holder: h, .. } => {
-                assert!(!expected_free, "{holder} is gone, yet its lease held: {h}");
-            }
-            LeaseOutcome::TickTaken => panic!("no tick was asked for"),
+        check_lease_outcome(outcome, holder, expected_free).await;
+    }
+}
+
+/// Checks what taking the lease came to: taken (and given back) when `holder` is gone,
+/// refused while it is alive.
+async fn check_lease_outcome(outcome: LeaseOutcome, holder: &str, holder_gone: bool) {
+    match outcome {
+        LeaseOutcome::Acquired(lease) => {
+            assert!(holder_gone, "{holder} is alive, yet its lease was taken");
+            lease.release().await.unwrap();
         }
+        LeaseOutcome::Held { holder: h, .. } => {
+            assert!(
+                !holder_gone,
+                "{holder} is gone, yet the lease was refused: {h}"
+            );
+        }
+        LeaseOutcome::TickTaken => panic!("no tick was asked for"),
     }
 }
 
@@ -653,19 +662,7 @@ async fn a_postgres_lease_of_a_dead_holder_is_waited_for_until_the_server_lets_i
             .unwrap();
 
         // Assert: a dead holder's lock is waited for; a live one's is refused at once.
-        match outcome {
-            LeaseOutcome::Acquired(lease) => {
-                assert!(expected_taken, "{holder} is alive, yet its lease was taken");
-                lease.release().await.unwrap();
-            }
-            LeaseOutcome::Held { holder: h, .. } => {
-                assert!(
-                    !expected_taken,
-                    "{holder} is gone, yet the lease was refused: {h}"
-                );
-            }
-            LeaseOutcome::TickTaken => panic!("no tick was asked for"),
-        }
+        check_lease_outcome(outcome, &holder, expected_taken).await;
         lets_go.await.unwrap();
     }
 }
