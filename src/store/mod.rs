@@ -708,7 +708,7 @@ impl Store {
     ) -> Result<i64, StoreError> {
         dispatch!(self, pool => {
             let mut conn = pool.acquire().await.map_err(query_error("acquiring a connection"))?;
-            Ok(Queries::<Db>::count_unseen(&mut *conn, run_id, coverage).await?.1)
+            Queries::<Db>::count_live(&mut *conn, coverage, Some(run_id)).await
         })
     }
 
@@ -739,7 +739,7 @@ impl Store {
             let mut tx = begin_write(pool, "starting a scope transaction").await?;
             let mut trial = sqlx::Connection::begin(&mut *tx).await.map_err(query_error(CONTEXT))?;
             let n_gone = Queries::<Db>::retire_unseen(&mut *trial, run_id, coverage, now).await?;
-            let n_left = Queries::<Db>::count_live(&mut *trial, coverage).await?;
+            let n_left = Queries::<Db>::count_live(&mut *trial, coverage, None).await?;
             let n_live = (n_left + n_gone - n_new).max(n_gone);
             let mut counts = ScopeCounts::default();
             let mut held = None;

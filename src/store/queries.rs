@@ -678,7 +678,7 @@ where
                         }
                         versions.push((seq, change));
                     }
-                    Write::Refresh { location, .. } => {
+                    Write::Refresh { location } => {
                         counts.n_unchanged += 1;
                         refreshed.push((seq, location));
                     }
@@ -735,43 +735,32 @@ where
         Ok(())
     }
 
-    /// The live registries a scope covers, and how many of them no walk of the run listed.
-    pub(crate) async fn count_unseen(
-        conn: &mut DB::Connection,
-        run_id: i64,
-        coverage: Coverage<'_>,
-    ) -> Result<(i64, i64), StoreError> {
-        const CONTEXT: &str = "counting the registries a run did not see";
-        let sql = format!(
-            "SELECT COUNT(*) AS n_live, COALESCE(SUM(CASE WHEN {UNSEEN} THEN 1 ELSE 0 END), 0) \
-             AS n_gone FROM registries r WHERE r.deleted_at IS NULL AND {}",
-            scope_filter(coverage, 2)
-        );
-        let row = bind_scope(sqlx::query::<DB>(&sql).bind(run_id), coverage.scope)
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(query_error(CONTEXT))?;
-        Ok((
-            row.try_get("n_live").map_err(query_error(CONTEXT))?,
-            row.try_get("n_gone").map_err(query_error(CONTEXT))?,
-        ))
-    }
-
-    /// How many live registries a scope covers.
+    /// How many live registries a scope covers; with `unseen_by`, only those no walk of that
+    /// run listed.
     pub(crate) async fn count_live(
         conn: &mut DB::Connection,
         coverage: Coverage<'_>,
+        unseen_by: Option<i64>,
     ) -> Result<i64, StoreError> {
-        const CONTEXT: &str = "counting the registries a scope holds";
+        const CONTEXT: &str = "counting the registries of a scope";
+        // The run, when there is one, is `$1` (as UNSEEN has it); the scope follows.
+        let (unseen, first) = match unseen_by {
+            Some(_) => (format!(" AND {UNSEEN}"), 2),
+            None => (String::new(), 1),
+        };
         let sql = format!(
-            "SELECT COUNT(*) AS n_live FROM registries r WHERE r.deleted_at IS NULL AND {}",
-            scope_filter(coverage, 1)
+            "SELECT COUNT(*) AS n FROM registries r WHERE r.deleted_at IS NULL AND {}{unseen}",
+            scope_filter(coverage, first)
         );
-        let row = bind_scope(sqlx::query::<DB>(&sql), coverage.scope)
+        let mut query = sqlx::query::<DB>(&sql);
+        if let Some(run_id) = unseen_by {
+            query = query.bind(run_id);
+        }
+        let row = bind_scope(query, coverage.scope)
             .fetch_one(&mut *conn)
             .await
             .map_err(query_error(CONTEXT))?;
-        row.try_get("n_live").map_err(query_error(CONTEXT))
+        row.try_get("n").map_err(query_error(CONTEXT))
     }
 
     /// Retires the live registries a scope covers that no walk of the run listed: closes
@@ -939,22 +928,26 @@ where
                 None => by_location.push((location, vec![seq])),
             }
         }
+        // The location is `$1`-`$3`, the time `$4` (and `$5` for a version), then the run and
+        // the staged rows.
+        let located = LOCATION_COLUMNS
+            .iter()
+            .enumerate()
+            .map(|(i, column)| format!("{column} = {}", placeholders::<DB>(i + 1, 1)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let (versioned, run) = match rewrite {
+            Rewrite::Version => (
+                format!(
+                    "version = registries.version + 1, last_changed_at = {}, deleted_at = NULL, ",
+                    placeholders::<DB>(5, 1)
+                ),
+                6,
+            ),
+            Rewrite::Refresh => (String::new(), 5),
+        };
         for (location, seqs) in &by_location {
             for chunk in seqs.chunks(IDS_PER_STATEMENT) {
-                let versioned = match rewrite {
-                    Rewrite::Version => format!(
-                        "version = registries.version + 1, last_changed_at = {}, deleted_at = NULL, ",
-                        placeholders::<DB>(5, 1)
-                    ),
-                    Rewrite::Refresh => String::new(),
-                };
-                let run = if rewrite == Rewrite::Version { 6 } else { 5 };
-                let located = LOCATION_COLUMNS
-                    .iter()
-                    .enumerate()
-                    .map(|(i, column)| format!("{column} = {}", placeholders::<DB>(i + 1, 1)))
-                    .collect::<Vec<_>>()
-                    .join(", ");
                 let sql = format!(
                     "UPDATE registries SET {located}, {}, last_seen_at = {}, {versioned}\
                      last_sync_run_id = {} FROM sync_staging s WHERE registries.id = s.id \

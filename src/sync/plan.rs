@@ -264,10 +264,8 @@ pub fn resolve_deferred<'a>(
 pub enum Write {
     /// A new version, with its history row.
     Version(Change),
-    /// The row takes the new content, in place, without a version.
+    /// The row takes the new content (as listed, and staged), in place, without a version.
     Refresh {
-        /// The new content.
-        registry: Registry,
         /// Where it lives (unchanged).
         location: Location,
     },
@@ -293,10 +291,7 @@ pub fn change(
     let kind = if deleted {
         ChangeKind::Restored
     } else if changed_fields.is_empty() {
-        return Write::Refresh {
-            registry: new.clone(),
-            location,
-        };
+        return Write::Refresh { location };
     } else {
         ChangeKind::Updated
     };
@@ -530,7 +525,6 @@ mod tests {
         assert_eq!(
             change(&old, &here, 1, false, &new, &ep1, &ignored),
             Write::Refresh {
-                registry: new.clone(),
                 location: here.clone()
             }
         );
