@@ -696,20 +696,19 @@ impl Store {
         })
     }
 
-    /// How many live registries a scope covers that no walk of the run listed.
+    /// Calls `each` with the id of every live registry a scope covers that no walk of the
+    /// run listed, streaming.
     ///
     /// # Errors
     ///
     /// [`StoreError`] when the database fails.
-    pub async fn count_unseen(
+    pub async fn unseen(
         &self,
         run_id: i64,
         coverage: Coverage<'_>,
-    ) -> Result<i64, StoreError> {
-        dispatch!(self, pool => {
-            let mut conn = pool.acquire().await.map_err(query_error("acquiring a connection"))?;
-            Queries::<Db>::count_live(&mut *conn, coverage, Some(run_id)).await
-        })
+        each: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<(), StoreError> {
+        dispatch!(self, pool => Queries::<Db>::unseen(pool, run_id, coverage, each).await)
     }
 
     /// Retires, as `retirement` allows, the live registries a scope covers that no walk of
@@ -739,7 +738,7 @@ impl Store {
             let mut tx = begin_write(pool, "starting a scope transaction").await?;
             let mut trial = sqlx::Connection::begin(&mut *tx).await.map_err(query_error(CONTEXT))?;
             let n_gone = Queries::<Db>::retire_unseen(&mut *trial, run_id, coverage, now).await?;
-            let n_left = Queries::<Db>::count_live(&mut *trial, coverage, None).await?;
+            let n_left = Queries::<Db>::count_live(&mut *trial, coverage).await?;
             let n_live = (n_left + n_gone - n_new).max(n_gone);
             let mut counts = ScopeCounts::default();
             let mut held = None;

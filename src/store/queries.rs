@@ -289,7 +289,8 @@ where
         let mut n_unchanged = 0;
         for chunk in unchanged.chunks(STAGED_PER_INSERT) {
             let sql = format!(
-                "INSERT INTO sync_staging (run_id, scope_ix, id) VALUES {}",
+                "{} INTO sync_staging (run_id, scope_ix, id) VALUES {}",
+                DB::INSERT,
                 row_placeholders::<DB>(chunk.len(), 3)
             );
             let mut query = sqlx::query::<DB>(&sql).persistent(false);
@@ -309,7 +310,8 @@ where
         let location = page.scope.location_for(None);
         for chunk in content.chunks(STAGED_PER_INSERT) {
             let sql = format!(
-                "INSERT INTO sync_staging (run_id, scope_ix, id, {}) VALUES {}",
+                "{} INTO sync_staging (run_id, scope_ix, id, {}) VALUES {}",
+                DB::INSERT,
                 CONTENT_COLUMNS.join(", "),
                 row_placeholders::<DB>(chunk.len(), CONTENT_COLUMNS.len() + 3),
             );
@@ -581,22 +583,24 @@ where
         let staged_columns = content_columns_of("s");
         for chunk in seqs.chunks(IDS_PER_STATEMENT) {
             let history = format!(
-                "INSERT INTO registry_history (registry_id, version, change_kind, changed_fields, \
+                "{insert} INTO registry_history (registry_id, version, change_kind, changed_fields, \
                  valid_from, sync_run_id, {columns}) SELECT s.id, 1, 'created', '[]', {}, {}, \
                  {staged_columns} FROM sync_staging s WHERE s.seq IN ({})",
                 placeholders::<DB>(1, 1),
                 placeholders::<DB>(2, 1),
-                placeholders::<DB>(3, chunk.len())
+                placeholders::<DB>(3, chunk.len()),
+                insert = DB::INSERT,
             );
             let rows = format!(
-                "INSERT INTO registries (id, {columns}, version, first_seen_at, last_seen_at, \
+                "{insert} INTO registries (id, {columns}, version, first_seen_at, last_seen_at, \
                  last_changed_at, last_sync_run_id) SELECT s.id, {staged_columns}, 1, {}, {}, {}, {} \
                  FROM sync_staging s WHERE s.seq IN ({})",
                 placeholders::<DB>(1, 1),
                 placeholders::<DB>(2, 1),
                 placeholders::<DB>(3, 1),
                 placeholders::<DB>(4, 1),
-                placeholders::<DB>(5, chunk.len())
+                placeholders::<DB>(5, chunk.len()),
+                insert = DB::INSERT,
             );
             let now = || DB::timestamp(step.now);
             let mut query = sqlx::query::<DB>(&history)
@@ -701,7 +705,7 @@ where
         seqs: &[i64],
         assignment: &str,
     ) -> Result<(), StoreError> {
-        let statement = format!("UPDATE sync_staging SET {assignment}");
+        let statement = format!("{} sync_staging SET {assignment}", DB::UPDATE);
         Self::on_staged(conn, &statement, seqs, "marking staged registries").await
     }
 
@@ -735,28 +739,41 @@ where
         Ok(())
     }
 
-    /// How many live registries a scope covers; with `unseen_by`, only those no walk of that
-    /// run listed.
+    /// Calls `each` with the id of every live registry `coverage` answers for that no walk of
+    /// run `run_id` listed. Streams.
+    pub(crate) async fn unseen(
+        pool: &Pool<DB>,
+        run_id: i64,
+        coverage: Coverage<'_>,
+        each: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<(), StoreError> {
+        use futures::TryStreamExt;
+        const CONTEXT: &str = "reading the registries of a scope no walk listed";
+        let mut conn = pool.acquire().await.map_err(query_error(CONTEXT))?;
+        let sql = format!(
+            "SELECT r.id FROM registries r WHERE r.deleted_at IS NULL AND {} AND {UNSEEN}",
+            scope_filter(coverage, 2)
+        );
+        let query = sqlx::query::<DB>(&sql).bind(run_id);
+        let mut rows = bind_scope(query, coverage.scope).fetch(&mut *conn);
+        while let Some(row) = rows.try_next().await.map_err(query_error(CONTEXT))? {
+            let id: String = row.try_get("id").map_err(query_error(CONTEXT))?;
+            each(&id);
+        }
+        Ok(())
+    }
+
+    /// How many live registries a scope covers.
     pub(crate) async fn count_live(
         conn: &mut DB::Connection,
         coverage: Coverage<'_>,
-        unseen_by: Option<i64>,
     ) -> Result<i64, StoreError> {
         const CONTEXT: &str = "counting the registries of a scope";
-        // The run, when there is one, is `$1` (as UNSEEN has it); the scope follows.
-        let (unseen, first) = match unseen_by {
-            Some(_) => (format!(" AND {UNSEEN}"), 2),
-            None => (String::new(), 1),
-        };
         let sql = format!(
-            "SELECT COUNT(*) AS n FROM registries r WHERE r.deleted_at IS NULL AND {}{unseen}",
-            scope_filter(coverage, first)
+            "SELECT COUNT(*) AS n FROM registries r WHERE r.deleted_at IS NULL AND {}",
+            scope_filter(coverage, 1)
         );
-        let mut query = sqlx::query::<DB>(&sql);
-        if let Some(run_id) = unseen_by {
-            query = query.bind(run_id);
-        }
-        let row = bind_scope(query, coverage.scope)
+        let row = bind_scope(sqlx::query::<DB>(&sql), coverage.scope)
             .fetch_one(&mut *conn)
             .await
             .map_err(query_error(CONTEXT))?;
@@ -779,18 +796,19 @@ where
         );
         let columns = CONTENT_COLUMNS.join(", ");
         let stored_columns = content_columns_of("r");
+        let (insert, update) = (DB::INSERT, DB::UPDATE);
         let statements = [
             format!(
-                "UPDATE registry_history SET valid_to = $2 WHERE valid_to IS NULL AND registry_id IN \
+                "{update} registry_history SET valid_to = $2 WHERE valid_to IS NULL AND registry_id IN \
                  (SELECT r.id FROM registries r WHERE {gone})"
             ),
             format!(
-                "INSERT INTO registry_history (registry_id, version, change_kind, changed_fields, \
+                "{insert} INTO registry_history (registry_id, version, change_kind, changed_fields, \
                  valid_from, sync_run_id, {columns}) SELECT r.id, r.version + 1, 'deleted', '[]', \
                  $2, $1, {stored_columns} FROM registries r WHERE {gone}"
             ),
             format!(
-                "UPDATE registries SET version = version + 1, deleted_at = $2, last_changed_at = $2, \
+                "{update} registries SET version = version + 1, deleted_at = $2, last_changed_at = $2, \
                  last_sync_run_id = $1 WHERE id IN (SELECT r.id FROM registries r WHERE {gone})"
             ),
         ];
@@ -863,7 +881,8 @@ where
         // 1. Close the current history version of every id that gets a new one.
         for chunk in changes.chunks(IDS_PER_STATEMENT) {
             let sql = format!(
-                "UPDATE registry_history SET valid_to = {} WHERE valid_to IS NULL AND registry_id IN ({})",
+                "{} registry_history SET valid_to = {} WHERE valid_to IS NULL AND registry_id IN ({})",
+                DB::UPDATE,
                 placeholders::<DB>(1, 1),
                 placeholders::<DB>(2, chunk.len())
             );
@@ -887,7 +906,8 @@ where
         // 3. One history row per change, many rows per statement.
         for chunk in changes.chunks(DB::ROWS_PER_INSERT) {
             let sql = format!(
-                "INSERT INTO registry_history (registry_id, version, change_kind, changed_fields, valid_from, sync_run_id, {}) VALUES {}",
+                "{} INTO registry_history (registry_id, version, change_kind, changed_fields, valid_from, sync_run_id, {}) VALUES {}",
+                DB::INSERT,
                 CONTENT_COLUMNS.join(", "),
                 row_placeholders::<DB>(chunk.len(), CONTENT_COLUMNS.len() + 6)
             );
@@ -949,9 +969,10 @@ where
         for (location, seqs) in &by_location {
             for chunk in seqs.chunks(IDS_PER_STATEMENT) {
                 let sql = format!(
-                    "UPDATE registries SET {located}, {}, last_seen_at = {}, {versioned}\
+                    "{} registries SET {located}, {}, last_seen_at = {}, {versioned}\
                      last_sync_run_id = {} FROM sync_staging s WHERE registries.id = s.id \
                      AND s.seq IN ({})",
+                    DB::UPDATE,
                     *STAGED_CONTENT_ASSIGNMENTS,
                     placeholders::<DB>(4, 1),
                     placeholders::<DB>(run, 1),

@@ -408,7 +408,7 @@ impl RunContext<'_> {
                 .await
                 .expect("semaphore is never closed");
             match self.clients.for_region(&scope.region) {
-                Some(client) => walk_with_rewalks(client, self, ix, true).await,
+                Some(client) => walk_with_rewalks(client, self, ix, None).await,
                 None => Walk::failed(format!(
                     "no HSS endpoint is configured for region {}",
                     scope.region
@@ -513,17 +513,20 @@ impl RunContext<'_> {
     /// skip an item without any count showing it (one registry deleted before the walk's
     /// position and one added after it); a registry missing from two walks in a row is
     /// really gone. Costs requests only when something is missing. What the second walk
-    /// lists is staged beside the first walk's (what either saw is present) and applied.
+    /// lists is staged beside the first walk's (what either saw is present) and applied,
+    /// except what the run listed already and the store holds as it is now: that is neither
+    /// missing nor changed, and staging it again cost as much as the first walk did.
     async fn confirm(&self, ix: usize, state: &mut ScopeState) {
         let scope = self.coverages[ix].scope;
-        let n_missing = match self
+        let mut unseen = Unseen::default();
+        if let Err(e) = self
             .store
-            .count_unseen(self.run_id, self.coverages[ix])
+            .unseen(self.run_id, self.coverages[ix], &mut |id| unseen.insert(id))
             .await
         {
-            Ok(n) => n,
-            Err(e) => return self.fail_store(e),
-        };
+            return self.fail_store(e);
+        }
+        let n_missing = unseen.keys.len();
         state.nothing_unseen = n_missing == 0;
         let Some(client) = self
             .clients
@@ -539,7 +542,7 @@ impl RunContext<'_> {
                 .acquire()
                 .await
                 .expect("semaphore is never closed");
-            walk_with_rewalks(client, self, ix, false).await
+            walk_with_rewalks(client, self, ix, Some(&unseen)).await
         };
         state.report.n_pages += second.n_pages;
         state.report.n_requests += i64::from(second.attempts.n_requests);
@@ -985,20 +988,22 @@ impl Walk {
 /// Walks a scope, and walks it again (up to `max_rewalks` times) while its pages do not add
 /// up. Offset paging over a list that changes during the walk skips or repeats items; a
 /// fresh walk usually sees a settled list. A walk again from the start forgets what the
-/// earlier one staged, unless `fresh` is false (a confirming walk adds to the first).
+/// earlier one staged, unless it is `confirming` (a confirming walk adds to the first, and
+/// stages only what the run has not listed or what changed: see [`Unseen`]).
 async fn walk_with_rewalks(
     client: &HssClient,
     ctx: &RunContext<'_>,
     ix: usize,
-    fresh: bool,
+    confirming: Option<&Unseen>,
 ) -> Walk {
+    let fresh = confirming.is_none();
     let scope = ctx.coverages[ix].scope;
     let mut n_pages = 0;
     let mut attempts = Attempts::default();
     let mut n_walks = 0;
     let mut n_unchanged = 0;
     loop {
-        let mut walk = walk_scope(client, ctx, ix).await;
+        let mut walk = walk_scope(client, ctx, ix, confirming).await;
         n_walks += 1;
         n_pages += walk.n_pages;
         n_unchanged += walk.n_unchanged;
@@ -1036,11 +1041,16 @@ async fn walk_with_rewalks(
 /// `offset` reaches `total_num`. Each page is hashed, sorted and staged while the next one
 /// is fetched, and what the store holds is loaded while the first one is: the network, the
 /// walk's own work and the database overlap, and a walk holds at most two pages.
-async fn walk_scope(client: &HssClient, ctx: &RunContext<'_>, ix: usize) -> Walk {
+async fn walk_scope(
+    client: &HssClient,
+    ctx: &RunContext<'_>,
+    ix: usize,
+    confirming: Option<&Unseen>,
+) -> Walk {
     let options = ctx.options;
     let scope = ctx.coverages[ix].scope;
     let mut walk = Walk::new();
-    let mut listing = Listing::default();
+    let mut listing = confirming.map_or_else(Listing::default, Listing::confirming);
     let mut offset: u32 = 0;
     let (mut fetched, loaded) = tokio::join!(
         fetch_page(client, ctx, scope, offset, &mut walk.attempts),
@@ -1129,9 +1139,37 @@ struct Listing {
     seen: HashSet<u64>,
     stored: HashMap<u64, u64>,
     n_duplicates: usize,
+    /// For a confirming walk, the registries of the scope no walk of the run listed.
+    unseen: Option<HashSet<u64>>,
+}
+
+/// What a confirming walk looks for: the live registries of its scope that no walk of the
+/// run listed (a few, where something was missing), as 64-bit hashes of their ids. A
+/// registry the confirming walk finds as the store holds it and not among these was listed
+/// already (the listing is the run's, and moves and applies only ever add to it), so it is
+/// not staged again; a collision only stages a registry that did not need it.
+#[derive(Default)]
+struct Unseen {
+    hasher: std::hash::RandomState,
+    keys: HashSet<u64>,
+}
+
+impl Unseen {
+    fn insert(&mut self, id: &str) {
+        self.keys.insert(self.hasher.hash_one(id));
+    }
 }
 
 impl Listing {
+    /// A listing for a walk that confirms what `unseen` holds.
+    fn confirming(unseen: &Unseen) -> Listing {
+        Listing {
+            hasher: unseen.hasher.clone(),
+            unseen: Some(unseen.keys.clone()),
+            ..Listing::default()
+        }
+    }
+
     /// Loads what the store holds where a walk of `scope` would leave a registry.
     async fn load(&mut self, ctx: &RunContext<'_>, scope: &Scope) -> Result<(), StoreError> {
         let Listing { hasher, stored, .. } = self;
@@ -1160,7 +1198,13 @@ impl Listing {
             if !self.seen.insert(key) {
                 self.n_duplicates += 1;
             } else if self.stored.get(&key) == Some(&hash_prefix(&registry.content_hash)) {
-                staged.unchanged.push(registry.id);
+                if self
+                    .unseen
+                    .as_ref()
+                    .is_none_or(|unseen| unseen.contains(&key))
+                {
+                    staged.unchanged.push(registry.id);
+                }
             } else {
                 staged.changed.push(registry);
             }
@@ -1290,5 +1334,73 @@ fn totals_of(report: &RunReport, n_scopes: usize, error: Option<String>) -> RunT
         n_retries: report.n_retries,
         counts: report.counts,
         error,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(id: &str, name: &str) -> serde_json::Map<String, serde_json::Value> {
+        serde_json::json!({"id": id, "registry_name": name})
+            .as_object()
+            .cloned()
+            .expect("an object")
+    }
+
+    fn page(items: Vec<serde_json::Map<String, serde_json::Value>>) -> RawPage {
+        RawPage { offset: 0, items }
+    }
+
+    /// Stores `id` in the listing as holding `name`, as `Listing::load` would.
+    fn store(listing: &mut Listing, id: &str, name: &str) {
+        let hash = Registry::from_raw(item(id, name))
+            .expect("a registry")
+            .content_hash;
+        let key = listing.hasher.hash_one(id);
+        listing.stored.insert(key, hash_prefix(&hash));
+    }
+
+    fn ids(staged: &StagedPage) -> (Vec<&str>, Vec<&str>) {
+        (
+            staged.unchanged.iter().map(String::as_str).collect(),
+            staged.changed.iter().map(|r| r.id.as_str()).collect(),
+        )
+    }
+
+    #[test]
+    fn a_first_walk_stages_every_registry_by_id_or_with_its_content() {
+        let mut listing = Listing::default();
+        store(&mut listing, "kept", "a");
+        store(&mut listing, "edited", "a");
+        let staged = listing
+            .sort(page(vec![
+                item("kept", "a"),
+                item("edited", "b"),
+                item("new", "c"),
+            ]))
+            .expect("a page of registries");
+        assert_eq!(ids(&staged), (vec!["kept"], vec!["edited", "new"]));
+    }
+
+    #[test]
+    fn a_confirming_walk_stages_only_what_is_missing_changed_or_not_stored() {
+        let mut unseen = Unseen::default();
+        unseen.insert("missed");
+        let mut listing = Listing::confirming(&unseen);
+        for id in ["listed", "missed", "edited"] {
+            store(&mut listing, id, "a");
+        }
+        let staged = listing
+            .sort(page(vec![
+                item("listed", "a"),
+                item("missed", "a"),
+                item("edited", "b"),
+                item("new", "c"),
+            ]))
+            .expect("a page of registries");
+        assert_eq!(ids(&staged), (vec!["missed"], vec!["edited", "new"]));
+        // Every registry the walk listed still counts towards its consistency check.
+        assert_eq!(listing.seen.len(), 4);
     }
 }
