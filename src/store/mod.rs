@@ -696,6 +696,18 @@ impl Store {
         })
     }
 
+    /// How many live registries a scope covers.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the database fails.
+    pub async fn count_live(&self, coverage: Coverage<'_>) -> Result<i64, StoreError> {
+        dispatch!(self, pool => {
+            let mut conn = pool.acquire().await.map_err(query_error("acquiring a connection"))?;
+            Queries::<Db>::count_live(&mut *conn, coverage).await
+        })
+    }
+
     /// Calls `each` with the id of every live registry a scope covers that no walk of the
     /// run listed, streaming.
     ///

@@ -381,23 +381,43 @@ where
     }
 
     /// Removes the staged rows of `run_id` and of every run that is no longer running, and
-    /// the index of listed ids, which only a run whose walks have ended has.
+    /// the index of listed ids, which only a run whose walks have ended has. When no other
+    /// run is running (the sync lease makes that the rule) every row goes, with a `DELETE`
+    /// that names no rows: SQLite then frees the table's pages whole instead of deleting
+    /// rows one by one (a tenth of a second at 50,000 registries, a fifth of an unchanged
+    /// sync's CPU).
     pub(crate) async fn clear_staging(pool: &Pool<DB>, run_id: i64) -> Result<(), StoreError> {
         const CONTEXT: &str = "clearing staged pages";
-        let mut conn = pool.acquire().await.map_err(query_error(CONTEXT))?;
-        sqlx::query::<DB>("DROP INDEX IF EXISTS sync_staging_id_idx")
-            .execute(&mut *conn)
+        let mut tx = pool
+            .begin_with(DB::BEGIN_WRITE)
             .await
             .map_err(query_error(CONTEXT))?;
-        sqlx::query::<DB>(
-            "DELETE FROM sync_staging WHERE run_id = $1 OR run_id NOT IN \
-             (SELECT id FROM sync_runs WHERE status = 'running')",
+        sqlx::query::<DB>("DROP INDEX IF EXISTS sync_staging_id_idx")
+            .execute(&mut *tx)
+            .await
+            .map_err(query_error(CONTEXT))?;
+        let others = sqlx::query::<DB>(
+            "SELECT COUNT(*) AS n FROM sync_runs WHERE status = 'running' AND id <> $1",
         )
         .bind(run_id)
-        .execute(&mut *conn)
+        .fetch_one(&mut *tx)
         .await
         .map_err(query_error(CONTEXT))?;
-        Ok(())
+        let others: i64 = others.try_get("n").map_err(query_error(CONTEXT))?;
+        let delete = if others == 0 {
+            sqlx::query::<DB>("DELETE FROM sync_staging")
+        } else {
+            sqlx::query::<DB>(
+                "DELETE FROM sync_staging WHERE run_id = $1 OR run_id NOT IN \
+                 (SELECT id FROM sync_runs WHERE status = 'running')",
+            )
+            .bind(run_id)
+        };
+        delete
+            .execute(&mut *tx)
+            .await
+            .map_err(query_error(CONTEXT))?;
+        tx.commit().await.map_err(query_error(CONTEXT))
     }
 
     /// Indexes the run's listing by id, once its walks have ended: what deciding deletions

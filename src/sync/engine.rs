@@ -518,6 +518,16 @@ impl RunContext<'_> {
     /// missing nor changed, and staging it again cost as much as the first walk did.
     async fn confirm(&self, ix: usize, state: &mut ScopeState) {
         let scope = self.coverages[ix].scope;
+        // Each registry the scope's walk applied is live where the scope covers it, once:
+        // when the scope holds no more than that, its walk listed all of them.
+        match self.store.count_live(self.coverages[ix]).await {
+            Ok(n_live) if n_live == state.report.counts.n_fetched => {
+                state.nothing_unseen = true;
+                return;
+            }
+            Ok(_) => {}
+            Err(e) => return self.fail_store(e),
+        }
         let mut unseen = Unseen::default();
         if let Err(e) = self
             .store

@@ -8,8 +8,8 @@ use std::process::Command;
 use hss_sync::api::{Auth, RetryPolicy};
 use hss_sync::signer::Credentials;
 use hss_sync::sim::{Fault, Mutation};
-use hss_sync::store::{HistoryFilter, LeaseOutcome};
-use hss_sync::sync::{DeletionGuard, RunStatus, SyncOptions};
+use hss_sync::store::{HistoryFilter, LeaseOutcome, RunTotals, StagePage};
+use hss_sync::sync::{DeletionGuard, RunStatus, SyncOptions, Trigger};
 
 use crate::helpers::{
     client_for, client_with, estate, scope, test_settings, Backend, TestApp, ACCESS_KEY, SECRET_KEY,
@@ -864,3 +864,66 @@ async fn a_registry_moved_into_a_failing_enterprise_project_is_not_retired(backe
     assert_eq!(history[1].changed_fields, ["enterprise_project_id"]);
 }
 on_both_backends!(a_registry_moved_into_a_failing_enterprise_project_is_not_retired);
+
+/// How many rows `sync_staging` holds for each run, by run id.
+async fn staged_runs(app: &TestApp, backend: Backend) -> Vec<(i64, i64)> {
+    use sqlx::Connection;
+    const SQL: &str =
+        "SELECT run_id, COUNT(*) AS n FROM sync_staging GROUP BY run_id ORDER BY run_id";
+    let rows: Vec<(i64, i64)> = if backend == Backend::Sqlite {
+        let mut conn = sqlx::SqliteConnection::connect(&app.db.url).await.unwrap();
+        sqlx::query_as(SQL).fetch_all(&mut conn).await.unwrap()
+    } else {
+        let mut conn = sqlx::PgConnection::connect(&app.db.url).await.unwrap();
+        sqlx::query_as(SQL).fetch_all(&mut conn).await.unwrap()
+    };
+    rows
+}
+
+async fn clearing_the_staging_keeps_what_another_running_run_staged(backend: Backend) {
+    // Arrange: two runs recorded as running, each with a page staged.
+    let app = TestApp::spawn(backend, estate(1, 0, 3)).await;
+    let scope = app.all_granted_scopes().remove(0);
+    let now = hss_sync::store::now();
+    let mut runs = Vec::new();
+    for ids in [["a1", "a2"], ["b1", "b2"]] {
+        let run_id = app
+            .store
+            .begin_run(Trigger::Cli, 1, now, None)
+            .await
+            .unwrap();
+        let page = StagePage {
+            run_id,
+            scope_ix: 0,
+            scope: &scope,
+            unchanged: &ids,
+            changed: &[],
+        };
+        app.store.stage_page(&page).await.unwrap();
+        runs.push(run_id);
+    }
+    let (first, second) = (runs[0], runs[1]);
+    assert_eq!(
+        staged_runs(&app, backend).await,
+        vec![(first, 2), (second, 2)]
+    );
+
+    // Act: the first run clears its staging while the second still runs.
+    app.store.clear_staging(first).await.unwrap();
+
+    // Assert: only the first run's rows went.
+    assert_eq!(staged_runs(&app, backend).await, vec![(second, 2)]);
+
+    // Act: once the second run has ended, clearing for a new run takes everything.
+    let totals = RunTotals {
+        status: RunStatus::Failed,
+        ..RunTotals::default()
+    };
+    app.store.finish_run(second, &totals, now).await.unwrap();
+    app.store.clear_staging(first).await.unwrap();
+
+    // Assert
+    assert_eq!(staged_runs(&app, backend).await, vec![]);
+}
+
+on_both_backends!(clearing_the_staging_keeps_what_another_running_run_staged);
