@@ -165,6 +165,21 @@ pub struct StagePage<'a> {
     pub changed: &'a [&'a Registry],
 }
 
+/// The registries a scope's retiring looks at: the live ones `coverage` answers for that no
+/// walk of run `run_id` listed, and, when the run has them at hand, only those `among` the
+/// ids the scope missed before its confirming walk (nothing later in a run adds to those:
+/// moves only take listed registries). Looking a few ids up is much cheaper than a pass over
+/// the scope and the run's listing, three times over.
+#[derive(Clone, Copy, Debug)]
+pub struct Unlisted<'a> {
+    /// The run.
+    pub run_id: i64,
+    /// The scope and what it answers for.
+    pub coverage: Coverage<'a>,
+    /// The ids to look among, if the run knows them.
+    pub among: Option<&'a [String]>,
+}
+
 /// One step of writing a scope: applying its staged pages, or its deferred moves.
 #[derive(Clone, Copy, Debug)]
 pub struct ScopeStep<'a> {
@@ -723,8 +738,7 @@ impl Store {
         dispatch!(self, pool => Queries::<Db>::unseen(pool, run_id, coverage, each).await)
     }
 
-    /// Retires, as `retirement` allows, the live registries a scope covers that no walk of
-    /// the run listed, in one transaction with its audit row. `n_new` of the scope's live
+    /// Retires, as `retirement` allows, the registries `unlisted` names, in one transaction with its audit row. `n_new` of the scope's live
     /// registries were created or restored by this run: the guard weighs what is missing
     /// against what the scope held before the run. Returns the counts, and the
     /// message of deletions held by the guard, when they were (the scope is then `held`).
@@ -738,9 +752,8 @@ impl Store {
     /// [`StoreError`] when the database fails; then nothing is retired.
     pub async fn retire_unseen(
         &self,
-        run_id: i64,
+        unlisted: Unlisted<'_>,
         scope_row_id: i64,
-        coverage: Coverage<'_>,
         retirement: &Retirement,
         n_new: i64,
         now: DateTime<Utc>,
@@ -749,8 +762,8 @@ impl Store {
         dispatch!(self, pool => {
             let mut tx = begin_write(pool, "starting a scope transaction").await?;
             let mut trial = sqlx::Connection::begin(&mut *tx).await.map_err(query_error(CONTEXT))?;
-            let n_gone = Queries::<Db>::retire_unseen(&mut *trial, run_id, coverage, now).await?;
-            let n_left = Queries::<Db>::count_live(&mut *trial, coverage).await?;
+            let n_gone = Queries::<Db>::retire_unseen(&mut *trial, unlisted, now).await?;
+            let n_left = Queries::<Db>::count_live(&mut *trial, unlisted.coverage).await?;
             let n_live = (n_left + n_gone - n_new).max(n_gone);
             let mut counts = ScopeCounts::default();
             let mut held = None;

@@ -16,7 +16,7 @@ use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool,
 use crate::registry::{Registry, INTEGER_FIELDS, STRING_FIELDS};
 use crate::store::{
     query_error, Backend, HistoryFilter, HistoryRecord, NewRun, RegistryRecord, RowLease,
-    RunRecord, RunTotals, ScopeRecord, ScopeStep, ScopeUpdate, StagePage, StoreError,
+    RunRecord, RunTotals, ScopeRecord, ScopeStep, ScopeUpdate, StagePage, StoreError, Unlisted,
 };
 use crate::sync::plan::{
     self, Change, ChangeKind, Coverage, Decision, Location, ScopeCounts, StoredSummary, Write,
@@ -120,6 +120,15 @@ fn scope_filter(coverage: Coverage<'_>, first: usize) -> String {
         format!("{project} AND (enterprise_project_id = ${ep} OR enterprise_project_id IS NULL)")
     } else {
         format!("{project} AND enterprise_project_id = ${ep}")
+    }
+}
+
+/// How many placeholders [`scope_filter`] places.
+fn scope_params(coverage: Coverage<'_>) -> usize {
+    if coverage.scope.enterprise_project_id == ALL_GRANTED_EPS {
+        1
+    } else {
+        2
     }
 }
 
@@ -805,15 +814,29 @@ where
     /// marks the rows. Returns how many.
     pub(crate) async fn retire_unseen(
         conn: &mut DB::Connection,
-        run_id: i64,
-        coverage: Coverage<'_>,
+        unlisted: Unlisted<'_>,
         now: DateTime<Utc>,
     ) -> Result<i64, StoreError> {
         const CONTEXT: &str = "retiring registries";
-        let gone = format!(
+        let coverage = unlisted.coverage;
+        let mut gone = format!(
             "r.deleted_at IS NULL AND {} AND {UNSEEN}",
             scope_filter(coverage, 3)
         );
+        let among = unlisted.among.unwrap_or_default();
+        if unlisted.among.is_some() {
+            if among.is_empty() {
+                return Ok(0);
+            }
+            // Numbered like the rest of the statement: a `?` among `$N` would be bound from
+            // the first value on.
+            let first = 3 + scope_params(coverage);
+            let list = (first..first + among.len())
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            gone.push_str(&format!(" AND r.id IN ({list})"));
+        }
         let columns = CONTENT_COLUMNS.join(", ");
         let stored_columns = content_columns_of("r");
         let (insert, update) = (DB::INSERT, DB::UPDATE);
@@ -834,8 +857,14 @@ where
         ];
         let mut n_retired = 0;
         for sql in &statements {
-            let query = sqlx::query::<DB>(sql).bind(run_id).bind(DB::timestamp(now));
-            let result = bind_scope(query, coverage.scope)
+            let query = sqlx::query::<DB>(sql)
+                .bind(unlisted.run_id)
+                .bind(DB::timestamp(now));
+            let mut query = bind_scope(query, coverage.scope);
+            for id in among {
+                query = query.bind(id.clone());
+            }
+            let result = query
                 .execute(&mut *conn)
                 .await
                 .map_err(query_error(CONTEXT))?;

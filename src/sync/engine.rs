@@ -17,7 +17,9 @@ use crate::api::{
 };
 use crate::errors::chain;
 use crate::registry::Registry;
-use crate::store::{now, RunTotals, ScopeStep, ScopeUpdate, StagePage, Store, StoreError};
+use crate::store::{
+    now, RunTotals, ScopeStep, ScopeUpdate, StagePage, Store, StoreError, Unlisted,
+};
 use crate::sync::plan::{Coverage, DeletionGuard, Retirement};
 use crate::sync::{
     NoProgress, Progress, RunReport, RunStatus, Scope, ScopeCounts, ScopeReport, ScopeStatus,
@@ -307,6 +309,9 @@ struct ScopeState {
     /// nothing later in the run can make one unseen (moves only take listed registries, and
     /// retiring only removes), so there is nothing to retire.
     nothing_unseen: bool,
+    /// The ids of the registries it missed before its confirming walk, when they were few
+    /// enough to keep (see [`RETIRE_AMONG_MAX`]): its retiring looks among these only.
+    unseen_ids: Option<Vec<String>>,
 }
 
 /// The request tallies of a scope's walks.
@@ -424,6 +429,7 @@ impl RunContext<'_> {
             recorded_tallies: Tallies::default(),
             applied_seq: 0,
             nothing_unseen: false,
+            unseen_ids: None,
         };
         self.apply_walk(ix, &mut state, walk).await;
         state
@@ -538,6 +544,7 @@ impl RunContext<'_> {
         }
         let n_missing = unseen.keys.len();
         state.nothing_unseen = n_missing == 0;
+        state.unseen_ids = unseen.ids.take();
         let Some(client) = self
             .clients
             .for_region(&scope.region)
@@ -701,9 +708,12 @@ async fn run_scopes(
         let scope = ctx.coverages[ix].scope;
         match store
             .retire_unseen(
-                run_id,
+                Unlisted {
+                    run_id,
+                    coverage: ctx.coverages[ix],
+                    among: state.unseen_ids.as_deref(),
+                },
                 ctx.scope_row_ids[ix],
-                ctx.coverages[ix],
                 &retirement,
                 state.report.counts.n_inserted + state.report.counts.n_restored,
                 now(),
@@ -1158,17 +1168,39 @@ struct Listing {
 /// registry the confirming walk finds as the store holds it and not among these was listed
 /// already (the listing is the run's, and moves and applies only ever add to it), so it is
 /// not staged again; a collision only stages a registry that did not need it.
-#[derive(Default)]
+///
+/// It also keeps the ids themselves, up to [`RETIRE_AMONG_MAX`] of them, for the scope's
+/// retiring to look among.
 struct Unseen {
     hasher: std::hash::RandomState,
     keys: HashSet<u64>,
+    ids: Option<Vec<String>>,
+}
+
+impl Default for Unseen {
+    fn default() -> Unseen {
+        Unseen {
+            hasher: std::hash::RandomState::default(),
+            keys: HashSet::new(),
+            ids: Some(Vec::new()),
+        }
+    }
 }
 
 impl Unseen {
     fn insert(&mut self, id: &str) {
         self.keys.insert(self.hasher.hash_one(id));
+        match &mut self.ids {
+            Some(ids) if ids.len() < RETIRE_AMONG_MAX => ids.push(id.to_owned()),
+            _ => self.ids = None,
+        }
     }
 }
+
+/// The most ids of missed registries a scope keeps for its retiring to look among: a run's
+/// usual handful is looked up by id; beyond this many, retiring passes over the scope
+/// instead, and memory stays bounded however much goes missing.
+const RETIRE_AMONG_MAX: usize = 1_000;
 
 impl Listing {
     /// A listing for a walk that confirms what `unseen` holds.
@@ -1412,5 +1444,17 @@ mod tests {
         assert_eq!(ids(&staged), (vec!["missed"], vec!["edited", "new"]));
         // Every registry the walk listed still counts towards its consistency check.
         assert_eq!(listing.seen.len(), 4);
+    }
+
+    #[test]
+    fn the_ids_a_scope_missed_are_kept_for_its_retiring_only_while_they_are_few() {
+        let mut unseen = Unseen::default();
+        for i in 0..RETIRE_AMONG_MAX {
+            unseen.insert(&format!("id-{i}"));
+        }
+        assert_eq!(unseen.ids.as_ref().map(Vec::len), Some(RETIRE_AMONG_MAX));
+        unseen.insert("one-more");
+        assert_eq!(unseen.ids, None);
+        assert_eq!(unseen.keys.len(), RETIRE_AMONG_MAX + 1);
     }
 }
