@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Instant;
 
@@ -374,6 +375,9 @@ struct RunContext<'a> {
     /// Cancelled when the database fails, so every walk stops.
     halt: CancellationToken,
     store_error: StdMutex<Option<StoreError>>,
+    /// How many more ids of missed registries the run may keep for retiring (see
+    /// [`RETIRE_AMONG_MAX`]).
+    among_left: AtomicUsize,
 }
 
 impl RunContext<'_> {
@@ -544,7 +548,10 @@ impl RunContext<'_> {
         }
         let n_missing = unseen.keys.len();
         state.nothing_unseen = n_missing == 0;
-        state.unseen_ids = unseen.ids.take();
+        state.unseen_ids = unseen
+            .ids
+            .take()
+            .filter(|ids| claim(&self.among_left, ids.len()));
         let Some(client) = self
             .clients
             .for_region(&scope.region)
@@ -636,6 +643,7 @@ async fn run_scopes(
         writer: Mutex::new(()),
         halt: options.cancel.child_token(),
         store_error: StdMutex::new(None),
+        among_left: AtomicUsize::new(RETIRE_AMONG_MAX),
     };
     let mut states: Vec<ScopeState> =
         join_all((0..scopes.len()).map(|ix| ctx.walk_and_apply(ix))).await;
@@ -1170,7 +1178,7 @@ struct Listing {
 /// not staged again; a collision only stages a registry that did not need it.
 ///
 /// It also keeps the ids themselves, up to [`RETIRE_AMONG_MAX`] of them, for the scope's
-/// retiring to look among.
+/// retiring to look among, if the run's allowance has room for them.
 struct Unseen {
     hasher: std::hash::RandomState,
     keys: HashSet<u64>,
@@ -1197,10 +1205,19 @@ impl Unseen {
     }
 }
 
-/// The most ids of missed registries a scope keeps for its retiring to look among: a run's
-/// usual handful is looked up by id; beyond this many, retiring passes over the scope
-/// instead, and memory stays bounded however much goes missing.
-const RETIRE_AMONG_MAX: usize = 1_000;
+/// Takes `n` from what `left` allows, if it allows that many.
+fn claim(left: &AtomicUsize, n: usize) -> bool {
+    left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+        left.checked_sub(n)
+    })
+    .is_ok()
+}
+
+/// The most ids of missed registries a run keeps, all scopes together, for their retiring to
+/// look among: a run's usual handful is looked up by id; a scope whose ids do not fit passes
+/// over the scope and the run's listing instead, so memory stays bounded (a few hundred KiB)
+/// however much goes missing, in however many scopes.
+const RETIRE_AMONG_MAX: usize = 10_000;
 
 impl Listing {
     /// A listing for a walk that confirms what `unseen` holds.
@@ -1444,6 +1461,16 @@ mod tests {
         assert_eq!(ids(&staged), (vec!["missed"], vec!["edited", "new"]));
         // Every registry the walk listed still counts towards its consistency check.
         assert_eq!(listing.seen.len(), 4);
+    }
+
+    #[test]
+    fn a_run_keeps_missed_ids_only_while_its_allowance_lasts() {
+        let left = AtomicUsize::new(10);
+        assert!(claim(&left, 6));
+        assert!(!claim(&left, 5));
+        assert!(claim(&left, 4));
+        assert!(!claim(&left, 1));
+        assert_eq!(left.load(Ordering::Relaxed), 0);
     }
 
     #[test]
