@@ -647,7 +647,11 @@ impl Store {
     ///
     /// [`StoreError`] when the database fails.
     pub async fn clear_staging(&self, run_id: i64) -> Result<(), StoreError> {
-        dispatch!(self, pool => Queries::<Db>::clear_staging(pool, run_id).await)
+        dispatch!(self, pool => {
+            let mut tx = begin_write(pool, "starting to clear staged pages").await?;
+            Queries::<Db>::clear_staging(&mut *tx, run_id).await?;
+            tx.commit().await.map_err(query_error("committing the cleared staging"))
+        })
     }
 
     /// Applies what a scope staged after `step.after_seq`, in one transaction with its
@@ -738,9 +742,9 @@ impl Store {
         dispatch!(self, pool => Queries::<Db>::unseen(pool, run_id, coverage, each).await)
     }
 
-    /// Retires, as `retirement` allows, the registries `unlisted` names, in one transaction with its audit row. `n_new` of the scope's live
-    /// registries were created or restored by this run: the guard weighs what is missing
-    /// against what the scope held before the run. Returns the counts, and the
+    /// Retires, as `retirement` allows, the registries `unlisted` names, in one transaction
+    /// with its audit row. `n_new` of the scope's live registries were created or restored by
+    /// this run: the guard weighs what is missing against what the scope held before the run. Returns the counts, and the
     /// message of deletions held by the guard, when they were (the scope is then `held`).
     ///
     /// The registries are retired inside a savepoint first, which tells how many were

@@ -311,7 +311,8 @@ struct ScopeState {
     /// retiring only removes), so there is nothing to retire.
     nothing_unseen: bool,
     /// The ids of the registries it missed before its confirming walk, when they were few
-    /// enough to keep (see [`RETIRE_AMONG_MAX`]): its retiring looks among these only.
+    /// enough to keep (see [`RETIRE_AMONG_PER_SCOPE`] and [`RETIRE_AMONG_MAX`]): its retiring
+    /// looks among these only.
     unseen_ids: Option<Vec<String>>,
 }
 
@@ -1177,8 +1178,8 @@ struct Listing {
 /// already (the listing is the run's, and moves and applies only ever add to it), so it is
 /// not staged again; a collision only stages a registry that did not need it.
 ///
-/// It also keeps the ids themselves, up to [`RETIRE_AMONG_MAX`] of them, for the scope's
-/// retiring to look among, if the run's allowance has room for them.
+/// It also keeps the ids themselves, up to [`RETIRE_AMONG_PER_SCOPE`] of them, for the
+/// scope's retiring to look among, if the run's allowance has room for them.
 struct Unseen {
     hasher: std::hash::RandomState,
     keys: HashSet<u64>,
@@ -1199,7 +1200,7 @@ impl Unseen {
     fn insert(&mut self, id: &str) {
         self.keys.insert(self.hasher.hash_one(id));
         match &mut self.ids {
-            Some(ids) if ids.len() < RETIRE_AMONG_MAX => ids.push(id.to_owned()),
+            Some(ids) if ids.len() < RETIRE_AMONG_PER_SCOPE => ids.push(id.to_owned()),
             _ => self.ids = None,
         }
     }
@@ -1218,6 +1219,11 @@ fn claim(left: &AtomicUsize, n: usize) -> bool {
 /// over the scope and the run's listing instead, so memory stays bounded (a few hundred KiB)
 /// however much goes missing, in however many scopes.
 const RETIRE_AMONG_MAX: usize = 10_000;
+
+/// The most ids one scope's retiring looks among: each is a numbered placeholder of its
+/// three statements, and SQLite finds a numbered placeholder's value by walking the list of
+/// the statement's names, so a statement's binding costs the square of its ids.
+const RETIRE_AMONG_PER_SCOPE: usize = 1_000;
 
 impl Listing {
     /// A listing for a walk that confirms what `unseen` holds.
@@ -1476,12 +1482,15 @@ mod tests {
     #[test]
     fn the_ids_a_scope_missed_are_kept_for_its_retiring_only_while_they_are_few() {
         let mut unseen = Unseen::default();
-        for i in 0..RETIRE_AMONG_MAX {
+        for i in 0..RETIRE_AMONG_PER_SCOPE {
             unseen.insert(&format!("id-{i}"));
         }
-        assert_eq!(unseen.ids.as_ref().map(Vec::len), Some(RETIRE_AMONG_MAX));
+        assert_eq!(
+            unseen.ids.as_ref().map(Vec::len),
+            Some(RETIRE_AMONG_PER_SCOPE)
+        );
         unseen.insert("one-more");
         assert_eq!(unseen.ids, None);
-        assert_eq!(unseen.keys.len(), RETIRE_AMONG_MAX + 1);
+        assert_eq!(unseen.keys.len(), RETIRE_AMONG_PER_SCOPE + 1);
     }
 }
