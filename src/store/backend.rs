@@ -55,6 +55,10 @@ pub trait Backend: sqlx::Database {
     /// transaction ends. SQLite needs none: a killed process's transaction cannot commit.
     const WRITE_FENCE: Option<&'static str>;
 
+    /// An aggregate of a chunk of `id` and `content_hash` rows into one string, each entry
+    /// `<bytes of id>:<id><content hash>`, separated by commas.
+    const ID_HASH_ENTRIES: &'static str;
+
     /// How many rows a statement changed.
     fn rows_affected(result: &Self::QueryResult) -> u64;
 
@@ -73,6 +77,9 @@ impl Backend for Sqlite {
     type Timestamp = String;
 
     const WRITE_FENCE: Option<&'static str> = None;
+
+    const ID_HASH_ENTRIES: &'static str =
+        "group_concat(length(CAST(id AS BLOB)) || ':' || id || content_hash, ',')";
 
     fn rows_affected(result: &sqlx::sqlite::SqliteQueryResult) -> u64 {
         result.rows_affected()
@@ -106,6 +113,9 @@ impl Backend for Postgres {
     type Timestamp = DateTime<Utc>;
 
     const WRITE_FENCE: Option<&'static str> = Some("SELECT pg_advisory_xact_lock_shared($1)");
+
+    const ID_HASH_ENTRIES: &'static str =
+        "string_agg(octet_length(id) || ':' || id || content_hash, ',')";
 
     fn rows_affected(result: &sqlx::postgres::PgQueryResult) -> u64 {
         result.rows_affected()

@@ -20,6 +20,7 @@ mod readonly;
 mod reporting;
 mod reports;
 mod safety;
+mod schema;
 mod service;
 mod signals;
 mod sim_admin;

@@ -437,3 +437,46 @@ async fn malformed_json_fails_its_scope_and_retires_nothing(backend: Backend) {
         .any(|s| s.status == "failed" && s.error.is_some()));
 }
 on_both_backends!(malformed_json_fails_its_scope_and_retires_nothing);
+
+async fn the_stored_registries_a_walk_can_find_unchanged_are_read_whole_in_chunks(
+    backend: Backend,
+) {
+    // Arrange: more registries in one scope than one chunk holds, and ids that hold the
+    // characters the chunks are written with.
+    let app = TestApp::spawn(backend, estate(1, 0, 9_000)).await;
+    let project = app.sim.project_ids()[0].clone();
+    for id in ["odd,1", "odd:2", "\u{e9}t\u{e9}-3", "9:x4ab,"] {
+        app.sim
+            .insert_registry(&project, "0", json!({"id": id, "registry_name": id}));
+    }
+    let scopes = app.all_granted_scopes();
+    let first = app.sync(&scopes).await;
+    assert_eq!(first.status, RunStatus::Succeeded, "{first:?}");
+
+    // Act
+    let mut read: Vec<(String, String)> = Vec::new();
+    app.store
+        .unchanged_candidates(&scopes[0], &mut |id, hash| {
+            read.push((id.to_owned(), hash.to_owned()))
+        })
+        .await
+        .unwrap();
+
+    // Assert: every live registry of the scope, once, with its stored content hash.
+    let mut stored: Vec<(String, String)> = app
+        .registries()
+        .await
+        .into_iter()
+        .map(|r| (r.registry.id.clone(), r.registry.content_hash.clone()))
+        .collect();
+    assert_eq!(stored.len(), 9_004);
+    stored.sort();
+    read.sort();
+    assert_eq!(read, stored);
+    let again = app.sync(&scopes).await;
+    assert_eq!(
+        (again.counts.n_unchanged, again.counts.n_updated),
+        (9_004, 0)
+    );
+}
+on_both_backends!(the_stored_registries_a_walk_can_find_unchanged_are_read_whole_in_chunks);
