@@ -1067,9 +1067,11 @@ async fn walk_with_rewalks(
 
 /// Walks every page of one scope, staging each in the store as it arrives: `offset`
 /// advances by the items actually returned, and the walk ends on an empty page or when
-/// `offset` reaches `total_num`. Each page is hashed, sorted and staged while the next one
-/// is fetched, and what the store holds is loaded while the first one is: the network, the
-/// walk's own work and the database overlap, and a walk holds at most two pages.
+/// `offset` reaches `total_num`. Pages are fetched in one stream and hashed, sorted and staged
+/// in another, with up to [`PAGES_AHEAD`] fetched pages waiting between them, and what the
+/// store holds is loaded while the first one is fetched: the network, the walk's own work and
+/// the database overlap, and a wait for the database (on SQLite, behind another scope's
+/// transaction) does not hold back the next requests.
 async fn walk_scope(
     client: &HssClient,
     ctx: &RunContext<'_>,
@@ -1080,61 +1082,40 @@ async fn walk_scope(
     let scope = ctx.coverages[ix].scope;
     let mut walk = Walk::new();
     let mut listing = confirming.map_or_else(Listing::default, Listing::confirming);
-    let mut offset: u32 = 0;
-    let (mut fetched, loaded) = tokio::join!(
-        fetch_page(client, ctx, scope, offset, &mut walk.attempts),
-        listing.load(ctx, scope),
-    );
-    if !walk.staged(ctx, loaded.map(|()| 0).map_err(StageError::Store)) {
+    let mut fetched = Fetched::default();
+    let (pages, mut arrived) = tokio::sync::mpsc::channel::<RawPage>(PAGES_AHEAD);
+    let fetcher = fetch_pages(client, ctx, scope, &mut walk.attempts, &mut fetched, pages);
+    let stager = async {
+        // Closed as soon as staging stops, so that no further page is asked for.
+        let inbox = CloseOnDrop(&mut arrived);
+        listing.load(ctx, scope).await.map_err(StageError::Store)?;
+        let mut n_unchanged = 0;
+        while let Some(page) = inbox.0.recv().await {
+            n_unchanged += listing.sort_and_stage(ctx, ix, page).await?;
+        }
+        Ok(n_unchanged)
+    };
+    let ((), staged) = tokio::join!(fetcher, stager);
+    walk.n_pages = fetched.n_pages;
+    walk.api_total = fetched.api_total;
+    if !walk.staged(ctx, staged) {
         return walk;
     }
-    let mut total_changed = false;
-    loop {
-        let page = match fetched {
-            Ok(page) => page,
-            Err(PageStop::Interrupted) => {
-                walk.outcome = WalkOutcome::Interrupted;
-                return walk;
-            }
-            Err(PageStop::Failed(why, failure)) => {
-                walk.failure = failure;
-                walk.outcome = WalkOutcome::Failed(why);
-                return walk;
-            }
-        };
-        walk.n_pages += 1;
-        let total = page.total_num;
-        if walk.api_total.is_some_and(|previous| previous != total) {
-            total_changed = true;
-        }
-        walk.api_total = Some(total);
-        if page.items.is_empty() {
-            break;
-        }
-        let raw = RawPage {
-            offset,
-            items: page.items,
-        };
-        offset = offset.saturating_add(u32::try_from(raw.items.len()).unwrap_or(u32::MAX));
-        if i64::from(offset) >= total {
-            let staged = listing.sort_and_stage(ctx, ix, raw).await;
-            if !walk.staged(ctx, staged) {
-                return walk;
-            }
-            break;
-        }
-        let (next, staged) = tokio::join!(
-            fetch_page(client, ctx, scope, offset, &mut walk.attempts),
-            listing.sort_and_stage(ctx, ix, raw),
-        );
-        if !walk.staged(ctx, staged) {
+    match fetched.stop {
+        None => {}
+        Some(PageStop::Interrupted) => {
+            walk.outcome = WalkOutcome::Interrupted;
             return walk;
         }
-        fetched = next;
+        Some(PageStop::Failed(why, failure)) => {
+            walk.failure = failure;
+            walk.outcome = WalkOutcome::Failed(why);
+            return walk;
+        }
     }
     let n_distinct = listing.seen.len() as i64;
     let n_duplicates = listing.n_duplicates;
-    walk.outcome = if total_changed
+    walk.outcome = if fetched.total_changed
         || n_duplicates > 0
         || walk.api_total.is_some_and(|t| t != n_distinct)
     {
@@ -1142,7 +1123,7 @@ async fn walk_scope(
             "pages did not add up (total_num {}, {n_distinct} distinct ids, {n_duplicates} repeated{})",
             walk.api_total
                 .map_or("absent".to_owned(), |t| t.to_string()),
-            if total_changed {
+            if fetched.total_changed {
                 ", total_num changed between pages"
             } else {
                 ""
@@ -1154,6 +1135,70 @@ async fn walk_scope(
         WalkOutcome::Complete
     };
     walk
+}
+
+/// Fetched pages that may wait to be staged, per walk: while the database makes a walk wait
+/// (SQLite writes one transaction at a time, and a scope's apply holds it for a tenth of a
+/// second at 2,500 registries), the walk asks for two more pages, and holds at most four.
+const PAGES_AHEAD: usize = 2;
+
+/// Closes a walk's page channel when its staging stops, for whatever reason.
+struct CloseOnDrop<'a>(&'a mut tokio::sync::mpsc::Receiver<RawPage>);
+
+impl Drop for CloseOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
+/// What the fetching half of a walk saw.
+#[derive(Default)]
+struct Fetched {
+    n_pages: i64,
+    api_total: Option<i64>,
+    /// Whether `total_num` changed between pages.
+    total_changed: bool,
+    /// Why it stopped before the last page, if it did.
+    stop: Option<PageStop>,
+}
+
+/// Fetches the pages of `scope` in order and hands each to `pages`, until the last page, a
+/// failed or interrupted request, or until staging stops taking them.
+async fn fetch_pages(
+    client: &HssClient,
+    ctx: &RunContext<'_>,
+    scope: &Scope,
+    attempts: &mut Attempts,
+    fetched: &mut Fetched,
+    pages: tokio::sync::mpsc::Sender<RawPage>,
+) {
+    let mut offset: u32 = 0;
+    while !pages.is_closed() {
+        let page = match fetch_page(client, ctx, scope, offset, attempts).await {
+            Ok(page) => page,
+            Err(stop) => {
+                fetched.stop = Some(stop);
+                return;
+            }
+        };
+        fetched.n_pages += 1;
+        let total = page.total_num;
+        if fetched.api_total.is_some_and(|previous| previous != total) {
+            fetched.total_changed = true;
+        }
+        fetched.api_total = Some(total);
+        if page.items.is_empty() {
+            return;
+        }
+        let raw = RawPage {
+            offset,
+            items: page.items,
+        };
+        offset = offset.saturating_add(u32::try_from(raw.items.len()).unwrap_or(u32::MAX));
+        if pages.send(raw).await.is_err() || i64::from(offset) >= total {
+            return;
+        }
+    }
 }
 
 /// What one walk of a scope knows of the ids it lists, as 64-bit hashes: the ids it has
