@@ -16,6 +16,7 @@ mod queries;
 pub mod reports;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -301,7 +302,22 @@ pub struct RegistryRecord {
 /// A connection pool to one of the two backends. The pool never leaves the store: every
 /// read and write goes through a method phrased in domain terms.
 #[derive(Clone, Debug)]
-pub struct Store(Pools);
+pub struct Store(Pools, WriteTurns);
+
+/// Whose turn it is to write, among this process's writing transactions, where the backend
+/// writes one transaction at a time (SQLite): each waits for its turn in the order it asked.
+/// Left to SQLite, a transaction that finds the write lock taken sleeps and tries again, up to
+/// a tenth of a second between tries and with no order among those waiting, so a walk's page
+/// waited up to half a second behind other scopes' writes, and the walk with it. Other
+/// processes writing the same file still meet SQLite's busy timeout.
+#[derive(Clone, Debug, Default)]
+struct WriteTurns(Option<Arc<tokio::sync::Mutex<()>>>);
+
+impl WriteTurns {
+    fn one_at_a_time() -> WriteTurns {
+        WriteTurns(Some(Arc::default()))
+    }
+}
 
 /// The pool of the backend a [`Store`] was opened on.
 #[derive(Clone, Debug)]
@@ -351,13 +367,17 @@ impl Store {
                     // Every statement the store keeps prepared, and no room for more: the ones
                     // whose placeholder count follows the data are never kept (see queries.rs).
                     .statement_cache_capacity(SQLITE_STATEMENT_CACHE);
-                Ok(Store(Pools::Sqlite(open_pool(options, 4, "sqlite").await?)))
+                Ok(Store(
+                    Pools::Sqlite(open_pool(options, 4, "sqlite").await?),
+                    WriteTurns::one_at_a_time(),
+                ))
             }
             BackendKind::Postgres => {
                 let options = parse_options::<PgConnectOptions>(url)?.application_name("hss-sync");
-                Ok(Store(Pools::Postgres(
-                    open_pool(options, 8, "postgres").await?,
-                )))
+                Ok(Store(
+                    Pools::Postgres(open_pool(options, 8, "postgres").await?),
+                    WriteTurns::default(),
+                ))
             }
         }
     }
@@ -383,13 +403,19 @@ impl Store {
                     .read_only(true)
                     .create_if_missing(false)
                     .busy_timeout(SQLITE_BUSY_TIMEOUT);
-                Store(Pools::Sqlite(open_pool(options, 2, "sqlite").await?))
+                Store(
+                    Pools::Sqlite(open_pool(options, 2, "sqlite").await?),
+                    WriteTurns::default(),
+                )
             }
             BackendKind::Postgres => {
                 let options = parse_options::<PgConnectOptions>(url)?
                     .application_name("hss-sync")
                     .options([("default_transaction_read_only", "on")]);
-                Store(Pools::Postgres(open_pool(options, 2, "postgres").await?))
+                Store(
+                    Pools::Postgres(open_pool(options, 2, "postgres").await?),
+                    WriteTurns::default(),
+                )
             }
         };
         let has_schema = dispatch!(&store, pool => Queries::<Db>::has_schema(pool).await)?;
@@ -619,12 +645,12 @@ impl Store {
         const CONTEXT: &str = "starting to stage a page";
         let n = match &self.0 {
             Pools::Sqlite(pool) => {
-                let mut tx = begin_write(pool, CONTEXT).await?;
+                let mut tx = begin_write(pool, &self.1, CONTEXT).await?;
                 let n = Queries::<sqlx::Sqlite>::stage_page(&mut *tx, page).await?;
                 tx.commit().await.map(|()| n)
             }
             Pools::Postgres(pool) => {
-                let mut tx = begin_write(pool, CONTEXT).await?;
+                let mut tx = begin_write(pool, &self.1, CONTEXT).await?;
                 let n = Queries::<sqlx::Postgres>::stage_page_arrays(&mut tx, page).await?;
                 tx.commit().await.map(|()| n)
             }
@@ -648,7 +674,7 @@ impl Store {
     /// [`StoreError`] when the database fails.
     pub async fn clear_staging(&self, run_id: i64) -> Result<(), StoreError> {
         dispatch!(self, pool => {
-            let mut tx = begin_write(pool, "starting to clear staged pages").await?;
+            let mut tx = begin_write(pool, &self.1, "starting to clear staged pages").await?;
             Queries::<Db>::clear_staging(&mut *tx, run_id).await?;
             tx.commit().await.map_err(query_error("committing the cleared staging"))
         })
@@ -670,7 +696,7 @@ impl Store {
         n_unchanged: i64,
     ) -> Result<(ScopeCounts, i64), StoreError> {
         dispatch!(self, pool => {
-            let mut tx = begin_write(pool, "starting a scope transaction").await?;
+            let mut tx = begin_write(pool, &self.1, "starting a scope transaction").await?;
             let (mut counts, last_seq) = Queries::<Db>::apply_staged(&mut *tx, step).await?;
             counts.n_unchanged += n_unchanged;
             counts.n_fetched += n_unchanged;
@@ -704,7 +730,7 @@ impl Store {
         scope_row_id: i64,
     ) -> Result<ScopeCounts, StoreError> {
         dispatch!(self, pool => {
-            let mut tx = begin_write(pool, "starting a scope transaction").await?;
+            let mut tx = begin_write(pool, &self.1, "starting a scope transaction").await?;
             let counts = Queries::<Db>::apply_deferred(&mut *tx, step, scopes).await?;
             if counts != ScopeCounts::default() {
                 let update = ScopeUpdate { scope_row_id, ..ScopeUpdate::default() };
@@ -764,7 +790,7 @@ impl Store {
     ) -> Result<(ScopeCounts, Option<String>), StoreError> {
         const CONTEXT: &str = "retiring registries";
         dispatch!(self, pool => {
-            let mut tx = begin_write(pool, "starting a scope transaction").await?;
+            let mut tx = begin_write(pool, &self.1, "starting a scope transaction").await?;
             let mut trial = sqlx::Connection::begin(&mut *tx).await.map_err(query_error(CONTEXT))?;
             let n_gone = Queries::<Db>::retire_unseen(&mut *trial, unlisted, now).await?;
             let n_left = Queries::<Db>::count_live(&mut *trial, unlisted.coverage).await?;
@@ -866,18 +892,24 @@ impl Store {
     }
 }
 
-/// Opens a sync's writing transaction: SQLite's write lock up front, and, where the backend
-/// has one, the write fence held until it ends.
+/// Opens a sync's writing transaction, in its turn among this process's (see [`WriteTurns`]):
+/// SQLite's write lock up front, and, where the backend has one, the write fence held until
+/// it ends.
 async fn begin_write<'p, DB: Backend>(
     pool: &'p sqlx::Pool<DB>,
+    turns: &WriteTurns,
     context: &'static str,
-) -> Result<sqlx::Transaction<'p, DB>, StoreError>
+) -> Result<WriteTx<'p, DB>, StoreError>
 where
     for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
     for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
     for<'q> i64: sqlx::Encode<'q, DB>,
     i64: sqlx::Type<DB>,
 {
+    let turn = match &turns.0 {
+        Some(turns) => Some(Arc::clone(turns).lock_owned().await),
+        None => None,
+    };
     let mut tx = pool
         .begin_with(DB::BEGIN_WRITE)
         .await
@@ -889,7 +921,34 @@ where
             .await
             .map_err(query_error("taking the write fence"))?;
     }
-    Ok(tx)
+    Ok(WriteTx { tx, _turn: turn })
+}
+
+/// A sync's writing transaction, holding its turn (see [`WriteTurns`]) until it ends. It
+/// reads as the connection it runs on.
+struct WriteTx<'p, DB: sqlx::Database> {
+    tx: sqlx::Transaction<'p, DB>,
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl<DB: sqlx::Database> WriteTx<'_, DB> {
+    async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+}
+
+impl<DB: sqlx::Database> std::ops::Deref for WriteTx<'_, DB> {
+    type Target = DB::Connection;
+
+    fn deref(&self) -> &DB::Connection {
+        &self.tx
+    }
+}
+
+impl<DB: sqlx::Database> std::ops::DerefMut for WriteTx<'_, DB> {
+    fn deref_mut(&mut self) -> &mut DB::Connection {
+        &mut self.tx
+    }
 }
 
 /// A run about to start, as [`Store::begin_run`] records it.
