@@ -671,6 +671,11 @@ where
                     .await
                     .map_err(query_error(CONTEXT))?,
             ) as i64;
+            // The same rows in the same transaction: no first version, no new registry (the
+            // usual case of a sync that finds nothing new), and the scan need not run twice.
+            if n == 0 {
+                break;
+            }
         }
         Ok(n)
     }
