@@ -1083,14 +1083,15 @@ async fn walk_scope(
     let mut walk = Walk::new();
     let mut listing = confirming.map_or_else(Listing::default, Listing::confirming);
     let mut fetched = Fetched::default();
-    let (pages, mut arrived) = tokio::sync::mpsc::channel::<RawPage>(PAGES_AHEAD);
+    let (pages, arrived) = tokio::sync::mpsc::channel::<RawPage>(PAGES_AHEAD);
     let fetcher = fetch_pages(client, ctx, scope, &mut walk.attempts, &mut fetched, pages);
     let stager = async {
-        // Closed as soon as staging stops, so that no further page is asked for.
-        let inbox = CloseOnDrop(&mut arrived);
+        // Owned here, so dropped (and the channel closed) as soon as staging stops, for
+        // whatever reason: no further page is asked for.
+        let mut arrived = arrived;
         listing.load(ctx, scope).await.map_err(StageError::Store)?;
         let mut n_unchanged = 0;
-        while let Some(page) = inbox.0.recv().await {
+        while let Some(page) = arrived.recv().await {
             n_unchanged += listing.sort_and_stage(ctx, ix, page).await?;
         }
         Ok(n_unchanged)
@@ -1141,15 +1142,6 @@ async fn walk_scope(
 /// (SQLite writes one transaction at a time, and a scope's apply holds it for a tenth of a
 /// second at 2,500 registries), the walk asks for two more pages, and holds at most four.
 const PAGES_AHEAD: usize = 2;
-
-/// Closes a walk's page channel when its staging stops, for whatever reason.
-struct CloseOnDrop<'a>(&'a mut tokio::sync::mpsc::Receiver<RawPage>);
-
-impl Drop for CloseOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.close();
-    }
-}
 
 /// What the fetching half of a walk saw.
 #[derive(Default)]

@@ -61,11 +61,9 @@ async fn upgrading_sqlite_to_deferred_foreign_keys_keeps_every_row_and_still_che
     sqlite_before_deferred_foreign_keys(&path).await;
     let url = format!("sqlite://{}", path.display());
     let read = |sql: &'static str| {
-        let path = path.clone();
+        let url = url.clone();
         async move {
-            let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
-                .await
-                .unwrap();
+            let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
             let rows: Vec<String> = sqlx::query(sql)
                 .fetch_all(&mut conn)
                 .await
