@@ -4,6 +4,10 @@
 //! Every field may be missing or null on the wire, unknown enum strings are kept as they
 //! come, and unknown extra keys stay in `raw`, so nothing the API says is lost.
 
+use std::borrow::Cow;
+
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -44,12 +48,7 @@ impl Registry {
     /// Returns a message when the item has no usable `id`: without one it cannot be keyed,
     /// and the caller must treat its scope as incomplete.
     pub fn from_raw(raw: Map<String, Value>) -> Result<Self, String> {
-        let id = match raw.get("id") {
-            Some(Value::String(id)) if !id.trim().is_empty() => id.clone(),
-            Some(Value::Number(id)) => id.to_string(),
-            Some(other) => return Err(format!("registry item has an unusable id: {other}")),
-            None => return Err("registry item has no id".to_owned()),
-        };
+        let id = id_of(raw.get("id"))?;
         let content_hash = content_hash(&raw);
         Ok(Registry {
             id,
@@ -77,6 +76,188 @@ impl Registry {
             _ => None,
         }
     }
+}
+
+/// The key of a registry item: a string `id` that is not blank, or a numeric one as text.
+fn id_of(id: Option<&Value>) -> Result<String, String> {
+    match id {
+        Some(Value::String(id)) if !id.trim().is_empty() => Ok(id.clone()),
+        Some(Value::Number(id)) => Ok(id.to_string()),
+        Some(other) => Err(format!("registry item has an unusable id: {other}")),
+        None => Err("registry item has no id".to_owned()),
+    }
+}
+
+/// One `data_list` item as received: its exact text, with its `id` and its content hash read
+/// in one pass over that text, without building its tree of values.
+///
+/// A walk finds most registries unchanged, and needs no more of them than this; only the
+/// others are turned into a [`Registry`], which parses the text again. The hash is the one
+/// [`content_hash`] gives for the parsed object, byte for byte: a string with no escape, an
+/// integer in plain digits, `true`, `false` and `null` are written canonically as they
+/// come, and any other value is parsed and written as [`content_hash`] writes it.
+#[derive(Clone, Debug)]
+pub struct RawRegistry {
+    text: Box<RawValue>,
+    id: Option<Value>,
+    content_hash: String,
+}
+
+impl RawRegistry {
+    /// Reads one item of `data_list`.
+    ///
+    /// # Errors
+    ///
+    /// Returns a message when the item is not a JSON object.
+    pub fn read(text: Box<RawValue>) -> Result<RawRegistry, String> {
+        let Members(mut members) = serde_json::from_str(text.get())
+            .map_err(|e| format!("registry item is not a JSON object: {e}"))?;
+        // Sorted by key, the last of equal keys kept, as parsing into a map keeps it.
+        members.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut canonical = Vec::with_capacity(text.get().len());
+        let mut id = None;
+        canonical.push(b'{');
+        let mut first = true;
+        for (i, (key, value)) in members.iter().enumerate() {
+            if members.get(i + 1).is_some_and(|next| next.0 == *key) {
+                continue;
+            }
+            if !first {
+                canonical.push(b',');
+            }
+            first = false;
+            write_json(key.as_ref(), &mut canonical);
+            canonical.push(b':');
+            write_raw_canonical(value, &mut canonical)?;
+            if key == "id" {
+                id = Some(serde_json::from_str(value.get()).map_err(|e| e.to_string())?);
+            }
+        }
+        canonical.push(b'}');
+        let content_hash = hex::encode(Sha256::digest(&canonical));
+        drop(members);
+        Ok(RawRegistry {
+            text,
+            id,
+            content_hash,
+        })
+    }
+
+    /// The item's `id` member, if it has one.
+    pub fn id_value(&self) -> Option<&Value> {
+        self.id.as_ref()
+    }
+
+    /// The registry id, by the rules of [`Registry::from_raw`].
+    ///
+    /// # Errors
+    ///
+    /// Returns a message when the item has no usable `id`.
+    pub fn id(&self) -> Result<String, String> {
+        id_of(self.id.as_ref())
+    }
+
+    /// Hex SHA-256 of the item in canonical form, as [`content_hash`] gives it.
+    pub fn content_hash(&self) -> &str {
+        &self.content_hash
+    }
+
+    /// The registry, with the item parsed whole.
+    ///
+    /// # Errors
+    ///
+    /// Returns a message when the item has no usable `id`.
+    pub fn into_registry(self) -> Result<Registry, String> {
+        let id = self.id()?;
+        let raw: Map<String, Value> =
+            serde_json::from_str(self.text.get()).map_err(|e| e.to_string())?;
+        Ok(Registry {
+            id,
+            raw,
+            content_hash: self.content_hash,
+        })
+    }
+}
+
+/// The members of a JSON object in the order they come, each value as its text.
+struct Members<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for Members<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> Visitor<'de> for Visit {
+            type Value = Members<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members<'de>, A::Error> {
+                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(16));
+                while let Some(member) = map.next_entry::<BorrowedKey<'de>, &'de RawValue>()? {
+                    members.push((member.0 .0, member.1));
+                }
+                Ok(Members(members))
+            }
+        }
+        deserializer.deserialize_map(Visit)
+    }
+}
+
+/// An object key, borrowed from the text unless it holds an escape.
+struct BorrowedKey<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for BorrowedKey<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> Visitor<'de> for Visit {
+            type Value = BorrowedKey<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(
+                self,
+                v: &'de str,
+            ) -> Result<Self::Value, E> {
+                Ok(BorrowedKey(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(BorrowedKey(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(BorrowedKey(Cow::Owned(v)))
+            }
+        }
+        deserializer.deserialize_str(Visit)
+    }
+}
+
+/// Writes one member's value as [`write_canonical`] writes it once parsed.
+fn write_raw_canonical(value: &RawValue, out: &mut Vec<u8>) -> Result<(), String> {
+    let text = value.get();
+    let as_it_comes = match text.as_bytes().first() {
+        // A JSON string holds no raw quote or control character, so with no escape its text
+        // is what serde_json writes for it.
+        Some(b'"') => !text.contains('\\'),
+        Some(b't' | b'f' | b'n') => true,
+        Some(b'-' | b'0'..=b'9') => is_plain_integer(text),
+        _ => false,
+    };
+    if as_it_comes {
+        out.extend_from_slice(text.as_bytes());
+    } else {
+        let parsed: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        write_canonical(&parsed, out);
+    }
+    Ok(())
+}
+
+/// Whether `text` is an integer that serde_json reads as one and writes back as the same
+/// digits: no fraction or exponent, no leading zero, not `-0`, and few enough digits to fit.
+fn is_plain_integer(text: &str) -> bool {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    !digits.is_empty()
+        && digits.len() <= 18
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && (digits == "0" && digits.len() == text.len() || !digits.starts_with('0'))
 }
 
 /// Hex SHA-256 of the canonical JSON form of `raw`: object keys sorted at every level.
@@ -182,6 +363,96 @@ mod tests {
             content_hash(&raw),
             "e1a1c82e0beeff80ce833370edd15fb3333112cdc67ec43db8c0f23f64dd150d"
         );
+    }
+
+    /// Reads `text` both ways: in one pass, and parsed whole into a map.
+    fn both_ways(text: &str) -> (RawRegistry, Map<String, Value>) {
+        let raw = RawRegistry::read(RawValue::from_string(text.to_owned()).unwrap())
+            .unwrap_or_else(|e| panic!("{text}: {e}"));
+        let map: Map<String, Value> = serde_json::from_str(text).unwrap();
+        (raw, map)
+    }
+
+    #[test]
+    fn an_item_read_in_one_pass_hashes_as_its_parsed_object_does() {
+        let texts = [
+            r#"{"id":"r1","status":"success","images_num":3}"#,
+            r#"{ "images_num" : 3 , "status":"success",
+                "id" : "r1" }"#,
+            r#"{"id":"r\"1\\\n\u0001é😀","s":"a\/b \t","k\u0065y":"\u00e9"}"#,
+            r#"{"n":[0,-0,1.0,1e2,-1.5E-3,123456789012345678,-123456789012345678,1234567890123456789]}"#,
+            r#"{"big":18446744073709551615,"bigger":18446744073709551616,"neg":-9223372036854775808}"#,
+            r#"{"z":0,"y":-0,"x":-12,"w":1e0,"v":0.0,"u":100000000000000000000}"#,
+            r#"{"nested":{"z":[1,-2.5,1e300,null,true,{"b":"x","a":[]}],"a":{}},"f":false,"t":true,"n":null}"#,
+            r#"{"dup":1,"id":"first","dup":"last","id":"second"}"#,
+            r#"{}"#,
+            r#"{"":"","id":""}"#,
+        ];
+        for text in texts {
+            let (raw, map) = both_ways(text);
+            assert_eq!(raw.content_hash(), content_hash(&map), "{text}");
+            assert_eq!(raw.id_value(), map.get("id"), "{text}");
+            let registry = raw.into_registry();
+            match Registry::from_raw(map) {
+                Ok(expected) => assert_eq!(registry, Ok(expected), "{text}"),
+                Err(e) => assert_eq!(registry, Err(e), "{text}"),
+            }
+        }
+        let (raw, _) = both_ways(r#"{"dup":1,"id":"first","dup":"last","id":"second"}"#);
+        assert_eq!(raw.id().unwrap(), "second");
+    }
+
+    #[test]
+    fn random_items_read_in_one_pass_hash_as_their_parsed_objects_do() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+        let pieces = [
+            "\"plain\"",
+            "\"esc\\\"aped\"",
+            "\"\\u00e9t\\u00E9\"",
+            "\"é😀\"",
+            "\"\\/\"",
+            "0",
+            "-0",
+            "17",
+            "-17",
+            "3.25",
+            "1e5",
+            "-2E-2",
+            "99999999999999999999",
+            "true",
+            "false",
+            "null",
+            "[]",
+            "[1,\"a\",{\"b\":2,\"a\":1}]",
+            "{\"y\":[null],\"x\":{}}",
+        ];
+        let keys = ["id", "a", "b", "registry_name", "k\\u0065y", "status", "é"];
+        for _ in 0..2000 {
+            let n = rng.gen_range(0..8);
+            let members: Vec<String> = (0..n)
+                .map(|_| {
+                    let space = if rng.gen_bool(0.3) { " \n " } else { "" };
+                    format!(
+                        "{space}\"{}\"{space}:{space}{}{space}",
+                        keys[rng.gen_range(0..keys.len())],
+                        pieces[rng.gen_range(0..pieces.len())]
+                    )
+                })
+                .collect();
+            let text = format!("{{{}}}", members.join(","));
+            let (raw, map) = both_ways(&text);
+            assert_eq!(raw.content_hash(), content_hash(&map), "{text}");
+            assert_eq!(raw.id_value(), map.get("id"), "{text}");
+        }
+    }
+
+    #[test]
+    fn an_item_that_is_not_an_object_is_refused() {
+        for text in ["[]", "1", "\"id\"", "null"] {
+            let error = RawRegistry::read(RawValue::from_string(text.to_owned()).unwrap());
+            assert!(error.is_err(), "{text}");
+        }
     }
 
     #[test]

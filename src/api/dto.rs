@@ -4,7 +4,10 @@
 //! is optional too; registry items stay raw JSON objects so that unknown keys survive.
 
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+
+use crate::registry::RawRegistry;
 
 /// The body of a `ListRegistry` answer: `{"total_num": .., "data_list": [..]}`.
 #[derive(Debug, Deserialize)]
@@ -14,7 +17,7 @@ pub struct ListRegistryResponse {
     pub total_num: Option<i64>,
     /// The registries of this page, each as the JSON object received.
     #[serde(default)]
-    pub data_list: Option<Vec<Map<String, Value>>>,
+    pub data_list: Option<Vec<Box<RawValue>>>,
     /// An error code in a body that should have been a page (some gateways answer 200 so).
     #[serde(default)]
     pub error_code: Option<Value>,
@@ -48,12 +51,18 @@ impl ListRegistryResponse {
         let total_num = self
             .total_num
             .ok_or_else(|| format!("the page has no total_num{carried_error}"))?;
-        if let Some(position) = items
-            .iter()
-            .position(|item| !matches!(item.get("id"), Some(Value::String(id)) if !id.is_empty()))
-        {
-            return Err(format!("item {position} of data_list has no string id"));
-        }
+        let items = items
+            .into_iter()
+            .enumerate()
+            .map(|(position, item)| {
+                let item = RawRegistry::read(item)
+                    .map_err(|e| format!("item {position} of data_list: {e}"))?;
+                match item.id_value() {
+                    Some(Value::String(id)) if !id.is_empty() => Ok(item),
+                    _ => Err(format!("item {position} of data_list has no string id")),
+                }
+            })
+            .collect::<Result<Vec<_>, String>>()?;
         Ok(RegistryPage {
             total_num,
             items,
@@ -74,8 +83,8 @@ fn text_of(value: &Value) -> String {
 pub struct RegistryPage {
     /// `total_num` of the answer.
     pub total_num: i64,
-    /// The items of `data_list`, each with a string `id`.
-    pub items: Vec<Map<String, Value>>,
+    /// The items of `data_list`, each an object with a string `id`.
+    pub items: Vec<RawRegistry>,
     /// Huawei's request id (`X-Request-Id`), for support tickets.
     pub request_id: Option<String>,
 }

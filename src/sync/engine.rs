@@ -17,7 +17,7 @@ use crate::api::{
     ApiError, Attempts, HssClient, HssClients, ListRegistryQuery, RegistryFilters, RegistryPage,
 };
 use crate::errors::chain;
-use crate::registry::Registry;
+use crate::registry::{RawRegistry, Registry};
 use crate::store::{
     now, RunTotals, ScopeStep, ScopeUpdate, StagePage, Store, StoreError, Unlisted,
 };
@@ -1290,25 +1290,26 @@ impl Listing {
             changed: Vec::new(),
         };
         for (i, item) in page.items.into_iter().enumerate() {
-            let registry = Registry::from_raw(item).map_err(|e| {
+            let unusable = |e: String| {
                 format!(
                     "item at offset {} of ListRegistry: {e}",
                     page.offset as usize + i
                 )
-            })?;
-            let key = self.hasher.hash_one(&registry.id);
+            };
+            let id = item.id().map_err(unusable)?;
+            let key = self.hasher.hash_one(&id);
             if !self.seen.insert(key) {
                 self.n_duplicates += 1;
-            } else if self.stored.get(&key) == Some(&hash_prefix(&registry.content_hash)) {
+            } else if self.stored.get(&key) == Some(&hash_prefix(item.content_hash())) {
                 if self
                     .unseen
                     .as_ref()
                     .is_none_or(|unseen| unseen.contains(&key))
                 {
-                    staged.unchanged.push(registry.id);
+                    staged.unchanged.push(id);
                 }
             } else {
-                staged.changed.push(registry);
+                staged.changed.push(item.into_registry().map_err(unusable)?);
             }
         }
         Ok(staged)
@@ -1334,7 +1335,7 @@ impl Listing {
 struct RawPage {
     /// The offset of its first item.
     offset: u32,
-    items: Vec<serde_json::Map<String, serde_json::Value>>,
+    items: Vec<RawRegistry>,
 }
 
 /// Why a page could not be staged.
@@ -1443,22 +1444,19 @@ fn totals_of(report: &RunReport, n_scopes: usize, error: Option<String>) -> RunT
 mod tests {
     use super::*;
 
-    fn item(id: &str, name: &str) -> serde_json::Map<String, serde_json::Value> {
-        serde_json::json!({"id": id, "registry_name": name})
-            .as_object()
-            .cloned()
+    fn item(id: &str, name: &str) -> RawRegistry {
+        let text = serde_json::json!({"id": id, "registry_name": name}).to_string();
+        RawRegistry::read(serde_json::value::RawValue::from_string(text).expect("JSON"))
             .expect("an object")
     }
 
-    fn page(items: Vec<serde_json::Map<String, serde_json::Value>>) -> RawPage {
+    fn page(items: Vec<RawRegistry>) -> RawPage {
         RawPage { offset: 0, items }
     }
 
     /// Stores `id` in the listing as holding `name`, as `Listing::load` would.
     fn store(listing: &mut Listing, id: &str, name: &str) {
-        let hash = Registry::from_raw(item(id, name))
-            .expect("a registry")
-            .content_hash;
+        let hash = item(id, name).content_hash().to_owned();
         let key = listing.hasher.hash_one(id);
         listing.stored.insert(key, hash_prefix(&hash));
     }
