@@ -680,29 +680,32 @@ impl Store {
         })
     }
 
-    /// Applies what a scope staged after `step.after_seq`, in one transaction with its
-    /// audit row: new registries, new versions, restored ones; registries stored under a
-    /// scope this one does not cover wait for [`Store::apply_deferred`]. `n_unchanged`
-    /// registries were staged as seen unchanged since the last step. Returns the counts the
-    /// step added and the last staged row it applied.
+    /// Applies what each scope of `steps` staged after its `after_seq`, with its audit row,
+    /// all in one transaction: new registries, new versions, restored ones; registries
+    /// stored under a scope the step's scope does not cover wait for
+    /// [`Store::apply_deferred`]. Each step also names how many registries were staged as
+    /// seen unchanged since its last step. Returns, step by step, the counts it added and
+    /// the last staged row it applied.
     ///
     /// # Errors
     ///
-    /// [`StoreError`] when the database fails; then nothing of the step is written.
+    /// [`StoreError`] when the database fails; then nothing of any step is written.
     pub async fn apply_staged(
         &self,
-        step: &ScopeStep<'_>,
-        update: &ScopeUpdate<'_>,
-        n_unchanged: i64,
-    ) -> Result<(ScopeCounts, i64), StoreError> {
+        steps: &[(ScopeStep<'_>, ScopeUpdate<'_>, i64)],
+    ) -> Result<Vec<(ScopeCounts, i64)>, StoreError> {
         dispatch!(self, pool => {
             let mut tx = begin_write(pool, &self.1, "starting a scope transaction").await?;
-            let (mut counts, last_seq) = Queries::<Db>::apply_staged(&mut *tx, step).await?;
-            counts.n_unchanged += n_unchanged;
-            counts.n_fetched += n_unchanged;
-            Queries::<Db>::record_scope(&mut *tx, update, &counts, step.now).await?;
+            let mut applied = Vec::with_capacity(steps.len());
+            for (step, update, n_unchanged) in steps {
+                let (mut counts, last_seq) = Queries::<Db>::apply_staged(&mut *tx, step).await?;
+                counts.n_unchanged += n_unchanged;
+                counts.n_fetched += n_unchanged;
+                Queries::<Db>::record_scope(&mut *tx, update, &counts, step.now).await?;
+                applied.push((counts, last_seq));
+            }
             tx.commit().await.map_err(query_error("committing a scope"))?;
-            Ok((counts, last_seq))
+            Ok(applied)
         })
     }
 

@@ -373,6 +373,11 @@ struct RunContext<'a> {
     walk_slots: Semaphore,
     /// One scope writes at a time: one writer suits SQLite and keeps transactions short.
     writer: Mutex<()>,
+    /// Walks waiting for their apply (see [`RunContext::apply_in_turn`]).
+    applies: StdMutex<std::collections::VecDeque<PendingApply>>,
+    /// How many walks are going on (or waiting for a slot), and a signal each time one ends.
+    walking: AtomicUsize,
+    walk_ended: tokio::sync::Notify,
     /// Cancelled when the database fails, so every walk stops.
     halt: CancellationToken,
     store_error: StdMutex<Option<StoreError>>,
@@ -411,6 +416,7 @@ impl RunContext<'_> {
     /// Walks one scope (again while its pages do not add up), then applies what it staged.
     async fn walk_and_apply(&self, ix: usize) -> ScopeState {
         let scope = self.coverages[ix].scope;
+        let going = self.walk_going();
         let walk = {
             let _slot = self
                 .walk_slots
@@ -425,6 +431,7 @@ impl RunContext<'_> {
                 )),
             }
         };
+        drop(going);
         let report = walk.report(scope, walk.status(), walk.error());
         let mut state = ScopeState {
             report,
@@ -442,11 +449,12 @@ impl RunContext<'_> {
 
     /// Applies what a walk staged (nothing when it was interrupted), with its tallies, in
     /// one transaction with the scope's audit row.
-    async fn apply_walk(&self, ix: usize, state: &mut ScopeState, walk: Walk) {
+    async fn apply_walk(&self, ix: usize, state: &mut ScopeState, mut walk: Walk) {
         let scope = self.coverages[ix].scope;
         let error = walk.error();
         let status = walk.status();
-        state.outcome = walk.outcome;
+        // The outcome is the state's now; the walk keeps its counts for the audit row.
+        state.outcome = std::mem::replace(&mut walk.outcome, WalkOutcome::Complete);
         if self.store_failed() {
             state.recorded = false;
             state.report.status = ScopeStatus::Failed;
@@ -456,28 +464,19 @@ impl RunContext<'_> {
             ));
             return;
         }
-        let update = ScopeUpdate {
-            scope_row_id: self.scope_row_ids[ix],
-            status: Some(status),
-            n_pages: walk.n_pages,
-            n_requests: walk.attempts.n_requests.into(),
-            n_throttled: walk.attempts.n_throttled.into(),
-            n_retries: walk.attempts.n_retries.into(),
-            api_total: walk.api_total,
-            error: error.as_deref(),
-            error_code: walk.failure.error_code.as_deref(),
-            http_status: walk.failure.http_status,
-            request_id: walk.failure.request_id.as_deref(),
-        };
-        let _writer = self.writer.lock().await;
+        let update = scope_update(self.scope_row_ids[ix], status, &walk, error.as_deref());
+        let tallies = Tallies::of(&update);
+        let (n_pages, n_requests) = (walk.n_pages, walk.attempts.n_requests);
         let written = if status == ScopeStatus::Interrupted {
+            let _writer = self.writer.lock().await;
             self.store
                 .record_scope(&update, now())
                 .await
                 .map(|()| ScopeCounts::default())
+                .map_err(|e| self.failed_write(e))
         } else {
-            self.store
-                .apply_staged(&self.step(ix, state.applied_seq), &update, walk.n_unchanged)
+            let after_seq = state.applied_seq;
+            self.apply_in_turn(ix, after_seq, walk, status, error.clone())
                 .await
                 .map(|(counts, last_seq)| {
                     state.applied_seq = last_seq;
@@ -489,17 +488,16 @@ impl RunContext<'_> {
                 state.report.counts.add(&counts);
                 state.applied = true;
                 state.recorded = true;
-                state.recorded_tallies.add(Tallies::of(&update));
+                state.recorded_tallies.add(tallies);
             }
-            Err(e) => {
-                warn!(scope = %scope, "scope {scope} could not be written: {}", chain(&e));
+            Err(why) => {
+                warn!(scope = %scope, "scope {scope} could not be written: {why}");
                 state.recorded = false;
                 state.report.status = ScopeStatus::Failed;
                 state.report.error = Some(not_applied(
                     error.as_deref(),
-                    &format!("not written: database: {}", chain(&e)),
+                    &format!("not written: database: {why}"),
                 ));
-                self.fail_store(e);
                 return;
             }
         }
@@ -511,11 +509,119 @@ impl RunContext<'_> {
                 scope = %scope,
                 project_id = %scope.project_id,
                 enterprise_project_id = %scope.enterprise_project_id,
-                n_pages = walk.n_pages,
-                n_requests = walk.attempts.n_requests,
+                n_pages,
+                n_requests,
                 "scope {scope} failed, nothing retired: {}",
                 error.as_deref().unwrap_or_default()
             );
+        }
+    }
+
+    /// Notes a failed write: the run's store has failed. Returns the error in words.
+    fn failed_write(&self, error: StoreError) -> String {
+        let why = chain(&error);
+        self.fail_store(error);
+        why
+    }
+
+    /// Applies what scope `ix` staged after `after_seq`, with its audit row, in turn with
+    /// the other scopes' applies: the scopes whose walks ended while another apply held the
+    /// writer are applied together, in one transaction, each in its own statements. Each
+    /// scope still changes at once for readers; fewer transactions write the pages of the
+    /// indexes that every scope's registries share (keyed by id) fewer times. On SQLite that
+    /// was most of what a first sync wrote. A failed transaction fails every scope in it,
+    /// as a failed write fails every scope after it.
+    async fn apply_in_turn(
+        &self,
+        ix: usize,
+        after_seq: i64,
+        walk: Walk,
+        status: ScopeStatus,
+        error: Option<String>,
+    ) -> Result<(ScopeCounts, i64), String> {
+        let (done, mut result) = tokio::sync::oneshot::channel();
+        self.applies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push_back(PendingApply {
+                ix,
+                after_seq,
+                walk,
+                status,
+                error,
+                done,
+            });
+        let _writer = self.writer.lock().await;
+        if let Ok(applied) = result.try_recv() {
+            return applied;
+        }
+        self.wait_for_more_applies().await;
+        let batch: Vec<PendingApply> = {
+            let mut queue = self.applies.lock().unwrap_or_else(|e| e.into_inner());
+            let n = queue.len().min(SCOPES_PER_TRANSACTION);
+            queue.drain(..n).collect()
+        };
+        let steps: Vec<_> = batch
+            .iter()
+            .map(|pending| {
+                (
+                    self.step(pending.ix, pending.after_seq),
+                    scope_update(
+                        self.scope_row_ids[pending.ix],
+                        pending.status,
+                        &pending.walk,
+                        pending.error.as_deref(),
+                    ),
+                    pending.walk.n_unchanged,
+                )
+            })
+            .collect();
+        match self.store.apply_staged(&steps).await {
+            Ok(applied) => {
+                for (pending, applied) in batch.into_iter().zip(applied) {
+                    let _ = pending.done.send(Ok(applied));
+                }
+            }
+            Err(e) => {
+                let why = self.failed_write(e);
+                for pending in batch {
+                    let _ = pending.done.send(Err(why.clone()));
+                }
+            }
+        }
+        result
+            .await
+            .unwrap_or_else(|_| Err("its apply was abandoned".to_owned()))
+    }
+
+    /// Counts a walk as going on until the guard is dropped.
+    fn walk_going(&self) -> WalkGoing<'_> {
+        self.walking.fetch_add(1, Ordering::SeqCst);
+        WalkGoing {
+            walking: &self.walking,
+            ended: &self.walk_ended,
+        }
+    }
+
+    /// Waits, for at most [`GROUP_WAIT`], until [`SCOPES_PER_TRANSACTION`] walks wait for
+    /// their apply or no walk is going on any more: walks that go on end soon (a wave of
+    /// walks ends together), and their applies join the same transaction.
+    async fn wait_for_more_applies(&self) {
+        let deadline = tokio::time::Instant::now() + GROUP_WAIT;
+        loop {
+            let ended = self.walk_ended.notified();
+            tokio::pin!(ended);
+            ended.as_mut().enable();
+            let n_waiting = self.applies.lock().unwrap_or_else(|e| e.into_inner()).len();
+            if n_waiting >= SCOPES_PER_TRANSACTION
+                || self.walking.load(Ordering::SeqCst) == 0
+                || self.halt.is_cancelled()
+            {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, ended).await.is_err() {
+                return;
+            }
         }
     }
 
@@ -561,6 +667,7 @@ impl RunContext<'_> {
             return;
         };
         info!(scope = %scope, n_missing, "scope {scope}: {n_missing} registries missing; walking it again to confirm");
+        let going = self.walk_going();
         let mut second = {
             let _slot = self
                 .walk_slots
@@ -569,6 +676,7 @@ impl RunContext<'_> {
                 .expect("semaphore is never closed");
             walk_with_rewalks(client, self, ix, Some(&unseen)).await
         };
+        drop(going);
         state.report.n_pages += second.n_pages;
         state.report.n_requests += i64::from(second.attempts.n_requests);
         state.report.n_throttled += i64::from(second.attempts.n_throttled);
@@ -642,6 +750,9 @@ async fn run_scopes(
         gate: AuthGate::default(),
         walk_slots: Semaphore::new(options.concurrency.max(1)),
         writer: Mutex::new(()),
+        applies: StdMutex::default(),
+        walking: AtomicUsize::new(0),
+        walk_ended: tokio::sync::Notify::new(),
         halt: options.cancel.child_token(),
         store_error: StdMutex::new(None),
         among_left: AtomicUsize::new(RETIRE_AMONG_MAX),
@@ -921,6 +1032,57 @@ struct Walk {
     n_unchanged: i64,
     /// What the API said of the request that failed the walk, when one did.
     failure: Failure,
+}
+
+/// The most scopes one transaction applies (see [`RunContext::apply_in_turn`]).
+const SCOPES_PER_TRANSACTION: usize = 8;
+
+/// The longest an apply waits for the walks going on to end and join its transaction.
+const GROUP_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A walk going on, counted in [`RunContext::walking`] while this lives.
+struct WalkGoing<'c> {
+    walking: &'c AtomicUsize,
+    ended: &'c tokio::sync::Notify,
+}
+
+impl Drop for WalkGoing<'_> {
+    fn drop(&mut self) {
+        self.walking.fetch_sub(1, Ordering::SeqCst);
+        self.ended.notify_waiters();
+    }
+}
+
+/// A walk waiting for its apply, and where its outcome goes.
+struct PendingApply {
+    ix: usize,
+    after_seq: i64,
+    walk: Walk,
+    status: ScopeStatus,
+    error: Option<String>,
+    done: tokio::sync::oneshot::Sender<Result<(ScopeCounts, i64), String>>,
+}
+
+/// What a walk adds to its scope's audit row.
+fn scope_update<'w>(
+    scope_row_id: i64,
+    status: ScopeStatus,
+    walk: &'w Walk,
+    error: Option<&'w str>,
+) -> ScopeUpdate<'w> {
+    ScopeUpdate {
+        scope_row_id,
+        status: Some(status),
+        n_pages: walk.n_pages,
+        n_requests: walk.attempts.n_requests.into(),
+        n_throttled: walk.attempts.n_throttled.into(),
+        n_retries: walk.attempts.n_retries.into(),
+        api_total: walk.api_total,
+        error,
+        error_code: walk.failure.error_code.as_deref(),
+        http_status: walk.failure.http_status,
+        request_id: walk.failure.request_id.as_deref(),
+    }
 }
 
 /// Huawei's identification of a failed request, kept in columns beside the message.

@@ -6,6 +6,7 @@ use hss_sync::sim::{Fault, Mutation};
 use hss_sync::store::HistoryFilter;
 use hss_sync::sync::{RunStatus, SyncOptions};
 use serde_json::json;
+use sqlx::Connection;
 
 use crate::helpers::{client_for, estate, Backend, TestApp, SECRET_KEY};
 use crate::on_both_backends;
@@ -480,3 +481,45 @@ async fn the_stored_registries_a_walk_can_find_unchanged_are_read_whole_in_chunk
     );
 }
 on_both_backends!(the_stored_registries_a_walk_can_find_unchanged_are_read_whole_in_chunks);
+
+/// PostgreSQL tells which transaction wrote a row (`xmin`); SQLite has nothing like it.
+#[tokio::test]
+async fn scopes_whose_walks_end_together_are_applied_in_one_transaction() {
+    // Arrange: four scopes walked at once, and one walked alone.
+    let app = TestApp::spawn(Backend::Postgres, estate(2, 1, 60)).await;
+    let scopes = app.enterprise_project_scopes();
+    assert_eq!(scopes.len(), 4);
+    let options = SyncOptions {
+        concurrency: 4,
+        ..SyncOptions::default()
+    };
+
+    // Act
+    let report = app.sync_with(&scopes, options.clone()).await;
+
+    // Assert: every scope's registries and audit row, written by one transaction.
+    assert_eq!(report.status, RunStatus::Succeeded, "{report:?}");
+    assert_eq!(report.counts.n_inserted, 240);
+    let mut conn = sqlx::PgConnection::connect(&app.db.url).await.unwrap();
+    for sql in [
+        "SELECT COUNT(DISTINCT xmin::text) FROM registries",
+        "SELECT COUNT(DISTINCT xmin::text) FROM registry_history",
+        "SELECT COUNT(DISTINCT xmin::text) FROM sync_run_scopes WHERE n_inserted > 0",
+    ] {
+        let n: i64 = sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap();
+        assert_eq!(n, 1, "{sql}: {n} transactions");
+    }
+
+    // A scope walked alone is applied alone, when its walk ends.
+    let alone = app
+        .sync_with(
+            &scopes[..1],
+            SyncOptions {
+                concurrency: 1,
+                ..options
+            },
+        )
+        .await;
+    assert_eq!(alone.status, RunStatus::Succeeded, "{alone:?}");
+    assert_eq!(alone.counts.n_unchanged, 60);
+}
