@@ -371,7 +371,8 @@ struct RunContext<'a> {
     scope_row_ids: Vec<i64>,
     gate: AuthGate,
     walk_slots: Semaphore,
-    /// One scope writes at a time: one writer suits SQLite and keeps transactions short.
+    /// One apply writes at a time (one scope's, or several scopes' together): one writer
+    /// suits SQLite.
     writer: Mutex<()>,
     /// Walks waiting for their apply (see [`RunContext::apply_in_turn`]).
     applies: StdMutex<std::collections::VecDeque<PendingApply>>,
@@ -1254,7 +1255,12 @@ async fn walk_scope(
         listing.load(ctx, scope).await.map_err(StageError::Store)?;
         let mut n_unchanged = 0;
         while let Some(page) = arrived.recv().await {
-            n_unchanged += listing.sort_and_stage(ctx, ix, page).await?;
+            // The pages that arrived meanwhile go with it, in one transaction.
+            let mut pages = vec![page];
+            while let Ok(page) = arrived.try_recv() {
+                pages.push(page);
+            }
+            n_unchanged += listing.sort_and_stage(ctx, ix, pages).await?;
         }
         Ok(n_unchanged)
     };
@@ -1302,7 +1308,9 @@ async fn walk_scope(
 
 /// Fetched pages that may wait to be staged, per walk: while the database makes a walk wait
 /// (SQLite writes one transaction at a time, and a scope's apply holds it for a tenth of a
-/// second at 2,500 registries), the walk asks for two more pages, and holds at most four.
+/// second at 2,500 registries), the walk asks for two more pages. Those are then staged
+/// together with the next, so a walk holds at most six: three being staged, two waiting and
+/// one being fetched.
 const PAGES_AHEAD: usize = 2;
 
 /// What the fetching half of a walk saw.
@@ -1477,19 +1485,44 @@ impl Listing {
         Ok(staged)
     }
 
-    /// Sorts a fetched page of scope `ix` and stages it; returns how many of its registries
-    /// were staged as unchanged.
+    /// Sorts fetched pages of scope `ix` and stages them together; returns how many of their
+    /// registries were staged as unchanged. The pages before one that cannot be read are
+    /// staged, as when each page was staged alone.
     async fn sort_and_stage(
         &mut self,
         ctx: &RunContext<'_>,
         ix: usize,
-        page: RawPage,
+        pages: Vec<RawPage>,
     ) -> Result<i64, StageError> {
-        let page = self.sort(page).map_err(StageError::Item)?;
-        ctx.options
-            .progress
-            .page_walked(ctx.coverages[ix].scope, self.seen.len());
-        stage(ctx, ix, page).await.map_err(StageError::Store)
+        let mut sorted = StagedPage {
+            unchanged: Vec::new(),
+            changed: Vec::new(),
+        };
+        let mut unreadable = None;
+        for page in pages {
+            match self.sort(page) {
+                Ok(page) => {
+                    sorted.unchanged.extend(page.unchanged);
+                    sorted.changed.extend(page.changed);
+                    ctx.options
+                        .progress
+                        .page_walked(ctx.coverages[ix].scope, self.seen.len());
+                }
+                Err(why) => {
+                    unreadable = Some(why);
+                    break;
+                }
+            }
+        }
+        let n_unchanged = if sorted.unchanged.is_empty() && sorted.changed.is_empty() {
+            0
+        } else {
+            stage(ctx, ix, sorted).await.map_err(StageError::Store)?
+        };
+        match unreadable {
+            Some(why) => Err(StageError::Item(why)),
+            None => Ok(n_unchanged),
+        }
     }
 }
 
