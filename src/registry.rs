@@ -5,6 +5,7 @@
 //! come, and unknown extra keys stay in `raw`, so nothing the API says is lost.
 
 use std::borrow::Cow;
+use std::convert::Infallible;
 
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
@@ -112,30 +113,19 @@ impl RawRegistry {
     pub fn read(text: Box<RawValue>) -> Result<RawRegistry, String> {
         let Members(mut members) = serde_json::from_str(text.get())
             .map_err(|e| format!("registry item is not a JSON object: {e}"))?;
-        // Sorted by key, the last of equal keys kept, as parsing into a map keeps it.
-        members.sort_by(|a, b| a.0.cmp(&b.0));
         let mut canonical = Vec::with_capacity(text.get().len());
-        let mut id = None;
-        canonical.push(b'{');
-        let mut first = true;
-        for (i, (key, value)) in members.iter().enumerate() {
-            if members.get(i + 1).is_some_and(|next| next.0 == *key) {
-                continue;
-            }
-            if !first {
-                canonical.push(b',');
-            }
-            first = false;
-            write_json(key.as_ref(), &mut canonical);
-            canonical.push(b':');
-            write_raw_canonical(value, &mut canonical)?;
-            if key == "id" {
-                id = Some(serde_json::from_str(value.get()).map_err(|e| e.to_string())?);
-            }
-        }
-        canonical.push(b'}');
+        write_members(&mut members, &mut canonical, |value, out| {
+            write_raw_canonical(value, out)
+        })?;
         let content_hash = hex::encode(Sha256::digest(&canonical));
-        drop(members);
+        // Sorted by key, the last of equal keys is the one kept.
+        let id = members
+            .iter()
+            .rev()
+            .find(|(key, _)| key == "id")
+            .map(|(_, value)| serde_json::from_str(value.get()))
+            .transpose()
+            .map_err(|e| e.to_string())?;
         Ok(RawRegistry {
             text,
             id,
@@ -284,17 +274,39 @@ pub fn changed_fields(old: &Map<String, Value>, new: &Map<String, Value>) -> Vec
 
 fn write_canonical_object(map: &Map<String, Value>, out: &mut Vec<u8>) {
     let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-    entries.sort_unstable_by_key(|(key, _)| *key);
+    let Ok(()) = write_members(&mut entries, out, |value, out| {
+        write_canonical(value, out);
+        Ok::<(), Infallible>(())
+    });
+}
+
+/// Writes an object's members sorted by key, each value by `write_value`. Of equal keys the
+/// last is written, as parsing into a map keeps it.
+fn write_members<K: AsRef<str>, V, E>(
+    members: &mut [(K, V)],
+    out: &mut Vec<u8>,
+    mut write_value: impl FnMut(&V, &mut Vec<u8>) -> Result<(), E>,
+) -> Result<(), E> {
+    members.sort_by(|a, b| a.0.as_ref().cmp(b.0.as_ref()));
     out.push(b'{');
-    for (i, (key, value)) in entries.into_iter().enumerate() {
-        if i > 0 {
+    let mut first = true;
+    for (i, (key, value)) in members.iter().enumerate() {
+        if members
+            .get(i + 1)
+            .is_some_and(|next| next.0.as_ref() == key.as_ref())
+        {
+            continue;
+        }
+        if !first {
             out.push(b',');
         }
-        write_json(key.as_str(), out);
+        first = false;
+        write_json(key.as_ref(), out);
         out.push(b':');
-        write_canonical(value, out);
+        write_value(value, out)?;
     }
     out.push(b'}');
+    Ok(())
 }
 
 /// A string or a scalar as serde_json writes it, straight into `out`.

@@ -450,12 +450,11 @@ impl RunContext<'_> {
 
     /// Applies what a walk staged (nothing when it was interrupted), with its tallies, in
     /// one transaction with the scope's audit row.
-    async fn apply_walk(&self, ix: usize, state: &mut ScopeState, mut walk: Walk) {
+    async fn apply_walk(&self, ix: usize, state: &mut ScopeState, walk: Walk) {
         let scope = self.coverages[ix].scope;
         let error = walk.error();
         let status = walk.status();
-        // The outcome is the state's now; the walk keeps its counts for the audit row.
-        state.outcome = std::mem::replace(&mut walk.outcome, WalkOutcome::Complete);
+        state.outcome = walk.outcome.clone();
         if self.store_failed() {
             state.recorded = false;
             state.report.status = ScopeStatus::Failed;
@@ -476,8 +475,7 @@ impl RunContext<'_> {
                 .map(|()| ScopeCounts::default())
                 .map_err(|e| self.failed_write(e))
         } else {
-            let after_seq = state.applied_seq;
-            self.apply_in_turn(ix, after_seq, walk, status, error.clone())
+            self.apply_in_turn(ix, state.applied_seq, walk, error.clone())
                 .await
                 .map(|(counts, last_seq)| {
                     state.applied_seq = last_seq;
@@ -537,7 +535,6 @@ impl RunContext<'_> {
         ix: usize,
         after_seq: i64,
         walk: Walk,
-        status: ScopeStatus,
         error: Option<String>,
     ) -> Result<(ScopeCounts, i64), String> {
         let (done, mut result) = tokio::sync::oneshot::channel();
@@ -548,7 +545,6 @@ impl RunContext<'_> {
                 ix,
                 after_seq,
                 walk,
-                status,
                 error,
                 done,
             });
@@ -569,7 +565,7 @@ impl RunContext<'_> {
                     self.step(pending.ix, pending.after_seq),
                     scope_update(
                         self.scope_row_ids[pending.ix],
-                        pending.status,
+                        pending.walk.status(),
                         &pending.walk,
                         pending.error.as_deref(),
                     ),
@@ -1006,7 +1002,7 @@ impl AuthGate {
 }
 
 /// How a walk ended.
-#[derive(Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 enum WalkOutcome {
     /// Every page fetched and the distinct ids agree with `total_num`.
     Complete,
@@ -1059,7 +1055,7 @@ struct PendingApply {
     ix: usize,
     after_seq: i64,
     walk: Walk,
-    status: ScopeStatus,
+    /// The walk's error, which its audit row borrows.
     error: Option<String>,
     done: tokio::sync::oneshot::Sender<Result<(ScopeCounts, i64), String>>,
 }
@@ -1455,10 +1451,7 @@ impl Listing {
     /// Turns a fetched page into registries, sets aside the ones listed already and sorts
     /// the others into those the store holds unchanged and the rest.
     fn sort(&mut self, page: RawPage) -> Result<StagedPage, String> {
-        let mut staged = StagedPage {
-            unchanged: Vec::new(),
-            changed: Vec::new(),
-        };
+        let mut staged = StagedPage::default();
         for (i, item) in page.items.into_iter().enumerate() {
             let unusable = |e: String| {
                 format!(
@@ -1494,10 +1487,7 @@ impl Listing {
         ix: usize,
         pages: Vec<RawPage>,
     ) -> Result<i64, StageError> {
-        let mut sorted = StagedPage {
-            unchanged: Vec::new(),
-            changed: Vec::new(),
-        };
+        let mut sorted = StagedPage::default();
         let mut unreadable = None;
         for page in pages {
             match self.sort(page) {
@@ -1542,6 +1532,7 @@ enum StageError {
 }
 
 /// A page's registries, sorted for staging.
+#[derive(Default)]
 struct StagedPage {
     /// Ids of the registries listed as the store holds them.
     unchanged: Vec<String>,
