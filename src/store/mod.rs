@@ -198,6 +198,18 @@ pub struct ScopeStep<'a> {
     pub now: DateTime<Utc>,
 }
 
+/// What applying a scope's staged pages did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// What it added to the scope's counts.
+    pub counts: ScopeCounts,
+    /// The last staged row it applied.
+    pub last_seq: i64,
+    /// How many registries it set aside as stored under a scope the step's scope does not
+    /// cover, for [`Store::apply_deferred`].
+    pub n_deferred: i64,
+}
+
 /// What a step adds to a scope's audit row (`sync_run_scopes`).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ScopeUpdate<'a> {
@@ -684,8 +696,7 @@ impl Store {
     /// all in one transaction: new registries, new versions, restored ones; registries
     /// stored under a scope the step's scope does not cover wait for
     /// [`Store::apply_deferred`]. Each step also names how many registries were staged as
-    /// seen unchanged since its last step. Returns, step by step, the counts it added and
-    /// the last staged row it applied.
+    /// seen unchanged since its last step. Returns, step by step, what it did.
     ///
     /// # Errors
     ///
@@ -693,16 +704,17 @@ impl Store {
     pub async fn apply_staged(
         &self,
         steps: &[(ScopeStep<'_>, ScopeUpdate<'_>, i64)],
-    ) -> Result<Vec<(ScopeCounts, i64)>, StoreError> {
+    ) -> Result<Vec<Applied>, StoreError> {
         dispatch!(self, pool => {
             let mut tx = begin_write(pool, &self.1, "starting a scope transaction").await?;
             let mut applied = Vec::with_capacity(steps.len());
             for (step, update, n_unchanged) in steps {
-                let (mut counts, last_seq) = Queries::<Db>::apply_staged(&mut *tx, step).await?;
+                let mut step_applied = Queries::<Db>::apply_staged(&mut *tx, step).await?;
+                let counts = &mut step_applied.counts;
                 counts.n_unchanged += n_unchanged;
                 counts.n_fetched += n_unchanged;
-                Queries::<Db>::record_scope(&mut *tx, update, &counts, step.now).await?;
-                applied.push((counts, last_seq));
+                Queries::<Db>::record_scope(&mut *tx, update, counts, step.now).await?;
+                applied.push(step_applied);
             }
             tx.commit().await.map_err(query_error("committing a scope"))?;
             Ok(applied)

@@ -15,7 +15,7 @@ use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool,
 
 use crate::registry::{Registry, INTEGER_FIELDS, STRING_FIELDS};
 use crate::store::{
-    query_error, Backend, HistoryFilter, HistoryRecord, NewRun, RegistryRecord, RowLease,
+    query_error, Applied, Backend, HistoryFilter, HistoryRecord, NewRun, RegistryRecord, RowLease,
     RunRecord, RunTotals, ScopeRecord, ScopeStep, ScopeUpdate, StagePage, StoreError, Unlisted,
 };
 use crate::sync::plan::{
@@ -433,7 +433,7 @@ where
         .map_err(query_error(CONTEXT))?;
         let others: i64 = others.try_get("n").map_err(query_error(CONTEXT))?;
         let delete = if others == 0 {
-            sqlx::query::<DB>("DELETE FROM sync_staging")
+            sqlx::query::<DB>(DB::CLEAR_STAGING)
         } else {
             sqlx::query::<DB>(
                 "DELETE FROM sync_staging WHERE run_id = $1 OR run_id NOT IN \
@@ -468,9 +468,10 @@ where
     pub(crate) async fn apply_staged(
         conn: &mut DB::Connection,
         step: &ScopeStep<'_>,
-    ) -> Result<(ScopeCounts, i64), StoreError> {
+    ) -> Result<Applied, StoreError> {
         const CONTEXT: &str = "applying a scope's staged pages";
         let mut counts = ScopeCounts::default();
+        let mut n_deferred = 0;
         let last: Option<i64> = sqlx::query::<DB>(
             "SELECT MAX(seq) AS last FROM sync_staging WHERE run_id = $1 AND scope_ix = $2 \
              AND seq > $3",
@@ -483,7 +484,11 @@ where
         .and_then(|row| row.try_get("last"))
         .map_err(query_error(CONTEXT))?;
         let Some(last) = last else {
-            return Ok((counts, step.after_seq));
+            return Ok(Applied {
+                counts,
+                last_seq: step.after_seq,
+                n_deferred,
+            });
         };
         // Registries stored already, decided one by one; the new ones are created last, all
         // at once (see [`Self::create_staged`]).
@@ -525,13 +530,19 @@ where
             changed.extend(take(Decision::Restore));
             counts.add(&Self::write_staged_versions(conn, step, &changed, &stored).await?);
             counts.n_unchanged += take(Decision::Unchanged).len() as i64;
-            Self::set_staged(conn, &take(Decision::Defer), "deferred = 1").await?;
+            let deferred = take(Decision::Defer);
+            n_deferred += deferred.len() as i64;
+            Self::set_staged(conn, &deferred, "deferred = 1").await?;
             Self::unstage(conn, &take(Decision::Drop)).await?;
         }
         counts.n_inserted += Self::create_staged(conn, step, last).await?;
         counts.n_fetched =
             counts.n_inserted + counts.n_updated + counts.n_restored + counts.n_unchanged;
-        Ok((counts, last))
+        Ok(Applied {
+            counts,
+            last_seq: last,
+            n_deferred,
+        })
     }
 
     /// Moves to `step`'s scope the registries it set aside as stored under another scope,

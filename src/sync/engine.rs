@@ -19,7 +19,7 @@ use crate::api::{
 use crate::errors::chain;
 use crate::registry::{RawRegistry, Registry};
 use crate::store::{
-    now, RunTotals, ScopeStep, ScopeUpdate, StagePage, Store, StoreError, Unlisted,
+    now, Applied, RunTotals, ScopeStep, ScopeUpdate, StagePage, Store, StoreError, Unlisted,
 };
 use crate::sync::plan::{Coverage, DeletionGuard, Retirement};
 use crate::sync::{
@@ -306,6 +306,9 @@ struct ScopeState {
     recorded_tallies: Tallies,
     /// The last of its staged rows applied.
     applied_seq: i64,
+    /// How many registries its applies set aside as stored under a scope it does not cover:
+    /// moves to decide once every walk has ended.
+    n_deferred: i64,
     /// Whether every registry it covers was listed by the run, as counted before confirming:
     /// nothing later in the run can make one unseen (moves only take listed registries, and
     /// retiring only removes), so there is nothing to retire.
@@ -441,6 +444,7 @@ impl RunContext<'_> {
             recorded: false,
             recorded_tallies: Tallies::default(),
             applied_seq: 0,
+            n_deferred: 0,
             nothing_unseen: false,
             unseen_ids: None,
         };
@@ -477,9 +481,10 @@ impl RunContext<'_> {
         } else {
             self.apply_in_turn(ix, state.applied_seq, walk, error.clone())
                 .await
-                .map(|(counts, last_seq)| {
-                    state.applied_seq = last_seq;
-                    counts
+                .map(|applied| {
+                    state.applied_seq = applied.last_seq;
+                    state.n_deferred += applied.n_deferred;
+                    applied.counts
                 })
         };
         match written {
@@ -536,7 +541,7 @@ impl RunContext<'_> {
         after_seq: i64,
         walk: Walk,
         error: Option<String>,
-    ) -> Result<(ScopeCounts, i64), String> {
+    ) -> Result<Applied, String> {
         let (done, mut result) = tokio::sync::oneshot::channel();
         self.applies
             .lock()
@@ -622,6 +627,16 @@ impl RunContext<'_> {
         }
     }
 
+    /// Notes whether the walk of scope `ix` listed every registry the scope covers, by
+    /// counting them: each registry the scope's walk applied is live where the scope covers
+    /// it, once, so when the scope holds no more than that, its walk listed all of them.
+    async fn count_listed(&self, ix: usize, state: &mut ScopeState) {
+        match self.store.count_live(self.coverages[ix]).await {
+            Ok(n_live) => state.nothing_unseen = n_live == state.report.counts.n_fetched,
+            Err(e) => self.fail_store(e),
+        }
+    }
+
     /// Before a complete run retires anything, a second walk of each scope that misses
     /// something confirms it. Offset paging over a list that changes during the walk can
     /// skip an item without any count showing it (one registry deleted before the walk's
@@ -631,17 +646,10 @@ impl RunContext<'_> {
     /// except what the run listed already and the store holds as it is now: that is neither
     /// missing nor changed, and staging it again cost as much as the first walk did.
     async fn confirm(&self, ix: usize, state: &mut ScopeState) {
-        let scope = self.coverages[ix].scope;
-        // Each registry the scope's walk applied is live where the scope covers it, once:
-        // when the scope holds no more than that, its walk listed all of them.
-        match self.store.count_live(self.coverages[ix]).await {
-            Ok(n_live) if n_live == state.report.counts.n_fetched => {
-                state.nothing_unseen = true;
-                return;
-            }
-            Ok(_) => {}
-            Err(e) => return self.fail_store(e),
+        if state.nothing_unseen || self.store_failed() {
+            return;
         }
+        let scope = self.coverages[ix].scope;
         let mut unseen = Unseen::default();
         if let Err(e) = self
             .store
@@ -756,18 +764,31 @@ async fn run_scopes(
     };
     let mut states: Vec<ScopeState> =
         join_all((0..scopes.len()).map(|ix| ctx.walk_and_apply(ix))).await;
-    // Deciding deletions and moves looks the run's listing up by id.
-    if !ctx.store_failed() {
-        if let Err(e) = store.index_listing().await {
-            ctx.fail_store(e);
-        }
-    }
     let complete = |states: &[ScopeState]| {
         states.iter().all(|s| s.outcome == WalkOutcome::Complete)
             && !options.cancel.is_cancelled()
             && ctx.gate.refused().is_none()
             && !ctx.store_failed()
     };
+    if complete(&states) && options.confirm_deletions {
+        join_all(
+            states
+                .iter_mut()
+                .enumerate()
+                .map(|(ix, state)| ctx.count_listed(ix, state)),
+        )
+        .await;
+    }
+    // Deciding moves and deletions looks the run's listing up by id: indexed when a scope
+    // set registries aside as moved, or may have something to retire. A run that listed
+    // every registry where it is stored (an unchanged resync) does neither.
+    let decides = states.iter().any(|s| s.n_deferred > 0)
+        || (complete(&states) && states.iter().any(|s| !s.nothing_unseen));
+    if decides && !ctx.store_failed() {
+        if let Err(e) = store.index_listing().await {
+            ctx.fail_store(e);
+        }
+    }
     if complete(&states) && options.confirm_deletions {
         // The confirming walks go as concurrently as the first ones did.
         join_all(
@@ -782,7 +803,7 @@ async fn run_scopes(
     // Registries listed by a scope that does not cover where they are stored: moved, in
     // scope order, unless a scope that covers them listed them too.
     for (ix, state) in states.iter_mut().enumerate() {
-        if ctx.store_failed() || !state.applied {
+        if ctx.store_failed() || !state.applied || state.n_deferred == 0 {
             continue;
         }
         let _writer = ctx.writer.lock().await;
@@ -1057,7 +1078,7 @@ struct PendingApply {
     walk: Walk,
     /// The walk's error, which its audit row borrows.
     error: Option<String>,
-    done: tokio::sync::oneshot::Sender<Result<(ScopeCounts, i64), String>>,
+    done: tokio::sync::oneshot::Sender<Result<Applied, String>>,
 }
 
 /// What a walk adds to its scope's audit row.
