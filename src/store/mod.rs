@@ -769,7 +769,10 @@ impl Store {
     }
 
     /// Calls `each` with the id of every live registry a scope covers that no walk of the
-    /// run listed, streaming.
+    /// run listed, streaming. With `missed`, the ids of the registries stored where the
+    /// scope's walk would leave them (see [`Store::unchanged_candidates`]) that the walk did
+    /// not list, it looks only among those and the registries the scope covers elsewhere
+    /// (in another region, or recorded without an enterprise project): the others were listed.
     ///
     /// # Errors
     ///
@@ -778,9 +781,10 @@ impl Store {
         &self,
         run_id: i64,
         coverage: Coverage<'_>,
+        missed: Option<&[String]>,
         each: &mut (dyn FnMut(&str) + Send),
     ) -> Result<(), StoreError> {
-        dispatch!(self, pool => Queries::<Db>::unseen(pool, run_id, coverage, each).await)
+        dispatch!(self, pool => Queries::<Db>::unseen(pool, run_id, coverage, missed, each).await)
     }
 
     /// Retires, as `retirement` allows, the registries `unlisted` names, in one transaction

@@ -803,17 +803,41 @@ where
         pool: &Pool<DB>,
         run_id: i64,
         coverage: Coverage<'_>,
+        missed: Option<&[String]>,
         each: &mut (dyn FnMut(&str) + Send),
     ) -> Result<(), StoreError> {
         use futures::TryStreamExt;
         const CONTEXT: &str = "reading the registries of a scope no walk listed";
         let mut conn = pool.acquire().await.map_err(query_error(CONTEXT))?;
-        let sql = format!(
+        let mut sql = format!(
             "SELECT r.id FROM registries r WHERE r.deleted_at IS NULL AND {} AND {UNSEEN}",
             scope_filter(coverage, 2)
         );
-        let query = sqlx::query::<DB>(&sql).bind(run_id);
-        let mut rows = bind_scope(query, coverage.scope).fetch(&mut *conn);
+        if let Some(ids) = missed {
+            let region_at = 2 + scope_params(coverage);
+            // Numbered like the rest of the statement (see `retire_unseen`). The listing is
+            // looked up only for these rows, not for each row the scope covers.
+            let mut among = format!("r.region <> ${region_at}");
+            if coverage.unattributed {
+                among.push_str(" OR r.enterprise_project_id IS NULL");
+            }
+            if !ids.is_empty() {
+                let list = (region_at + 1..=region_at + ids.len())
+                    .map(|i| format!("${i}"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                among = format!("r.id IN ({list}) OR {among}");
+            }
+            sql.push_str(&format!(" AND ({among})"));
+        }
+        let mut query = bind_scope(sqlx::query::<DB>(&sql).bind(run_id), coverage.scope);
+        if let Some(ids) = missed {
+            query = query.persistent(false).bind(coverage.scope.region.clone());
+            for id in ids {
+                query = query.bind(id.clone());
+            }
+        }
+        let mut rows = query.fetch(&mut *conn);
         while let Some(row) = rows.try_next().await.map_err(query_error(CONTEXT))? {
             let id: String = row.try_get("id").map_err(query_error(CONTEXT))?;
             each(&id);

@@ -313,6 +313,9 @@ struct ScopeState {
     /// nothing later in the run can make one unseen (moves only take listed registries, and
     /// retiring only removes), so there is nothing to retire.
     nothing_unseen: bool,
+    /// What its walk missed of the registries stored where it would leave them, as the walk
+    /// left it, until confirming looks for what the run did not list.
+    missed: Option<Missed>,
     /// The ids of the registries it missed before its confirming walk, when they were few
     /// enough to keep (see [`RETIRE_AMONG_PER_SCOPE`] and [`RETIRE_AMONG_MAX`]): its retiring
     /// looks among these only.
@@ -421,7 +424,7 @@ impl RunContext<'_> {
     async fn walk_and_apply(&self, ix: usize) -> ScopeState {
         let scope = self.coverages[ix].scope;
         let going = self.walk_going();
-        let walk = {
+        let mut walk = {
             let _slot = self
                 .walk_slots
                 .acquire()
@@ -445,6 +448,7 @@ impl RunContext<'_> {
             recorded_tallies: Tallies::default(),
             applied_seq: 0,
             n_deferred: 0,
+            missed: walk.missed.take(),
             nothing_unseen: false,
             unseen_ids: None,
         };
@@ -651,9 +655,21 @@ impl RunContext<'_> {
         }
         let scope = self.coverages[ix].scope;
         let mut unseen = Unseen::default();
+        let missed = match state.missed.take() {
+            Some(missed) => match missed.ids(self.store, scope).await {
+                Ok(ids) => Some(ids),
+                Err(e) => return self.fail_store(e),
+            },
+            None => None,
+        };
         if let Err(e) = self
             .store
-            .unseen(self.run_id, self.coverages[ix], &mut |id| unseen.insert(id))
+            .unseen(
+                self.run_id,
+                self.coverages[ix],
+                missed.as_deref(),
+                &mut |id| unseen.insert(id),
+            )
             .await
         {
             return self.fail_store(e);
@@ -1050,6 +1066,9 @@ struct Walk {
     n_unchanged: i64,
     /// What the API said of the request that failed the walk, when one did.
     failure: Failure,
+    /// Of a complete first walk, the registries stored where it would leave them that it did
+    /// not list, when they are few (see [`Missed`]).
+    missed: Option<Missed>,
 }
 
 /// The most scopes one transaction applies (see [`RunContext::apply_in_turn`]).
@@ -1151,6 +1170,7 @@ impl Walk {
             outcome: WalkOutcome::Complete,
             n_unchanged: 0,
             failure: Failure::default(),
+            missed: None,
         }
     }
 
@@ -1320,6 +1340,9 @@ async fn walk_scope(
     } else {
         WalkOutcome::Complete
     };
+    if confirming.is_none() && walk.outcome == WalkOutcome::Complete {
+        walk.missed = Missed::of(&listing);
+    }
     walk
 }
 
@@ -1427,6 +1450,54 @@ impl Unseen {
             Some(ids) if ids.len() < RETIRE_AMONG_PER_SCOPE => ids.push(id.to_owned()),
             _ => self.ids = None,
         }
+    }
+}
+
+/// What a complete first walk did not list of the registries stored where it would leave
+/// them ([`Listing::stored`]), as 64-bit hashes of their ids: kept when there are no more
+/// than [`RETIRE_AMONG_PER_SCOPE`], so that finding what the run did not list looks the
+/// run's listing up for these (and for the registries the scope covers elsewhere) instead
+/// of for every registry the scope holds. Each registry the run did not list is among them:
+/// where the walk would leave it, it was stored when the walk began (a registry written
+/// there since was listed by the run), so unless its id collides with one the walk listed,
+/// which can only keep a registry one run longer, never retire one.
+#[derive(Debug)]
+struct Missed {
+    hasher: std::hash::RandomState,
+    keys: HashSet<u64>,
+}
+
+impl Missed {
+    /// What `listing` did not list of what it found stored, if that is few.
+    fn of(listing: &Listing) -> Option<Missed> {
+        let keys: HashSet<u64> = listing
+            .stored
+            .keys()
+            .filter(|key| !listing.seen.contains(key))
+            .take(RETIRE_AMONG_PER_SCOPE + 1)
+            .copied()
+            .collect();
+        (keys.len() <= RETIRE_AMONG_PER_SCOPE).then(|| Missed {
+            hasher: listing.hasher.clone(),
+            keys,
+        })
+    }
+
+    /// The ids of these registries, read again from where the walk of `scope` would leave
+    /// them.
+    async fn ids(&self, store: &Store, scope: &Scope) -> Result<Vec<String>, StoreError> {
+        let mut ids = Vec::with_capacity(self.keys.len());
+        if self.keys.is_empty() {
+            return Ok(ids);
+        }
+        store
+            .unchanged_candidates(scope, &mut |id, _| {
+                if self.keys.contains(&self.hasher.hash_one(id)) {
+                    ids.push(id.to_owned());
+                }
+            })
+            .await?;
+        Ok(ids)
     }
 }
 

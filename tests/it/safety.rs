@@ -327,7 +327,6 @@ async fn install_failing(
     event: &str,
     condition: &str,
 ) {
-    use sqlx::Connection;
     let statements = match backend {
         Backend::Sqlite => vec![format!(
             "CREATE TRIGGER {name} BEFORE {event} ON registries WHEN {condition} \
@@ -345,14 +344,20 @@ async fn install_failing(
             ),
         ],
     };
+    execute(app, backend, &statements).await;
+}
+
+/// Runs `statements` on the app's database, over a connection of its own.
+async fn execute(app: &TestApp, backend: Backend, statements: &[String]) {
+    use sqlx::Connection;
     if backend == Backend::Sqlite {
         let mut conn = sqlx::SqliteConnection::connect(&app.db.url).await.unwrap();
-        for statement in &statements {
+        for statement in statements {
             sqlx::query(statement).execute(&mut conn).await.unwrap();
         }
     } else {
         let mut conn = sqlx::PgConnection::connect(&app.db.url).await.unwrap();
-        for statement in &statements {
+        for statement in statements {
             sqlx::query(statement).execute(&mut conn).await.unwrap();
         }
     }
@@ -430,6 +435,48 @@ async fn without_every_enterprise_project_unattributed_rows_are_kept(backend: Ba
     assert_eq!(app.live_ids().await, app.sim_ids());
 }
 on_both_backends!(without_every_enterprise_project_unattributed_rows_are_kept);
+
+async fn a_registry_a_scope_covers_in_another_region_is_retired_when_no_walk_lists_it(
+    backend: Backend,
+) {
+    // Arrange: a synced scope, and a live row under its project and enterprise project but
+    // in another region, which no walk of the scope (in its own region) can list. Looking
+    // for what the run did not list only among what the walk missed of the rows in its own
+    // region would keep this one for ever.
+    let app = TestApp::spawn(backend, estate(1, 1, 6)).await;
+    let scopes = app.enterprise_project_scopes();
+    app.sync(&scopes).await;
+    let run_id = app.runs().await[0].id;
+    let (project, ep) = (&scopes[0].project_id, &scopes[0].enterprise_project_id);
+    execute(
+        &app,
+        backend,
+        &[format!(
+            "INSERT INTO registries (id, project_id, enterprise_project_id, region, raw, \
+             content_hash, version, first_seen_at, last_seen_at, last_changed_at, \
+             last_sync_run_id) VALUES ('stray-registry', '{project}', '{ep}', 'cn-south-1', \
+             '{{\"id\":\"stray-registry\"}}', 'stray-hash', 1, '2026-11-29T00:00:00.000Z', \
+             '2026-11-29T00:00:00.000Z', '2026-11-29T00:00:00.000Z', {run_id})"
+        )],
+    )
+    .await;
+
+    // Act
+    let report = app.sync(&scopes).await;
+
+    // Assert: retired, and nothing else.
+    assert_eq!(report.status, RunStatus::Succeeded, "{report:?}");
+    assert_eq!(report.counts.n_deleted, 1, "{report:?}");
+    let stray = app
+        .registries()
+        .await
+        .into_iter()
+        .find(|r| r.registry.id == "stray-registry")
+        .expect("the stray row is kept, retired");
+    assert!(stray.deleted_at.is_some(), "{stray:?}");
+    assert_eq!(app.live_ids().await, app.sim_ids());
+}
+on_both_backends!(a_registry_a_scope_covers_in_another_region_is_retired_when_no_walk_lists_it);
 
 async fn an_id_listed_under_two_projects_keeps_one_owner_and_writes_no_history(backend: Backend) {
     // Arrange: a registry of the first project also listed under the second.
