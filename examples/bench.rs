@@ -306,6 +306,12 @@ async fn bench_one(
                 .error_for_status()
                 .context("POST /sim/mutate")?;
         }
+        if args.quota.is_some() {
+            // Each sync starts on a quota window of its own, as its bound assumes: the last
+            // requests of the sync before, sent at the quota's rate, would otherwise still be
+            // in the window, and a new process cannot know of them.
+            tokio::time::sleep(std::time::Duration::from_secs_f64(args.window_seconds)).await;
+        }
         let before = last_request_id(http, &base).await?;
         eprintln!("bench: {backend}, {total} registries, {label} sync ...");
         let stdout_path = dir.path().join("sync.out");

@@ -18,6 +18,10 @@ use tokio::time::Instant;
 /// network jitter does not put two requests a full window apart inside one window.
 pub const SPACING_MARGIN: f64 = 1.02;
 
+/// How late a caller may take its slot without moving the next one (see
+/// [`RateLimiter::acquire`]): tokio's timers wake up to a millisecond late.
+const TIMER_SLACK: Duration = Duration::from_millis(2);
+
 /// The widest spacing the limiter backs off to: one request every two minutes.
 pub const MAX_SPACING: Duration = Duration::from_secs(120);
 
@@ -58,15 +62,31 @@ impl RateLimiter {
         })
     }
 
-    /// Waits for the next slot.
+    /// Waits for the next slot. A slot is taken when its caller runs, not handed out ahead:
+    /// a caller that wakes late (its runtime busy, on a loaded machine) pushes the next slot
+    /// back, so that no two requests go closer together than the rate allows. Slots handed
+    /// out ahead of time did not: the request after a late one went a whole lateness early,
+    /// and under a quota of 20 a second, a lateness of 20 ms put 21 requests in one second.
+    /// A lateness within [`TIMER_SLACK`] (a timer's tick) moves nothing, or every slot would
+    /// drift by it: the requests of any window then still span the window and the margin,
+    /// less one such lateness.
     pub async fn acquire(&self) {
-        let slot = {
-            let mut state = self.state.lock().await;
-            let slot = state.next_slot.max(Instant::now());
-            state.next_slot = slot + state.spacing;
-            slot
-        };
-        tokio::time::sleep_until(slot).await;
+        loop {
+            let next = {
+                let mut state = self.state.lock().await;
+                let now = Instant::now();
+                if now >= state.next_slot {
+                    state.next_slot = if now - state.next_slot <= TIMER_SLACK {
+                        state.next_slot + state.spacing
+                    } else {
+                        now + state.spacing
+                    };
+                    return;
+                }
+                state.next_slot
+            };
+            tokio::time::sleep_until(next).await;
+        }
     }
 
     /// Records a request the server accepted: the spacing narrows toward the configured one.
@@ -159,6 +179,21 @@ mod tests {
         for (i, time) in times.iter().enumerate() {
             assert_eq!(*time, spacing * i as u32);
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_caller_that_runs_late_pushes_the_next_slot_back() {
+        let limiter = RateLimiter::per_minute(60).unwrap();
+        let spacing = limiter.spacing().await;
+        limiter.acquire().await;
+        // Due one spacing from now, but its task runs 300 ms after that.
+        let mut late = Box::pin(limiter.acquire());
+        assert!(futures::poll!(&mut late).is_pending());
+        tokio::time::sleep(spacing + Duration::from_millis(300)).await;
+        late.await;
+        let went_late = Instant::now();
+        limiter.acquire().await;
+        assert_eq!(went_late.elapsed(), spacing);
     }
 
     #[tokio::test(start_paused = true)]
