@@ -165,14 +165,18 @@ fn row_placeholders<DB: Backend>(rows: usize, cols: usize) -> String {
 /// placeholders. A statement that uses these must number every placeholder through here, in
 /// the order they appear, each once: anonymous ones are bound by position.
 fn placeholders<DB: Backend>(first: usize, count: usize) -> String {
+    if DB::ANONYMOUS_PLACEHOLDERS {
+        vec!["?"; count].join(", ")
+    } else {
+        numbered_placeholders(first, count)
+    }
+}
+
+/// `$first, .., $(first+count-1)` on every backend: for a statement whose other
+/// placeholders are numbered, where a `?` would be bound from the first value on.
+fn numbered_placeholders(first: usize, count: usize) -> String {
     (first..first + count)
-        .map(|i| {
-            if DB::ANONYMOUS_PLACEHOLDERS {
-                "?".to_owned()
-            } else {
-                format!("${i}")
-            }
-        })
+        .map(|i| format!("${i}"))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -815,17 +819,14 @@ where
         );
         if let Some(ids) = missed {
             let region_at = 2 + scope_params(coverage);
-            // Numbered like the rest of the statement (see `retire_unseen`). The listing is
+            // Numbered like the rest of the statement (see `numbered_placeholders`). The listing is
             // looked up only for these rows, not for each row the scope covers.
             let mut among = format!("r.region <> ${region_at}");
             if coverage.unattributed {
                 among.push_str(" OR r.enterprise_project_id IS NULL");
             }
             if !ids.is_empty() {
-                let list = (region_at + 1..=region_at + ids.len())
-                    .map(|i| format!("${i}"))
-                    .collect::<Vec<_>>()
-                    .join(", ");
+                let list = numbered_placeholders(region_at + 1, ids.len());
                 among = format!("r.id IN ({list}) OR {among}");
             }
             sql.push_str(&format!(" AND ({among})"));
@@ -882,13 +883,7 @@ where
             if ids.is_empty() {
                 return Ok(0);
             }
-            // Numbered like the rest of the statement: a `?` among `$N` would be bound from
-            // the first value on.
-            let first = 3 + scope_params(coverage);
-            let list = (first..first + among.len())
-                .map(|i| format!("${i}"))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let list = numbered_placeholders(3 + scope_params(coverage), among.len());
             gone.push_str(&format!(" AND r.id IN ({list})"));
         }
         let columns = CONTENT_COLUMNS.join(", ");
