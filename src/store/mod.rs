@@ -618,18 +618,27 @@ impl Store {
         dispatch!(self, pool => Queries::<Db>::finish_run(pool, run_id, totals, finished_at).await)
     }
 
-    /// Writes a `running` row for one scope of a run and returns its id.
+    /// Writes a `running` row for each scope of a run, in one transaction, and returns their
+    /// ids in the order of `scopes`.
     ///
     /// # Errors
     ///
-    /// [`StoreError::Query`] when the database fails.
-    pub async fn begin_scope(
+    /// [`StoreError::Query`] when the database fails; then no row is written.
+    pub async fn begin_scopes(
         &self,
         run_id: i64,
-        scope: &Scope,
+        scopes: &[Scope],
         started_at: DateTime<Utc>,
-    ) -> Result<i64, StoreError> {
-        dispatch!(self, pool => Queries::<Db>::begin_scope(pool, run_id, scope, started_at).await)
+    ) -> Result<Vec<i64>, StoreError> {
+        dispatch!(self, pool => {
+            let mut tx = begin_write(pool, &self.1, "starting to record the run's scopes").await?;
+            let mut ids = Vec::with_capacity(scopes.len());
+            for scope in scopes {
+                ids.push(Queries::<Db>::begin_scope(&mut *tx, run_id, scope, started_at).await?);
+            }
+            tx.commit().await.map_err(query_error("committing the run's scopes"))?;
+            Ok(ids)
+        })
     }
 
     /// Calls `each` with the id and content hash of every live registry stored where a walk

@@ -270,15 +270,11 @@ where
 
     /// Inserts a `running` row into `sync_run_scopes` and returns its id.
     pub(crate) async fn begin_scope(
-        pool: &Pool<DB>,
+        conn: &mut DB::Connection,
         run_id: i64,
         scope: &Scope,
         started_at: DateTime<Utc>,
     ) -> Result<i64, StoreError> {
-        let mut conn = pool
-            .acquire()
-            .await
-            .map_err(query_error("recording a new scope"))?;
         let row = sqlx::query::<DB>(
             "INSERT INTO sync_run_scopes (sync_run_id, region, project_id, enterprise_project_id, status, started_at) \
              VALUES ($1, $2, $3, $4, 'running', $5) RETURNING id",

@@ -453,6 +453,12 @@ impl RunContext<'_> {
             unseen_ids: None,
         };
         self.apply_walk(ix, &mut state, walk).await;
+        if state.applied && state.outcome == WalkOutcome::Complete && self.options.confirm_deletions
+        {
+            // Counted now, while other walks go on, rather than after the last one: until
+            // every walk has ended, only the scope's own apply adds to what it covers.
+            self.count_listed(ix, &mut state).await;
+        }
         state
     }
 
@@ -634,10 +640,59 @@ impl RunContext<'_> {
     /// Notes whether the walk of scope `ix` listed every registry the scope covers, by
     /// counting them: each registry the scope's walk applied is live where the scope covers
     /// it, once, so when the scope holds no more than that, its walk listed all of them.
+    /// Counted once its walk is applied: until every first walk has ended, nothing but the
+    /// scope's own apply writes where it covers (moves wait for the end), so the count can
+    /// only fall, and a fall only makes the scope confirm what it need not.
     async fn count_listed(&self, ix: usize, state: &mut ScopeState) {
         match self.store.count_live(self.coverages[ix]).await {
             Ok(n_live) => state.nothing_unseen = n_live == state.report.counts.n_fetched,
             Err(e) => self.fail_store(e),
+        }
+    }
+
+    /// Retires what scope `ix` covers and no walk of the complete run listed, unless the
+    /// mass-deletion guard holds it.
+    async fn retire(&self, ix: usize, state: &mut ScopeState) {
+        if state.nothing_unseen {
+            return;
+        }
+        let retirement = Retirement {
+            allowed: true,
+            unattributed: self.coverages[ix].unattributed,
+            guard: self.options.deletion_guard,
+        };
+        let scope = self.coverages[ix].scope;
+        match self
+            .store
+            .retire_unseen(
+                Unlisted {
+                    run_id: self.run_id,
+                    coverage: self.coverages[ix],
+                    among: state.unseen_ids.as_deref(),
+                },
+                self.scope_row_ids[ix],
+                &retirement,
+                state.report.counts.n_inserted + state.report.counts.n_restored,
+                now(),
+            )
+            .await
+        {
+            Ok((counts, held)) => {
+                state.report.counts.add(&counts);
+                if let Some(held) = held {
+                    metrics::counter!("hss_sync_deletions_held_total").increment(1);
+                    warn!(scope = %scope, n_held = counts.n_held, "scope {scope}: {held}");
+                    state.report.status = ScopeStatus::Held;
+                    state.report.error = Some(held);
+                }
+            }
+            Err(e) => {
+                warn!(scope = %scope, "scope {scope}: retiring failed: {}", chain(&e));
+                state.recorded = false;
+                state.report.status = ScopeStatus::Failed;
+                state.report.error = Some(format!("nothing retired: database: {}", chain(&e)));
+                self.fail_store(e);
+            }
         }
     }
 
@@ -656,7 +711,7 @@ impl RunContext<'_> {
         let scope = self.coverages[ix].scope;
         let mut unseen = Unseen::default();
         let missed = match state.missed.take() {
-            Some(missed) => match missed.ids(self.store, scope).await {
+            Some(missed) => match unseen.load(self.store, scope, &missed).await {
                 Ok(ids) => Some(ids),
                 Err(e) => return self.fail_store(e),
             },
@@ -744,15 +799,11 @@ async fn run_scopes(
     if let Err(e) = store.clear_staging(run_id).await {
         return failed_before_walking(e);
     }
-    let mut scope_row_ids = Vec::with_capacity(scopes.len());
-    for scope in scopes {
-        match store.begin_scope(run_id, scope, now()).await {
-            Ok(id) => scope_row_ids.push(id),
-            // Nothing was walked or written: the run is failed and its started scopes are
-            // closed by the next run's recovery if this database stays down.
-            Err(e) => return failed_before_walking(e),
-        }
-    }
+    let scope_row_ids = match store.begin_scopes(run_id, scopes, now()).await {
+        Ok(ids) => ids,
+        // Nothing was walked or written: the run is failed.
+        Err(e) => return failed_before_walking(e),
+    };
     let unattributed = unattributed_scopes(scopes, options);
     let ctx = RunContext {
         clients,
@@ -786,15 +837,6 @@ async fn run_scopes(
             && ctx.gate.refused().is_none()
             && !ctx.store_failed()
     };
-    if complete(&states) && options.confirm_deletions {
-        join_all(
-            states
-                .iter_mut()
-                .enumerate()
-                .map(|(ix, state)| ctx.count_listed(ix, state)),
-        )
-        .await;
-    }
     // Deciding moves and deletions looks the run's listing up by id: indexed when a scope
     // set registries aside as moved, or may have something to retire. A run that listed
     // every registry where it is stored (an unchanged resync) does neither.
@@ -847,50 +889,28 @@ async fn run_scopes(
             );
         }
     }
-    for (ix, state) in states.iter_mut().enumerate() {
-        if !all_complete || ctx.store_failed() {
-            break;
+    if all_complete {
+        // Scopes of different projects cover different rows, so their retiring goes at
+        // once (on PostgreSQL, each on a connection of its own); the scopes of one project
+        // go one after another, as their coverage may overlap.
+        let mut by_project: Vec<(&str, Vec<(usize, &mut ScopeState)>)> = Vec::new();
+        for (ix, state) in states.iter_mut().enumerate() {
+            let project = scopes[ix].project_id.as_str();
+            match by_project.iter_mut().find(|(p, _)| *p == project) {
+                Some((_, group)) => group.push((ix, state)),
+                None => by_project.push((project, vec![(ix, state)])),
+            }
         }
-        if state.nothing_unseen {
-            continue;
-        }
-        let retirement = Retirement {
-            allowed: true,
-            unattributed: ctx.coverages[ix].unattributed,
-            guard: options.deletion_guard,
-        };
-        let scope = ctx.coverages[ix].scope;
-        match store
-            .retire_unseen(
-                Unlisted {
-                    run_id,
-                    coverage: ctx.coverages[ix],
-                    among: state.unseen_ids.as_deref(),
-                },
-                ctx.scope_row_ids[ix],
-                &retirement,
-                state.report.counts.n_inserted + state.report.counts.n_restored,
-                now(),
-            )
-            .await
-        {
-            Ok((counts, held)) => {
-                state.report.counts.add(&counts);
-                if let Some(held) = held {
-                    metrics::counter!("hss_sync_deletions_held_total").increment(1);
-                    warn!(scope = %scope, n_held = counts.n_held, "scope {scope}: {held}");
-                    state.report.status = ScopeStatus::Held;
-                    state.report.error = Some(held);
+        let ctx = &ctx;
+        join_all(by_project.into_iter().map(|(_, group)| async move {
+            for (ix, state) in group {
+                if ctx.store_failed() {
+                    break;
                 }
+                ctx.retire(ix, state).await;
             }
-            Err(e) => {
-                warn!(scope = %scope, "scope {scope}: retiring failed: {}", chain(&e));
-                state.recorded = false;
-                state.report.status = ScopeStatus::Failed;
-                state.report.error = Some(format!("nothing retired: database: {}", chain(&e)));
-                ctx.fail_store(e);
-            }
-        }
+        }))
+        .await;
     }
     if let Err(e) = store.clear_staging(run_id).await {
         // The next run clears it; the run's outcome does not depend on it.
@@ -1269,7 +1289,8 @@ async fn walk_with_rewalks(
 /// advances by the items actually returned, and the walk ends on an empty page or when
 /// `offset` reaches `total_num`. Pages are fetched in one stream and hashed, sorted and staged
 /// in another, with up to [`PAGES_AHEAD`] fetched pages waiting between them, and what the
-/// store holds is loaded while the first one is fetched: the network, the walk's own work and
+/// store holds is loaded while the first one is fetched (a confirming walk is handed it when
+/// it was read to find what the first walk missed): the network, the walk's own work and
 /// the database overlap, and a wait for the database (on SQLite, behind another scope's
 /// transaction) does not hold back the next requests.
 async fn walk_scope(
@@ -1289,7 +1310,9 @@ async fn walk_scope(
         // Owned here, so dropped (and the channel closed) as soon as staging stops, for
         // whatever reason: no further page is asked for.
         let mut arrived = arrived;
-        listing.load(ctx, scope).await.map_err(StageError::Store)?;
+        if confirming.is_none_or(|unseen| unseen.stored.is_none()) {
+            listing.load(ctx, scope).await.map_err(StageError::Store)?;
+        }
         let mut n_unchanged = 0;
         while let Some(page) = arrived.recv().await {
             // The pages that arrived meanwhile go with it, in one transaction.
@@ -1427,10 +1450,15 @@ struct Listing {
 ///
 /// It also keeps the ids themselves, up to [`RETIRE_AMONG_PER_SCOPE`] of them, for the
 /// scope's retiring to look among, if the run's allowance has room for them.
+///
+/// Where the first walk missed something, it also holds what the store holds where a walk of
+/// the scope would leave a registry (as [`Listing::stored`]), read once for both the missed
+/// ids and the confirming walk.
 struct Unseen {
     hasher: std::hash::RandomState,
     keys: HashSet<u64>,
     ids: Option<Vec<String>>,
+    stored: Option<HashMap<u64, u64>>,
 }
 
 impl Default for Unseen {
@@ -1439,11 +1467,40 @@ impl Default for Unseen {
             hasher: std::hash::RandomState::default(),
             keys: HashSet::new(),
             ids: Some(Vec::new()),
+            stored: None,
         }
     }
 }
 
 impl Unseen {
+    /// Reads what the store holds where a walk of `scope` would leave a registry, for the
+    /// confirming walk, and returns the ids among it of what the first walk `missed`.
+    async fn load(
+        &mut self,
+        store: &Store,
+        scope: &Scope,
+        missed: &Missed,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut ids = Vec::with_capacity(missed.keys.len());
+        if missed.keys.is_empty() {
+            return Ok(ids);
+        }
+        self.hasher = missed.hasher.clone();
+        let hasher = &self.hasher;
+        let mut stored = HashMap::new();
+        store
+            .unchanged_candidates(scope, &mut |id, hash| {
+                let key = hasher.hash_one(id);
+                stored.insert(key, hash_prefix(hash));
+                if missed.keys.contains(&key) {
+                    ids.push(id.to_owned());
+                }
+            })
+            .await?;
+        self.stored = Some(stored);
+        Ok(ids)
+    }
+
     fn insert(&mut self, id: &str) {
         self.keys.insert(self.hasher.hash_one(id));
         match &mut self.ids {
@@ -1482,23 +1539,6 @@ impl Missed {
             keys,
         })
     }
-
-    /// The ids of these registries, read again from where the walk of `scope` would leave
-    /// them.
-    async fn ids(&self, store: &Store, scope: &Scope) -> Result<Vec<String>, StoreError> {
-        let mut ids = Vec::with_capacity(self.keys.len());
-        if self.keys.is_empty() {
-            return Ok(ids);
-        }
-        store
-            .unchanged_candidates(scope, &mut |id, _| {
-                if self.keys.contains(&self.hasher.hash_one(id)) {
-                    ids.push(id.to_owned());
-                }
-            })
-            .await?;
-        Ok(ids)
-    }
 }
 
 /// Takes `n` from what `left` allows, if it allows that many.
@@ -1521,10 +1561,12 @@ const RETIRE_AMONG_MAX: usize = 10_000;
 const RETIRE_AMONG_PER_SCOPE: usize = 1_000;
 
 impl Listing {
-    /// A listing for a walk that confirms what `unseen` holds.
+    /// A listing for a walk that confirms what `unseen` holds, with what the store holds
+    /// when `unseen` read it already.
     fn confirming(unseen: &Unseen) -> Listing {
         Listing {
             hasher: unseen.hasher.clone(),
+            stored: unseen.stored.clone().unwrap_or_default(),
             unseen: Some(unseen.keys.clone()),
             ..Listing::default()
         }
