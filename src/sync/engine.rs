@@ -710,7 +710,20 @@ impl RunContext<'_> {
         }
         let scope = self.coverages[ix].scope;
         let mut unseen = Unseen::default();
-        let missed = match state.missed.take() {
+        let missed = state.missed.take();
+        // What the store holds is read for the confirming walk in its walk slot, so that no
+        // more scopes hold it than walk at once (all of them at once held 11 MiB more at
+        // 500,000 registries).
+        let slot = match &missed {
+            Some(missed) if !missed.keys.is_empty() => Some(
+                self.walk_slots
+                    .acquire()
+                    .await
+                    .expect("semaphore is never closed"),
+            ),
+            _ => None,
+        };
+        let missed = match missed {
             Some(missed) => match unseen.load(self.store, scope, &missed).await {
                 Ok(ids) => Some(ids),
                 Err(e) => return self.fail_store(e),
@@ -745,11 +758,14 @@ impl RunContext<'_> {
         info!(scope = %scope, n_missing, "scope {scope}: {n_missing} registries missing; walking it again to confirm");
         let going = self.walk_going();
         let mut second = {
-            let _slot = self
-                .walk_slots
-                .acquire()
-                .await
-                .expect("semaphore is never closed");
+            let _slot = match slot {
+                Some(slot) => slot,
+                None => self
+                    .walk_slots
+                    .acquire()
+                    .await
+                    .expect("semaphore is never closed"),
+            };
             walk_with_rewalks(client, self, ix, Some(&unseen)).await
         };
         drop(going);
@@ -1302,7 +1318,8 @@ async fn walk_scope(
     let options = ctx.options;
     let scope = ctx.coverages[ix].scope;
     let mut walk = Walk::new();
-    let mut listing = confirming.map_or_else(Listing::default, Listing::confirming);
+    let (mut listing, loaded) =
+        confirming.map_or_else(|| (Listing::default(), false), Listing::confirming);
     let mut fetched = Fetched::default();
     let (pages, arrived) = tokio::sync::mpsc::channel::<RawPage>(PAGES_AHEAD);
     let fetcher = fetch_pages(client, ctx, scope, &mut walk.attempts, &mut fetched, pages);
@@ -1310,7 +1327,7 @@ async fn walk_scope(
         // Owned here, so dropped (and the channel closed) as soon as staging stops, for
         // whatever reason: no further page is asked for.
         let mut arrived = arrived;
-        if confirming.is_none_or(|unseen| unseen.stored.is_none()) {
+        if !loaded {
             listing.load(ctx, scope).await.map_err(StageError::Store)?;
         }
         let mut n_unchanged = 0;
@@ -1458,7 +1475,8 @@ struct Unseen {
     hasher: std::hash::RandomState,
     keys: HashSet<u64>,
     ids: Option<Vec<String>>,
-    stored: Option<HashMap<u64, u64>>,
+    /// Taken by the first confirming walk; a walk again reads it again.
+    stored: StdMutex<Option<HashMap<u64, u64>>>,
 }
 
 impl Default for Unseen {
@@ -1467,7 +1485,7 @@ impl Default for Unseen {
             hasher: std::hash::RandomState::default(),
             keys: HashSet::new(),
             ids: Some(Vec::new()),
-            stored: None,
+            stored: StdMutex::new(None),
         }
     }
 }
@@ -1497,7 +1515,7 @@ impl Unseen {
                 }
             })
             .await?;
-        self.stored = Some(stored);
+        self.stored = StdMutex::new(Some(stored));
         Ok(ids)
     }
 
@@ -1562,14 +1580,21 @@ const RETIRE_AMONG_PER_SCOPE: usize = 1_000;
 
 impl Listing {
     /// A listing for a walk that confirms what `unseen` holds, with what the store holds
-    /// when `unseen` read it already.
-    fn confirming(unseen: &Unseen) -> Listing {
-        Listing {
+    /// when `unseen` read it and no walk took it yet; and whether it has that.
+    fn confirming(unseen: &Unseen) -> (Listing, bool) {
+        let stored = unseen
+            .stored
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let loaded = stored.is_some();
+        let listing = Listing {
             hasher: unseen.hasher.clone(),
-            stored: unseen.stored.clone().unwrap_or_default(),
+            stored: stored.unwrap_or_default(),
             unseen: Some(unseen.keys.clone()),
             ..Listing::default()
-        }
+        };
+        (listing, loaded)
     }
 
     /// Loads what the store holds where a walk of `scope` would leave a registry.
@@ -1807,7 +1832,7 @@ mod tests {
     fn a_confirming_walk_stages_only_what_is_missing_changed_or_not_stored() {
         let mut unseen = Unseen::default();
         unseen.insert("missed");
-        let mut listing = Listing::confirming(&unseen);
+        let (mut listing, _) = Listing::confirming(&unseen);
         for id in ["listed", "missed", "edited"] {
             store(&mut listing, id, "a");
         }
