@@ -431,7 +431,7 @@ impl RunContext<'_> {
                 .await
                 .expect("semaphore is never closed");
             match self.clients.for_region(&scope.region) {
-                Some(client) => walk_with_rewalks(client, self, ix, None).await,
+                Some(client) => walk_with_rewalks(client, self, ix, None, None).await,
                 None => Walk::failed(format!(
                     "no HSS endpoint is configured for region {}",
                     scope.region
@@ -723,12 +723,12 @@ impl RunContext<'_> {
             ),
             _ => None,
         };
-        let missed = match missed {
+        let (missed, stored) = match missed {
             Some(missed) => match unseen.load(self.store, scope, &missed).await {
-                Ok(ids) => Some(ids),
+                Ok((ids, stored)) => (Some(ids), stored),
                 Err(e) => return self.fail_store(e),
             },
-            None => None,
+            None => (None, None),
         };
         if let Err(e) = self
             .store
@@ -766,7 +766,7 @@ impl RunContext<'_> {
                     .await
                     .expect("semaphore is never closed"),
             };
-            walk_with_rewalks(client, self, ix, Some(&unseen)).await
+            walk_with_rewalks(client, self, ix, Some(&unseen), stored).await
         };
         drop(going);
         state.report.n_pages += second.n_pages;
@@ -1254,12 +1254,15 @@ impl Walk {
 /// up. Offset paging over a list that changes during the walk skips or repeats items; a
 /// fresh walk usually sees a settled list. A walk again from the start forgets what the
 /// earlier one staged, unless it is `confirming` (a confirming walk adds to the first, and
-/// stages only what the run has not listed or what changed: see [`Unseen`]).
+/// stages only what the run has not listed or what changed: see [`Unseen`]). `stored`, what
+/// the store holds for the scope when it was read already, goes to the first walk; a walk
+/// again reads it again.
 async fn walk_with_rewalks(
     client: &HssClient,
     ctx: &RunContext<'_>,
     ix: usize,
     confirming: Option<&Unseen>,
+    mut stored: Option<HashMap<u64, u64>>,
 ) -> Walk {
     let fresh = confirming.is_none();
     let scope = ctx.coverages[ix].scope;
@@ -1268,7 +1271,7 @@ async fn walk_with_rewalks(
     let mut n_walks = 0;
     let mut n_unchanged = 0;
     loop {
-        let mut walk = walk_scope(client, ctx, ix, confirming).await;
+        let mut walk = walk_scope(client, ctx, ix, confirming, stored.take()).await;
         n_walks += 1;
         n_pages += walk.n_pages;
         n_unchanged += walk.n_unchanged;
@@ -1314,12 +1317,16 @@ async fn walk_scope(
     ctx: &RunContext<'_>,
     ix: usize,
     confirming: Option<&Unseen>,
+    stored: Option<HashMap<u64, u64>>,
 ) -> Walk {
     let options = ctx.options;
     let scope = ctx.coverages[ix].scope;
     let mut walk = Walk::new();
-    let (mut listing, loaded) =
-        confirming.map_or_else(|| (Listing::default(), false), Listing::confirming);
+    let mut listing = confirming.map_or_else(Listing::default, Listing::confirming);
+    let loaded = stored.is_some();
+    if let Some(stored) = stored {
+        listing.stored = stored;
+    }
     let mut fetched = Fetched::default();
     let (pages, arrived) = tokio::sync::mpsc::channel::<RawPage>(PAGES_AHEAD);
     let fetcher = fetch_pages(client, ctx, scope, &mut walk.attempts, &mut fetched, pages);
@@ -1467,16 +1474,10 @@ struct Listing {
 ///
 /// It also keeps the ids themselves, up to [`RETIRE_AMONG_PER_SCOPE`] of them, for the
 /// scope's retiring to look among, if the run's allowance has room for them.
-///
-/// Where the first walk missed something, it also holds what the store holds where a walk of
-/// the scope would leave a registry (as [`Listing::stored`]), read once for both the missed
-/// ids and the confirming walk.
 struct Unseen {
     hasher: std::hash::RandomState,
     keys: HashSet<u64>,
     ids: Option<Vec<String>>,
-    /// Taken by the first confirming walk; a walk again reads it again.
-    stored: StdMutex<Option<HashMap<u64, u64>>>,
 }
 
 impl Default for Unseen {
@@ -1485,38 +1486,33 @@ impl Default for Unseen {
             hasher: std::hash::RandomState::default(),
             keys: HashSet::new(),
             ids: Some(Vec::new()),
-            stored: StdMutex::new(None),
         }
     }
 }
 
 impl Unseen {
-    /// Reads what the store holds where a walk of `scope` would leave a registry, for the
-    /// confirming walk, and returns the ids among it of what the first walk `missed`.
+    /// Returns the ids of what the first walk `missed`, and what the store holds where a
+    /// walk of `scope` would leave a registry (as [`Listing::stored`], keyed as this set
+    /// keys its ids from now on): one read for both, handed to the confirming walk, which
+    /// then does not read it again. Reads nothing when nothing was missed.
     async fn load(
         &mut self,
         store: &Store,
         scope: &Scope,
         missed: &Missed,
-    ) -> Result<Vec<String>, StoreError> {
+    ) -> Result<(Vec<String>, Option<HashMap<u64, u64>>), StoreError> {
         let mut ids = Vec::with_capacity(missed.keys.len());
         if missed.keys.is_empty() {
-            return Ok(ids);
+            return Ok((ids, None));
         }
         self.hasher = missed.hasher.clone();
-        let hasher = &self.hasher;
-        let mut stored = HashMap::new();
-        store
-            .unchanged_candidates(scope, &mut |id, hash| {
-                let key = hasher.hash_one(id);
-                stored.insert(key, hash_prefix(hash));
-                if missed.keys.contains(&key) {
-                    ids.push(id.to_owned());
-                }
-            })
-            .await?;
-        self.stored = StdMutex::new(Some(stored));
-        Ok(ids)
+        let stored = read_stored(store, scope, &self.hasher, &mut |id, key| {
+            if missed.keys.contains(&key) {
+                ids.push(id.to_owned());
+            }
+        })
+        .await?;
+        Ok((ids, Some(stored)))
     }
 
     fn insert(&mut self, id: &str) {
@@ -1579,32 +1575,19 @@ const RETIRE_AMONG_MAX: usize = 10_000;
 const RETIRE_AMONG_PER_SCOPE: usize = 1_000;
 
 impl Listing {
-    /// A listing for a walk that confirms what `unseen` holds, with what the store holds
-    /// when `unseen` read it and no walk took it yet; and whether it has that.
-    fn confirming(unseen: &Unseen) -> (Listing, bool) {
-        let stored = unseen
-            .stored
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        let loaded = stored.is_some();
-        let listing = Listing {
+    /// A listing for a walk that confirms what `unseen` holds.
+    fn confirming(unseen: &Unseen) -> Listing {
+        Listing {
             hasher: unseen.hasher.clone(),
-            stored: stored.unwrap_or_default(),
             unseen: Some(unseen.keys.clone()),
             ..Listing::default()
-        };
-        (listing, loaded)
+        }
     }
 
     /// Loads what the store holds where a walk of `scope` would leave a registry.
     async fn load(&mut self, ctx: &RunContext<'_>, scope: &Scope) -> Result<(), StoreError> {
-        let Listing { hasher, stored, .. } = self;
-        ctx.store
-            .unchanged_candidates(scope, &mut |id, hash| {
-                stored.insert(hasher.hash_one(id), hash_prefix(hash));
-            })
-            .await
+        self.stored = read_stored(ctx.store, scope, &self.hasher, &mut |_, _| {}).await?;
+        Ok(())
     }
 
     /// Turns a fetched page into registries, sets aside the ones listed already and sorts
@@ -1764,6 +1747,26 @@ async fn stage(ctx: &RunContext<'_>, ix: usize, page: StagedPage) -> Result<i64,
         .await
 }
 
+/// What the store holds where a walk of `scope` would leave a registry: the content hash
+/// prefix of each, keyed by `hasher`'s hash of its id; `each` is called with every id and
+/// its key.
+async fn read_stored(
+    store: &Store,
+    scope: &Scope,
+    hasher: &std::hash::RandomState,
+    each: &mut (dyn FnMut(&str, u64) + Send),
+) -> Result<HashMap<u64, u64>, StoreError> {
+    let mut stored = HashMap::new();
+    store
+        .unchanged_candidates(scope, &mut |id, hash| {
+            let key = hasher.hash_one(id);
+            stored.insert(key, hash_prefix(hash));
+            each(id, key);
+        })
+        .await?;
+    Ok(stored)
+}
+
 /// The first 64 bits of a hex content hash.
 fn hash_prefix(hex: &str) -> u64 {
     hex.get(..16)
@@ -1832,7 +1835,7 @@ mod tests {
     fn a_confirming_walk_stages_only_what_is_missing_changed_or_not_stored() {
         let mut unseen = Unseen::default();
         unseen.insert("missed");
-        let (mut listing, _) = Listing::confirming(&unseen);
+        let mut listing = Listing::confirming(&unseen);
         for id in ["listed", "missed", "edited"] {
             store(&mut listing, id, "a");
         }
