@@ -183,6 +183,12 @@ impl HssClient {
         })
     }
 
+    /// Whether this client spaces its requests out (a rate is configured): its requests, and
+    /// so the walks that make them, then end one spacing apart rather than together.
+    pub fn is_paced(&self) -> bool {
+        self.limiter.is_some()
+    }
+
     /// The endpoint this client talks to.
     pub fn base_url(&self) -> &Url {
         &self.base_url

@@ -2,13 +2,17 @@
 
 use std::collections::HashMap;
 
+use hss_sync::api::{Auth, ClientSettings};
+use hss_sync::signer::Credentials;
 use hss_sync::sim::{Fault, Mutation};
 use hss_sync::store::HistoryFilter;
 use hss_sync::sync::{RunStatus, SyncOptions};
 use serde_json::json;
 use sqlx::Connection;
 
-use crate::helpers::{client_for, estate, Backend, TestApp, SECRET_KEY};
+use crate::helpers::{
+    client_for, client_with, estate, test_settings, Backend, TestApp, ACCESS_KEY, SECRET_KEY,
+};
 use crate::on_both_backends;
 
 async fn multi_page_estate_is_mirrored_and_changes_become_history(backend: Backend) {
@@ -522,4 +526,40 @@ async fn scopes_whose_walks_end_together_are_applied_in_one_transaction() {
         .await;
     assert_eq!(alone.status, RunStatus::Succeeded, "{alone:?}");
     assert_eq!(alone.counts.n_unchanged, 60);
+}
+
+/// Under a request rate, walks end one request spacing apart: each is applied when it ends,
+/// not held back until the last one ends and then applied after the last page.
+#[tokio::test]
+async fn the_walks_of_a_paced_run_are_applied_as_they_end() {
+    // Arrange: four scopes of one page each, walked at once, their requests 100 ms apart.
+    let mut app = TestApp::spawn(Backend::Postgres, estate(2, 1, 60)).await;
+    let scopes = app.enterprise_project_scopes();
+    assert_eq!(scopes.len(), 4);
+    app.client = client_with(
+        app.address,
+        Auth::AkSk(Credentials::new(ACCESS_KEY, SECRET_KEY).unwrap()),
+        &ClientSettings {
+            max_requests_per_minute: 600,
+            ..test_settings()
+        },
+    );
+    let options = SyncOptions {
+        concurrency: 4,
+        ..SyncOptions::default()
+    };
+
+    // Act
+    let report = app.sync_with(&scopes, options).await;
+
+    // Assert: the first scope's walk ended 100 ms before the second's, and was applied by
+    // a transaction of its own; unpaced, all four go in one (the test above).
+    assert_eq!(report.status, RunStatus::Succeeded, "{report:?}");
+    assert_eq!(report.counts.n_inserted, 240);
+    let mut conn = sqlx::PgConnection::connect(&app.db.url).await.unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(DISTINCT xmin::text) FROM registries")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert!(n > 1, "the four scopes were applied by {n} transaction");
 }
