@@ -423,16 +423,20 @@ impl RunContext<'_> {
         }
     }
 
+    /// Waits for one of the run's [`SyncOptions::concurrency`] walk slots.
+    async fn walk_slot(&self) -> tokio::sync::SemaphorePermit<'_> {
+        self.walk_slots
+            .acquire()
+            .await
+            .expect("semaphore is never closed")
+    }
+
     /// Walks one scope (again while its pages do not add up), then applies what it staged.
     async fn walk_and_apply(&self, ix: usize) -> ScopeState {
         let scope = self.coverages[ix].scope;
         let going = self.walk_going();
         let mut walk = {
-            let _slot = self
-                .walk_slots
-                .acquire()
-                .await
-                .expect("semaphore is never closed");
+            let _slot = self.walk_slot().await;
             match self.clients.for_region(&scope.region) {
                 Some(client) => walk_with_rewalks(client, self, ix, None, None).await,
                 None => Walk::failed(format!(
@@ -729,12 +733,7 @@ impl RunContext<'_> {
         // more scopes hold it than walk at once (all of them at once held 11 MiB more at
         // 500,000 registries).
         let slot = match &missed {
-            Some(missed) if !missed.keys.is_empty() => Some(
-                self.walk_slots
-                    .acquire()
-                    .await
-                    .expect("semaphore is never closed"),
-            ),
+            Some(missed) if !missed.keys.is_empty() => Some(self.walk_slot().await),
             _ => None,
         };
         let (missed, stored) = match missed {
@@ -774,11 +773,7 @@ impl RunContext<'_> {
         let mut second = {
             let _slot = match slot {
                 Some(slot) => slot,
-                None => self
-                    .walk_slots
-                    .acquire()
-                    .await
-                    .expect("semaphore is never closed"),
+                None => self.walk_slot().await,
             };
             walk_with_rewalks(client, self, ix, Some(&unseen), stored).await
         };
