@@ -99,6 +99,10 @@ struct Row {
     bound_seconds: f64,
     /// None when the bound is 0 (no latency, no quota).
     wall_over_bound: Option<f64>,
+    /// The least wall time with at most `--concurrency` requests in flight, whatever scope
+    /// they are for (see [`flight_bound_seconds`]).
+    flight_bound_seconds: f64,
+    wall_over_flight_bound: Option<f64>,
     cpu_seconds: f64,
     peak_rss_mib: f64,
     requests: u64,
@@ -344,6 +348,7 @@ async fn bench_one(
         let pages_per_scope = pages_since(http, &base, before.as_deref()).await?;
         let pages: usize = pages_per_scope.iter().sum();
         let bound = bound_seconds(args, &pages_per_scope);
+        let flight_bound = flight_bound_seconds(args, &pages_per_scope);
         let wall = usage.wall.as_secs_f64();
         rows.push(Row {
             backend: backend.to_owned(),
@@ -353,6 +358,8 @@ async fn bench_one(
             wall_seconds: wall,
             bound_seconds: bound,
             wall_over_bound: (bound > 0.0).then(|| wall / bound),
+            flight_bound_seconds: flight_bound,
+            wall_over_flight_bound: (flight_bound > 0.0).then(|| wall / flight_bound),
             cpu_seconds: usage.cpu_seconds,
             peak_rss_mib: usage.peak_rss_kib as f64 / 1024.0,
             requests,
@@ -618,6 +625,29 @@ fn bound_seconds(args: &Args, pages_per_scope: &[usize]) -> f64 {
     latency_bound.max(quota_bound)
 }
 
+/// The least wall time the API allows for these pages when any `--concurrency` requests
+/// may be in flight at once, whatever scope they are for (as hss-sync sends them: a scope's
+/// first page alone, then its next pages on any free slot): the larger of
+/// - all pages in rounds of `--concurrency`, x the latency;
+/// - the largest scope: its first page, then the rest in rounds of `--concurrency`;
+/// - the quota bound, as in [`bound_seconds`].
+///
+/// It is the tighter of the two bounds: [`bound_seconds`] assumes a scope's pages go one
+/// after another.
+fn flight_bound_seconds(args: &Args, pages_per_scope: &[usize]) -> f64 {
+    let latency = args.latency_ms as f64 / 1000.0;
+    let pages: usize = pages_per_scope.iter().sum();
+    let rounds = pages.div_ceil(args.concurrency);
+    let largest = pages_per_scope
+        .first()
+        .map_or(0, |&p| 1 + p.saturating_sub(1).div_ceil(args.concurrency));
+    let quota_bound = match args.quota {
+        Some(quota) => pages as f64 / quota as f64 * args.window_seconds,
+        None => 0.0,
+    };
+    (rounds.max(largest) as f64 * latency).max(quota_bound)
+}
+
 fn print_markdown(args: &Args, rows: &[Row]) {
     let quota = match args.quota {
         Some(quota) => format!("quota {quota} per {} s", args.window_seconds),
@@ -628,11 +658,11 @@ fn print_markdown(args: &Args, rows: &[Row]) {
         args.latency_ms, args.concurrency, PAGE_LIMIT
     );
     println!();
-    println!("| backend | estate | sync | wall s | bound s | wall/bound | CPU s | peak RSS MiB | requests | throttled |");
-    println!("|---|---|---|--:|--:|--:|--:|--:|--:|--:|");
+    println!("| backend | estate | sync | wall s | bound s | wall/bound | CPU s | peak RSS MiB | requests | throttled | flight bound s | wall/flight bound |");
+    println!("|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
     for row in rows {
         println!(
-            "| {} | {} in {} scopes | {} | {:.2} | {:.2} | {} | {:.2} | {:.0} | {} | {} |",
+            "| {} | {} in {} scopes | {} | {:.2} | {:.2} | {} | {:.2} | {:.0} | {} | {} | {:.2} | {} |",
             row.backend,
             thousands(row.registries),
             row.scopes,
@@ -644,7 +674,10 @@ fn print_markdown(args: &Args, rows: &[Row]) {
             row.cpu_seconds,
             row.peak_rss_mib,
             row.requests,
-            row.throttled
+            row.throttled,
+            row.flight_bound_seconds,
+            row.wall_over_flight_bound
+                .map_or_else(|| "—".to_owned(), |r| format!("{r:.2}")),
         );
     }
 }

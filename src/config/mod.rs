@@ -192,9 +192,9 @@ pub struct RawConfig {
           help = with_default("ListRegistry requests a minute per credential and endpoint; 0 for no limit (HSS documents 5)", DEFAULT_MAX_REQUESTS_PER_MINUTE))]
     pub max_requests_per_minute: Option<u32>,
 
-    /// Scopes walked at once.
+    /// ListRegistry requests in flight at once (scopes walked at once, and pages of a scope on the slots left).
     #[arg(long, env = "HSS_SYNC_CONCURRENCY", value_name = "N",
-          help = with_default("Scopes walked at once", DEFAULT_CONCURRENCY))]
+          help = with_default("ListRegistry requests in flight at once: scopes walked at once, and pages of a scope on the slots no scope waits for", DEFAULT_CONCURRENCY))]
     pub concurrency: Option<usize>,
 
     /// Retries of a failed request.

@@ -50,7 +50,7 @@ pub struct SyncConfig {
     pub database_url: String,
     /// Page size.
     pub page_limit: u32,
-    /// Scopes walked at once.
+    /// ListRegistry requests in flight at once (see `SyncOptions::concurrency`).
     pub concurrency: usize,
     /// Re-walks of a scope whose pages did not add up.
     pub max_rewalks: u32,

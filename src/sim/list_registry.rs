@@ -178,9 +178,11 @@ pub(crate) async fn list_registry(
         ..RequestRecord::received(API_LIST_REGISTRY, auth::auth_kind(&headers), &method, &uri)
     };
 
+    let _answering = Answering::new(&simulator);
     let outcome = {
         let mut state = simulator.lock();
         state.request_count += 1;
+        record.in_flight = state.list_in_flight;
         let mut outcome = answer_list_registry(&mut state, &request, &mut record);
         if let Some(seconds) = outcome.retry_after {
             record.retry_after = Some(seconds);
@@ -228,6 +230,24 @@ pub(crate) async fn list_registry(
         }
     }
     outcome.response
+}
+
+/// One ListRegistry request being answered, counted in [`SimState::list_in_flight`] until
+/// dropped (when the handler returns, or when the client goes away and the handler with it).
+struct Answering<'a>(&'a Simulator);
+
+impl<'a> Answering<'a> {
+    fn new(simulator: &'a Simulator) -> Self {
+        simulator.lock().list_in_flight += 1;
+        Answering(simulator)
+    }
+}
+
+impl Drop for Answering<'_> {
+    fn drop(&mut self) {
+        let mut state = self.0.lock();
+        state.list_in_flight = state.list_in_flight.saturating_sub(1);
+    }
 }
 
 /// The answer to one ListRegistry request, before the handler logs it.

@@ -323,6 +323,10 @@ pub struct RequestRecord {
     pub had_valid_signature: bool,
     /// The `request_id` / `X-Request-Id` of the response.
     pub request_id: String,
+    /// For ListRegistry: how many ListRegistry requests were being answered when this one
+    /// arrived, itself included (a request is being answered until its response leaves the
+    /// handler, latency and hanging included); 0 for the other APIs.
+    pub in_flight: u32,
 }
 
 /// Shared handle to a running (or not yet served) simulator; clones share the same state.
@@ -361,6 +365,8 @@ pub(crate) struct State {
     pub(crate) latency_rng: ChaCha8Rng,
     /// Drifts applied so far, mixed into the seed of each drift's new registries.
     pub(crate) n_drifts: u64,
+    /// ListRegistry requests being answered now (see [`RequestRecord::in_flight`]).
+    pub(crate) list_in_flight: u32,
 }
 
 impl RequestRecord {
@@ -386,6 +392,7 @@ impl RequestRecord {
             enterprise_project_id: None,
             had_valid_signature: false,
             request_id: String::new(),
+            in_flight: 0,
         }
     }
 }
@@ -439,6 +446,7 @@ impl Simulator {
                 token_ttl,
                 latency_rng,
                 n_drifts: 0,
+                list_in_flight: 0,
             })),
             release_hung: Arc::new(tokio::sync::Notify::new()),
         }

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use futures::future::join_all;
+use futures::StreamExt;
 use tokio::sync::{Mutex, MutexGuard, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -38,8 +39,9 @@ pub const DEFAULT_PAGE_LIMIT: u32 = 200;
 /// The smallest and largest `limit` the API accepts.
 pub const PAGE_LIMIT_RANGE: std::ops::RangeInclusive<u32> = 10..=200;
 
-/// Scopes walked at once by default: enough to hide latency, few enough that one
-/// credential's quota is shared by a handful of walks.
+/// ListRegistry requests in flight at once by default (and so scopes walked at once):
+/// enough to hide latency, few enough that one credential's quota is shared by a handful
+/// of walks.
 pub const DEFAULT_CONCURRENCY: usize = 4;
 
 /// How often a scope whose pages did not add up is walked again before it fails, by default.
@@ -60,7 +62,9 @@ pub struct SyncOptions {
     /// Cancelled on SIGINT/SIGTERM: the run stops at the next page or scope boundary and
     /// is recorded `interrupted`.
     pub cancel: CancellationToken,
-    /// Scopes walked at once; pages within a scope are always walked in order.
+    /// ListRegistry requests in flight at once: up to this many scopes are walked at once,
+    /// and the pages of a scope whose count its first page gave go at once on the slots
+    /// no walk waits for; each scope's pages are staged in order.
     pub concurrency: usize,
     /// How often a scope whose pages did not add up is walked again before it fails.
     pub max_rewalks: u32,
@@ -1425,8 +1429,16 @@ struct Fetched {
     stop: Option<PageStop>,
 }
 
-/// Fetches the pages of `scope` in order and hands each to `pages`, until the last page, a
+/// Fetches the pages of `scope` and hands each to `pages` in order, until the last page, a
 /// failed or interrupted request, or until staging stops taking them.
+///
+/// The first page goes alone: it says how many registries the scope holds and whether the
+/// API fills a page to the limit asked for. When it does and more pages follow, their
+/// offsets are known, and they are asked for at once on the run's walk slots that no walk
+/// waits for (the last scopes of a run, and a large scope among small ones, do not leave the
+/// slots of the walks that ended idle); they are still handed on in order. An API that
+/// fills a page with fewer than the limit is walked one page after another, each offset
+/// advanced by the items actually returned.
 async fn fetch_pages(
     client: &HssClient,
     ctx: &RunContext<'_>,
@@ -1435,7 +1447,22 @@ async fn fetch_pages(
     fetched: &mut Fetched,
     pages: tokio::sync::mpsc::Sender<RawPage>,
 ) {
-    let mut offset: u32 = 0;
+    let limit = ctx.options.page_limit;
+    let first = match fetch_page(client, ctx, scope, 0, attempts).await {
+        Ok(page) => page,
+        Err(stop) => {
+            fetched.stop = Some(stop);
+            return;
+        }
+    };
+    let full = first.items.len() == limit as usize;
+    let Some(mut offset) = fetched.hand_on(0, first, &pages).await else {
+        return;
+    };
+    if full {
+        fetch_known_pages(client, ctx, scope, attempts, fetched, offset, &pages).await;
+        return;
+    }
     while !pages.is_closed() {
         let page = match fetch_page(client, ctx, scope, offset, attempts).await {
             Ok(page) => page,
@@ -1444,23 +1471,116 @@ async fn fetch_pages(
                 return;
             }
         };
-        fetched.n_pages += 1;
+        match fetched.hand_on(offset, page, &pages).await {
+            Some(next) => offset = next,
+            None => return,
+        }
+    }
+}
+
+/// Fetches the pages of `scope` from `offset` up to the `total_num` its first page gave,
+/// one page of the limit apart, as many at once as the run's walk slots allow (the walk's
+/// own slot and any other that no walk waits for), and hands them to `pages` in order. A
+/// walk that stops (a failed or interrupted request, the last page, staging stopped) drops
+/// the requests still in flight; they are counted all the same.
+async fn fetch_known_pages(
+    client: &HssClient,
+    ctx: &RunContext<'_>,
+    scope: &Scope,
+    attempts: &mut Attempts,
+    fetched: &mut Fetched,
+    offset: u32,
+    pages: &tokio::sync::mpsc::Sender<RawPage>,
+) {
+    let limit = ctx.options.page_limit;
+    let total = fetched.api_total.unwrap_or_default();
+    let sent = StdMutex::new(Attempts::default());
+    {
+        let mut next = offset;
+        let mut in_flight = futures::stream::FuturesOrdered::new();
+        // One slot for each page in flight but the first, which goes on the walk's own.
+        let mut extra_slots = Vec::new();
+        loop {
+            while i64::from(next) < total && !pages.is_closed() {
+                if !in_flight.is_empty() {
+                    match ctx.walk_slots.try_acquire() {
+                        Ok(slot) => extra_slots.push(slot),
+                        Err(_) => break,
+                    }
+                }
+                let (at, sent) = (next, &sent);
+                in_flight.push_back(async move {
+                    let mut counted = Counted {
+                        attempts: Attempts::default(),
+                        into: sent,
+                    };
+                    let page = fetch_page(client, ctx, scope, at, &mut counted.attempts).await;
+                    (at, page)
+                });
+                next = next.saturating_add(limit);
+            }
+            let Some((at, page)) = in_flight.next().await else {
+                break;
+            };
+            extra_slots.pop();
+            let page = match page {
+                Ok(page) => page,
+                Err(stop) => {
+                    fetched.stop = Some(stop);
+                    break;
+                }
+            };
+            if fetched.hand_on(at, page, pages).await.is_none() {
+                break;
+            }
+        }
+    }
+    attempts.add(&sent.into_inner().unwrap_or_else(|e| e.into_inner()));
+}
+
+/// The attempts of one request, added to `into` when it is done or dropped.
+struct Counted<'a> {
+    attempts: Attempts,
+    into: &'a StdMutex<Attempts>,
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.into
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .add(&self.attempts);
+    }
+}
+
+impl Fetched {
+    /// Notes a page fetched at `offset` and hands its items on; returns the offset after
+    /// them, or nothing when the walk ends here (an empty page, the last one, or staging
+    /// stopped).
+    async fn hand_on(
+        &mut self,
+        offset: u32,
+        page: RegistryPage,
+        pages: &tokio::sync::mpsc::Sender<RawPage>,
+    ) -> Option<u32> {
+        self.n_pages += 1;
         let total = page.total_num;
-        if fetched.api_total.is_some_and(|previous| previous != total) {
-            fetched.total_changed = true;
+        if self.api_total.is_some_and(|previous| previous != total) {
+            self.total_changed = true;
         }
-        fetched.api_total = Some(total);
+        self.api_total = Some(total);
         if page.items.is_empty() {
-            return;
+            return None;
         }
+        let next = offset.saturating_add(u32::try_from(page.items.len()).unwrap_or(u32::MAX));
         let raw = RawPage {
             offset,
             items: page.items,
         };
-        offset = offset.saturating_add(u32::try_from(raw.items.len()).unwrap_or(u32::MAX));
-        if pages.send(raw).await.is_err() || i64::from(offset) >= total {
-            return;
+        if pages.send(raw).await.is_err() || i64::from(next) >= total {
+            return None;
         }
+        Some(next)
     }
 }
 

@@ -94,17 +94,18 @@ fn the_benchmark_runs_at_a_small_size_and_prints_three_rows_of_numbers() {
     let syncs: Vec<&str> = rows.iter().map(|row| row[2].as_str()).collect();
     assert_eq!(syncs, ["first", "unchanged", "10% changed"], "{stdout}");
     for row in &rows {
-        assert_eq!(row.len(), 10, "ten columns: {row:?}");
+        assert_eq!(row.len(), 12, "twelve columns: {row:?}");
         assert_eq!(row[1], "200 in 20 scopes", "{row:?}");
-        // wall, bound, CPU, RSS, requests, throttled are numbers; wall/bound is "—" without
-        // latency or quota.
-        for (column, cell) in [3, 4, 6, 7, 8, 9].map(|i| (i, &row[i])) {
+        // wall, bound, CPU, RSS, requests, throttled, flight bound are numbers; wall/bound
+        // and wall/flight bound are "—" without latency or quota.
+        for (column, cell) in [3, 4, 6, 7, 8, 9, 10].map(|i| (i, &row[i])) {
             let value: f64 = cell
                 .parse()
                 .unwrap_or_else(|_| panic!("column {column} of {row:?} is not a number"));
             assert!(value >= 0.0, "{row:?}");
         }
         assert_eq!(row[5], "—", "no bound without latency or quota: {row:?}");
+        assert_eq!(row[11], "—", "no bound without latency or quota: {row:?}");
         let wall: f64 = row[3].parse().unwrap();
         let rss: f64 = row[7].parse().unwrap();
         let requests: u64 = row[8].parse().unwrap();

@@ -105,9 +105,15 @@ async fn model_based_sync_keeps_the_inventory_true_under_any_answer(backend: Bac
             &ep_scopes
         };
 
+        // From one request at a time to more than the scopes: the pages of a scope go at
+        // once on the slots the other scopes leave.
+        let concurrency = model.rng.gen_range(1..=10);
+        description.push(format!("concurrency {concurrency}"));
+
         // Act
         let options = SyncOptions {
             page_limit: PAGE_LIMIT,
+            concurrency,
             cancel: cancel.clone(),
             ..SyncOptions::default()
         };

@@ -1,7 +1,9 @@
 //! Page edge cases of the ListRegistry walk.
 
-use hss_sync::sim::{Fault, Mutation};
-use hss_sync::sync::{RunStatus, SyncOptions};
+use std::time::Duration;
+
+use hss_sync::sim::{Fault, Mutation, RequestRecord, API_LIST_REGISTRY};
+use hss_sync::sync::{RunReport, RunStatus, SyncOptions};
 
 use crate::helpers::{estate, Backend, TestApp};
 use crate::on_both_backends;
@@ -42,6 +44,111 @@ async fn pages_shorter_than_the_limit_are_followed_to_the_end(backend: Backend) 
     assert_eq!(walk_scope_of(backend, 201, Some(37)).await, (6, 6, 201));
 }
 on_both_backends!(pages_shorter_than_the_limit_are_followed_to_the_end);
+
+/// The ListRegistry requests the simulator saw, in the order they arrived.
+fn list_requests(app: &TestApp) -> Vec<RequestRecord> {
+    app.sim
+        .request_log()
+        .into_iter()
+        .filter(|r| r.api == API_LIST_REGISTRY)
+        .collect()
+}
+
+/// An app whose simulated API answers every request `ms` after it arrives.
+async fn slow_app(backend: Backend, projects: usize, per_scope: usize, ms: u64) -> TestApp {
+    let app = TestApp::spawn(backend, estate(projects, 0, per_scope)).await;
+    app.sim.add_fault(Fault::Latency {
+        min: Duration::from_millis(ms),
+        max: Duration::from_millis(ms),
+    });
+    app
+}
+
+fn with_concurrency(concurrency: usize) -> SyncOptions {
+    SyncOptions {
+        concurrency,
+        ..SyncOptions::default()
+    }
+}
+
+/// Syncs every scope of `app` with `concurrency` slots, checks that every registry is
+/// stored, and returns the report, the ListRegistry requests, their offsets in order, and
+/// the most requests that were in flight at once.
+async fn sync_on_slots(
+    app: &TestApp,
+    concurrency: usize,
+) -> (RunReport, Vec<RequestRecord>, Vec<u32>, Option<u32>) {
+    let report = app
+        .sync_with(&app.all_granted_scopes(), with_concurrency(concurrency))
+        .await;
+    assert_eq!(report.status, RunStatus::Succeeded, "{report:?}");
+    assert_eq!(app.live_ids().await, app.sim_ids(), "every registry stored");
+    let log = list_requests(app);
+    let mut offsets: Vec<u32> = log.iter().filter_map(|r| r.offset).collect();
+    offsets.sort_unstable();
+    let most = log.iter().map(|r| r.in_flight).max();
+    (report, log, offsets, most)
+}
+
+async fn the_pages_of_a_scope_go_at_once_on_the_slots_no_walk_waits_for(backend: Backend) {
+    // One scope of 1,001 registries: its first page says there are 6, and the other 5 are
+    // asked for on the run's 4 slots.
+    let app = slow_app(backend, 1, 1001, 100).await;
+
+    let (report, log, offsets, most) = sync_on_slots(&app, 4).await;
+
+    assert_eq!((report.n_pages, report.n_requests), (6, 6));
+    assert_eq!(log[0].offset, Some(0));
+    assert_eq!(log[0].in_flight, 1, "the first page goes alone");
+    let each_once = [0, 200, 400, 600, 800, 1000];
+    assert_eq!(offsets, each_once, "each page asked for once");
+    assert_eq!(most, Some(4), "every free slot taken, and no more: {log:?}");
+}
+on_both_backends!(the_pages_of_a_scope_go_at_once_on_the_slots_no_walk_waits_for);
+
+async fn no_more_requests_are_in_flight_than_the_concurrency(backend: Backend) {
+    // Three scopes of 6 pages on 2 slots: the walks share them, and each page goes once.
+    let app = slow_app(backend, 3, 1001, 50).await;
+
+    let (report, log, offsets, most) = sync_on_slots(&app, 2).await;
+
+    assert_eq!((offsets.len(), report.n_requests), (18, 18));
+    assert_eq!(most, Some(2), "{log:?}");
+}
+on_both_backends!(no_more_requests_are_in_flight_than_the_concurrency);
+
+async fn requests_in_flight_when_a_page_fails_are_counted(backend: Backend) {
+    // The page at 200 fails while the pages at 400, 600 and 800 are asked for with it, on
+    // the run's other three slots.
+    let app = slow_app(backend, 1, 1001, 100).await;
+    app.sim.add_fault(Fault::FailPage {
+        project_id: None,
+        offset: Some(200),
+        status: 400,
+        error_code: "HSS.1001".to_owned(),
+        error_msg: "bad request".to_owned(),
+        times: None,
+    });
+
+    let report = app
+        .sync_with(&app.all_granted_scopes(), with_concurrency(4))
+        .await;
+
+    assert_eq!(report.status, RunStatus::Failed, "{report:?}");
+    assert_eq!(
+        report.n_pages, 1,
+        "the pages after the failed one are not taken"
+    );
+    let log = list_requests(&app);
+    let mut offsets: Vec<u32> = log.iter().filter_map(|r| r.offset).collect();
+    offsets.sort_unstable();
+    assert_eq!(offsets, [0, 200, 400, 600, 800], "{log:?}");
+    assert_eq!(
+        report.n_requests, 5,
+        "the dropped requests are counted as sent"
+    );
+}
+on_both_backends!(requests_in_flight_when_a_page_fails_are_counted);
 
 async fn a_page_that_fails_mid_walk_retires_nothing_and_makes_the_run_partial(backend: Backend) {
     // Arrange: two projects of 250 registries, synced once.
