@@ -618,11 +618,15 @@ fn bound_seconds(args: &Args, pages_per_scope: &[usize]) -> f64 {
         .map(|wave| wave[0] as f64 * latency)
         .sum();
     let pages: usize = pages_per_scope.iter().sum();
-    let quota_bound = match args.quota {
+    latency_bound.max(quota_bound_seconds(args, pages))
+}
+
+/// The quota bound: pages / quota x window; 0 without a quota.
+fn quota_bound_seconds(args: &Args, pages: usize) -> f64 {
+    match args.quota {
         Some(quota) => pages as f64 / quota as f64 * args.window_seconds,
         None => 0.0,
-    };
-    latency_bound.max(quota_bound)
+    }
 }
 
 /// The least wall time the API allows for these pages when any `--concurrency` requests
@@ -630,7 +634,7 @@ fn bound_seconds(args: &Args, pages_per_scope: &[usize]) -> f64 {
 /// first page alone, then its next pages on any free slot): the larger of
 /// - all pages in rounds of `--concurrency`, x the latency;
 /// - the largest scope: its first page, then the rest in rounds of `--concurrency`;
-/// - the quota bound, as in [`bound_seconds`].
+/// - the quota bound ([`quota_bound_seconds`]).
 ///
 /// It is the tighter of the two bounds: [`bound_seconds`] assumes a scope's pages go one
 /// after another.
@@ -641,11 +645,7 @@ fn flight_bound_seconds(args: &Args, pages_per_scope: &[usize]) -> f64 {
     let largest = pages_per_scope
         .first()
         .map_or(0, |&p| 1 + p.saturating_sub(1).div_ceil(args.concurrency));
-    let quota_bound = match args.quota {
-        Some(quota) => pages as f64 / quota as f64 * args.window_seconds,
-        None => 0.0,
-    };
-    (rounds.max(largest) as f64 * latency).max(quota_bound)
+    (rounds.max(largest) as f64 * latency).max(quota_bound_seconds(args, pages))
 }
 
 fn print_markdown(args: &Args, rows: &[Row]) {

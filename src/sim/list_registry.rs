@@ -178,11 +178,11 @@ pub(crate) async fn list_registry(
         ..RequestRecord::received(API_LIST_REGISTRY, auth::auth_kind(&headers), &method, &uri)
     };
 
-    let _answering = Answering::new(&simulator);
+    let (_answering, in_flight) = Answering::begin(&simulator);
+    record.in_flight = in_flight;
     let outcome = {
         let mut state = simulator.lock();
         state.request_count += 1;
-        record.in_flight = state.list_in_flight;
         let mut outcome = answer_list_registry(&mut state, &request, &mut record);
         if let Some(seconds) = outcome.retry_after {
             record.retry_after = Some(seconds);
@@ -237,9 +237,11 @@ pub(crate) async fn list_registry(
 struct Answering<'a>(&'a Simulator);
 
 impl<'a> Answering<'a> {
-    fn new(simulator: &'a Simulator) -> Self {
-        simulator.lock().list_in_flight += 1;
-        Answering(simulator)
+    /// Counts a request as being answered; returns how many are, itself included.
+    fn begin(simulator: &'a Simulator) -> (Self, u32) {
+        let mut state = simulator.lock();
+        state.list_in_flight += 1;
+        (Answering(simulator), state.list_in_flight)
     }
 }
 

@@ -1447,22 +1447,7 @@ async fn fetch_pages(
     fetched: &mut Fetched,
     pages: tokio::sync::mpsc::Sender<RawPage>,
 ) {
-    let limit = ctx.options.page_limit;
-    let first = match fetch_page(client, ctx, scope, 0, attempts).await {
-        Ok(page) => page,
-        Err(stop) => {
-            fetched.stop = Some(stop);
-            return;
-        }
-    };
-    let full = first.items.len() == limit as usize;
-    let Some(mut offset) = fetched.hand_on(0, first, &pages).await else {
-        return;
-    };
-    if full {
-        fetch_known_pages(client, ctx, scope, attempts, fetched, offset, &pages).await;
-        return;
-    }
+    let mut offset: u32 = 0;
     while !pages.is_closed() {
         let page = match fetch_page(client, ctx, scope, offset, attempts).await {
             Ok(page) => page,
@@ -1471,9 +1456,14 @@ async fn fetch_pages(
                 return;
             }
         };
+        let first_full = offset == 0 && page.items.len() == ctx.options.page_limit as usize;
         match fetched.hand_on(offset, page, &pages).await {
             Some(next) => offset = next,
             None => return,
+        }
+        if first_full {
+            fetch_known_pages(client, ctx, scope, attempts, fetched, offset, &pages).await;
+            return;
         }
     }
 }
@@ -1495,46 +1485,46 @@ async fn fetch_known_pages(
     let limit = ctx.options.page_limit;
     let total = fetched.api_total.unwrap_or_default();
     let sent = StdMutex::new(Attempts::default());
-    {
-        let mut next = offset;
-        let mut in_flight = futures::stream::FuturesOrdered::new();
-        // One slot for each page in flight but the first, which goes on the walk's own.
-        let mut extra_slots = Vec::new();
-        loop {
-            while i64::from(next) < total && !pages.is_closed() {
-                if !in_flight.is_empty() {
-                    match ctx.walk_slots.try_acquire() {
-                        Ok(slot) => extra_slots.push(slot),
-                        Err(_) => break,
-                    }
+    let mut next = offset;
+    let mut in_flight = futures::stream::FuturesOrdered::new();
+    // One slot for each page in flight but the first, which goes on the walk's own.
+    let mut extra_slots = Vec::new();
+    loop {
+        while i64::from(next) < total && !pages.is_closed() {
+            if !in_flight.is_empty() {
+                match ctx.walk_slots.try_acquire() {
+                    Ok(slot) => extra_slots.push(slot),
+                    Err(_) => break,
                 }
-                let (at, sent) = (next, &sent);
-                in_flight.push_back(async move {
-                    let mut counted = Counted {
-                        attempts: Attempts::default(),
-                        into: sent,
-                    };
-                    let page = fetch_page(client, ctx, scope, at, &mut counted.attempts).await;
-                    (at, page)
-                });
-                next = next.saturating_add(limit);
             }
-            let Some((at, page)) = in_flight.next().await else {
-                break;
-            };
-            extra_slots.pop();
-            let page = match page {
-                Ok(page) => page,
-                Err(stop) => {
-                    fetched.stop = Some(stop);
-                    break;
-                }
-            };
-            if fetched.hand_on(at, page, pages).await.is_none() {
+            let (at, sent) = (next, &sent);
+            in_flight.push_back(async move {
+                let mut counted = Counted {
+                    attempts: Attempts::default(),
+                    into: sent,
+                };
+                let page = fetch_page(client, ctx, scope, at, &mut counted.attempts).await;
+                (at, page)
+            });
+            next = next.saturating_add(limit);
+        }
+        let Some((at, page)) = in_flight.next().await else {
+            break;
+        };
+        extra_slots.pop();
+        let page = match page {
+            Ok(page) => page,
+            Err(stop) => {
+                fetched.stop = Some(stop);
                 break;
             }
+        };
+        if fetched.hand_on(at, page, pages).await.is_none() {
+            break;
         }
     }
+    // The requests still in flight are dropped here, and add what they sent.
+    drop(in_flight);
     attempts.add(&sent.into_inner().unwrap_or_else(|e| e.into_inner()));
 }
 

@@ -54,6 +54,13 @@ fn list_requests(app: &TestApp) -> Vec<RequestRecord> {
         .collect()
 }
 
+/// The offsets `log` asked for, smallest first.
+fn sorted_offsets(log: &[RequestRecord]) -> Vec<u32> {
+    let mut offsets: Vec<u32> = log.iter().filter_map(|r| r.offset).collect();
+    offsets.sort_unstable();
+    offsets
+}
+
 /// An app whose simulated API answers every request `ms` after it arrives.
 async fn slow_app(backend: Backend, projects: usize, per_scope: usize, ms: u64) -> TestApp {
     let app = TestApp::spawn(backend, estate(projects, 0, per_scope)).await;
@@ -84,8 +91,7 @@ async fn sync_on_slots(
     assert_eq!(report.status, RunStatus::Succeeded, "{report:?}");
     assert_eq!(app.live_ids().await, app.sim_ids(), "every registry stored");
     let log = list_requests(app);
-    let mut offsets: Vec<u32> = log.iter().filter_map(|r| r.offset).collect();
-    offsets.sort_unstable();
+    let offsets = sorted_offsets(&log);
     let most = log.iter().map(|r| r.in_flight).max();
     (report, log, offsets, most)
 }
@@ -140,9 +146,7 @@ async fn requests_in_flight_when_a_page_fails_are_counted(backend: Backend) {
         "the pages after the failed one are not taken"
     );
     let log = list_requests(&app);
-    let mut offsets: Vec<u32> = log.iter().filter_map(|r| r.offset).collect();
-    offsets.sort_unstable();
-    assert_eq!(offsets, [0, 200, 400, 600, 800], "{log:?}");
+    assert_eq!(sorted_offsets(&log), [0, 200, 400, 600, 800], "{log:?}");
     assert_eq!(
         report.n_requests, 5,
         "the dropped requests are counted as sent"
