@@ -6,6 +6,8 @@
 
 use std::borrow::Cow;
 use std::convert::Infallible;
+use std::ops::Range;
+use std::sync::OnceLock;
 
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
@@ -89,19 +91,37 @@ fn id_of(id: Option<&Value>) -> Result<String, String> {
     }
 }
 
-/// One `data_list` item as received: its exact text, with its `id` and its content hash read
-/// in one pass over that text, without building its tree of values.
+/// One `data_list` item as received: its exact text, with its `id` read and where each of
+/// its members lies, in one pass over that text, without building its tree of values.
 ///
-/// A walk finds most registries unchanged, and needs no more of them than this; only the
-/// others are turned into a [`Registry`], which parses the text again. The hash is the one
-/// [`content_hash`] gives for the parsed object, byte for byte: a string with no escape, an
-/// integer in plain digits, `true`, `false` and `null` are written canonically as they
-/// come, and any other value is parsed and written as [`content_hash`] writes it.
+/// A walk finds most registries unchanged, and needs no more of them than this and their
+/// content hash; only the others are turned into a [`Registry`], which parses the text
+/// again. A confirming walk does not need the hash of a registry the run listed already, so
+/// the hash is made when first asked for. It is the one [`content_hash`] gives for the
+/// parsed object, byte for byte: a string with no escape, an integer in plain digits,
+/// `true`, `false` and `null` are written canonically as they come, and any other value is
+/// parsed and written as [`content_hash`] writes it.
 #[derive(Clone, Debug)]
 pub struct RawRegistry {
     text: Box<RawValue>,
     id: Option<Value>,
-    content_hash: String,
+    members: Vec<Member>,
+    content_hash: OnceLock<String>,
+}
+
+/// Where one member of an item lies in its text.
+#[derive(Clone, Debug)]
+struct Member {
+    key: Key,
+    value: Range<usize>,
+}
+
+/// A member's key: where it lies in the text (between its quotes), or, when it held an
+/// escape, the key it stands for.
+#[derive(Clone, Debug)]
+enum Key {
+    At(Range<usize>),
+    Unescaped(String),
 }
 
 impl RawRegistry {
@@ -111,25 +131,40 @@ impl RawRegistry {
     ///
     /// Returns a message when the item is not a JSON object.
     pub fn read(text: Box<RawValue>) -> Result<RawRegistry, String> {
-        let Members(mut members) = serde_json::from_str(text.get())
-            .map_err(|e| format!("registry item is not a JSON object: {e}"))?;
-        let mut canonical = Vec::with_capacity(text.get().len());
-        write_members(&mut members, &mut canonical, |value, out| {
-            write_raw_canonical(value, out)
-        })?;
-        let content_hash = hex::encode(Sha256::digest(&canonical));
-        // Sorted by key, the last of equal keys is the one kept.
-        let id = members
-            .iter()
-            .rev()
-            .find(|(key, _)| key == "id")
-            .map(|(_, value)| serde_json::from_str(value.get()))
-            .transpose()
-            .map_err(|e| e.to_string())?;
+        let (id, members) = {
+            let whole = text.get();
+            let Members(members) = serde_json::from_str(whole)
+                .map_err(|e| format!("registry item is not a JSON object: {e}"))?;
+            // Of equal keys the last is the one kept, as parsing into a map keeps it.
+            let id = members
+                .iter()
+                .rev()
+                .find(|(key, _)| key == "id")
+                .map(|(_, value)| serde_json::from_str(value.get()))
+                .transpose()
+                .map_err(|e| e.to_string())?;
+            // Keys and values are borrowed from `whole`, so each lies at its own offset.
+            let at = |part: &str| {
+                let start = part.as_ptr() as usize - whole.as_ptr() as usize;
+                start..start + part.len()
+            };
+            let members = members
+                .into_iter()
+                .map(|(key, value)| Member {
+                    key: match key {
+                        Cow::Borrowed(key) => Key::At(at(key)),
+                        Cow::Owned(key) => Key::Unescaped(key),
+                    },
+                    value: at(value.get()),
+                })
+                .collect();
+            (id, members)
+        };
         Ok(RawRegistry {
             text,
             id,
-            content_hash,
+            members,
+            content_hash: OnceLock::new(),
         })
     }
 
@@ -148,23 +183,48 @@ impl RawRegistry {
     }
 
     /// Hex SHA-256 of the item in canonical form, as [`content_hash`] gives it.
-    pub fn content_hash(&self) -> &str {
-        &self.content_hash
+    ///
+    /// # Errors
+    ///
+    /// Returns a message when a value of the item cannot be read as JSON (a number out of
+    /// range, say).
+    pub fn content_hash(&self) -> Result<&str, String> {
+        if let Some(hash) = self.content_hash.get() {
+            return Ok(hash);
+        }
+        let whole = self.text.get();
+        let mut members: Vec<(&str, &str)> = self
+            .members
+            .iter()
+            .map(|member| {
+                let key = match &member.key {
+                    Key::At(at) => &whole[at.clone()],
+                    Key::Unescaped(key) => key.as_str(),
+                };
+                (key, &whole[member.value.clone()])
+            })
+            .collect();
+        let mut canonical = Vec::with_capacity(whole.len());
+        write_members(&mut members, &mut canonical, |value, out| {
+            write_raw_canonical(value, out)
+        })?;
+        Ok(self.content_hash.get_or_init(|| hex_sha256(&canonical)))
     }
 
     /// The registry, with the item parsed whole.
     ///
     /// # Errors
     ///
-    /// Returns a message when the item has no usable `id`.
+    /// Returns a message when the item has no usable `id`, or cannot be read whole.
     pub fn into_registry(self) -> Result<Registry, String> {
         let id = self.id()?;
+        let content_hash = self.content_hash()?.to_owned();
         let raw: Map<String, Value> =
             serde_json::from_str(self.text.get()).map_err(|e| e.to_string())?;
         Ok(Registry {
             id,
             raw,
-            content_hash: self.content_hash,
+            content_hash,
         })
     }
 }
@@ -220,9 +280,9 @@ impl<'de> Deserialize<'de> for BorrowedKey<'de> {
     }
 }
 
-/// Writes one member's value as [`write_canonical`] writes it once parsed.
-fn write_raw_canonical(value: &RawValue, out: &mut Vec<u8>) -> Result<(), String> {
-    let text = value.get();
+/// Writes one member's value, given as its text, as [`write_canonical`] writes it once
+/// parsed.
+fn write_raw_canonical(text: &str, out: &mut Vec<u8>) -> Result<(), String> {
     let as_it_comes = match text.as_bytes().first() {
         // A JSON string holds no raw quote or control character, so with no escape its text
         // is what serde_json writes for it.
@@ -255,7 +315,18 @@ fn is_plain_integer(text: &str) -> bool {
 pub fn content_hash(raw: &Map<String, Value>) -> String {
     let mut canonical = Vec::with_capacity(1024);
     write_canonical_object(raw, &mut canonical);
-    hex::encode(Sha256::digest(&canonical))
+    hex_sha256(&canonical)
+}
+
+/// Hex SHA-256 of `bytes`, written through a buffer on the stack: `hex::encode` builds its
+/// string a `char` at a time, which cost as much as the digest itself in a walk's profile.
+fn hex_sha256(bytes: &[u8]) -> String {
+    let mut hex = [0u8; 64];
+    // 32 bytes of digest always fill 64 hex digits, which are ASCII.
+    let Ok(()) = hex::encode_to_slice(Sha256::digest(bytes), &mut hex) else {
+        unreachable!("a SHA-256 digest is 32 bytes")
+    };
+    String::from_utf8_lossy(&hex).into_owned()
 }
 
 /// The names of the top-level keys whose values differ between `old` and `new`, sorted.
@@ -301,7 +372,7 @@ fn write_members<K: AsRef<str>, V, E>(
             out.push(b',');
         }
         first = false;
-        write_json(key.as_ref(), out);
+        write_json_str(key.as_ref(), out);
         out.push(b':');
         write_value(value, out)?;
     }
@@ -313,6 +384,20 @@ fn write_members<K: AsRef<str>, V, E>(
 fn write_json<T: serde::Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) {
     // Writing into a Vec cannot fail, and a string or a scalar always serializes.
     let _ = serde_json::to_writer(&mut *out, value);
+}
+
+/// A string as serde_json writes it: between quotes, as it is when nothing in it needs an
+/// escape (serde_json escapes only the quote, the backslash and control characters), which
+/// is every key HSS sends; serde_json's writer otherwise.
+fn write_json_str(text: &str, out: &mut Vec<u8>) {
+    if text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.reserve(text.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
+    } else {
+        write_json(text, out);
+    }
 }
 
 fn write_canonical(value: &Value, out: &mut Vec<u8>) {
@@ -328,7 +413,7 @@ fn write_canonical(value: &Value, out: &mut Vec<u8>) {
             }
             out.push(b']');
         }
-        Value::String(text) => write_json(text.as_str(), out),
+        Value::String(text) => write_json_str(text, out),
         scalar => write_json(scalar, out),
     }
 }
@@ -357,6 +442,20 @@ mod tests {
             content_hash(&object(json!({"b": 1, "a": "x"}))),
             hex::encode(Sha256::digest(br#"{"a":"x","b":1}"#))
         );
+    }
+
+    #[test]
+    fn strings_are_written_as_serde_json_writes_them() {
+        let mut texts: Vec<String> = (0u32..=0x80)
+            .filter_map(char::from_u32)
+            .map(|c| format!("a{c}b"))
+            .collect();
+        texts.extend(["", "é😀", "\u{7f}", "plain-key_1", "\"\\"].map(str::to_owned));
+        for text in texts {
+            let mut out = Vec::new();
+            write_json_str(&text, &mut out);
+            assert_eq!(out, serde_json::to_vec(&text).unwrap(), "{text:?}");
+        }
     }
 
     #[test]
@@ -402,7 +501,7 @@ mod tests {
         ];
         for text in texts {
             let (raw, map) = both_ways(text);
-            assert_eq!(raw.content_hash(), content_hash(&map), "{text}");
+            assert_eq!(raw.content_hash().unwrap(), content_hash(&map), "{text}");
             assert_eq!(raw.id_value(), map.get("id"), "{text}");
             let registry = raw.into_registry();
             match Registry::from_raw(map) {
@@ -454,9 +553,19 @@ mod tests {
                 .collect();
             let text = format!("{{{}}}", members.join(","));
             let (raw, map) = both_ways(&text);
-            assert_eq!(raw.content_hash(), content_hash(&map), "{text}");
+            assert_eq!(raw.content_hash().unwrap(), content_hash(&map), "{text}");
             assert_eq!(raw.id_value(), map.get("id"), "{text}");
         }
+    }
+
+    #[test]
+    fn an_item_whose_value_cannot_be_read_has_no_hash_and_no_registry() {
+        let text = r#"{"id":"r1","images_num":1e400}"#;
+        let raw = RawRegistry::read(RawValue::from_string(text.to_owned()).unwrap())
+            .expect("an object with an id");
+        assert_eq!(raw.id().unwrap(), "r1");
+        assert!(raw.content_hash().is_err());
+        assert!(raw.into_registry().is_err());
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::marker::PhantomData;
 use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
-use serde_json::Value;
+use serde_json::{Map, Value};
 use sqlx::query::Query;
 use sqlx::types::Json;
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
@@ -702,8 +702,9 @@ where
         let mut counts = ScopeCounts::default();
         for chunk in seqs.chunks(VERSIONS_PER_CHUNK) {
             let sql = format!(
-                "SELECT s.seq, s.id, s.raw AS new_raw, r.raw AS old_raw FROM sync_staging s \
-                 JOIN registries r ON r.id = s.id WHERE s.seq IN ({})",
+                "SELECT s.seq, s.id, s.raw AS new_raw, s.content_hash AS new_hash, r.raw AS old_raw, \
+                 r.content_hash AS old_hash FROM sync_staging s JOIN registries r ON r.id = s.id \
+                 WHERE s.seq IN ({})",
                 placeholders::<DB>(1, chunk.len())
             );
             let mut query = sqlx::query::<DB>(&sql).persistent(false);
@@ -719,8 +720,10 @@ where
             for row in &rows {
                 let seq: i64 = row.try_get("seq").map_err(query_error(CONTEXT))?;
                 let id: String = row.try_get("id").map_err(query_error(CONTEXT))?;
-                let new = registry_from_json::<DB>(row, "new_raw", &id)?;
-                let old = registry_from_json::<DB>(row, "old_raw", &id)?;
+                // Both hashes were made when the content was staged or stored: the rows'
+                // JSON is parsed for the fields that changed, and not hashed again.
+                let new = hashed_registry_from_json::<DB>(row, ("new_raw", "new_hash"), &id)?;
+                let old = hashed_registry_from_json::<DB>(row, ("old_raw", "old_hash"), &id)?;
                 let Some(summary) = stored.get(&seq) else {
                     continue;
                 };
@@ -1569,19 +1572,55 @@ where
     Json<Value>: Type<DB>,
     for<'a> &'a str: ColumnIndex<DB::Row>,
 {
-    let raw: Json<Value> = row
-        .try_get(column)
-        .map_err(query_error("reading a stored registry"))?;
-    let Value::Object(raw) = raw.0 else {
-        return Err(StoreError::Corrupt(format!(
-            "{column} of registry {id} is not a JSON object"
-        )));
-    };
+    let raw = json_object::<DB>(row, column, id)?;
     let mut registry =
         Registry::from_raw(raw).map_err(|e| StoreError::Corrupt(format!("registry {id}: {e}")))?;
     // The key is the row's id, even if a hand edit made `raw` disagree.
     registry.id = id.to_owned();
     Ok(registry)
+}
+
+/// The registry in JSON column `raw` of a row whose key is `id`, with the content hash
+/// column `hash` of the same row.
+fn hashed_registry_from_json<DB>(
+    row: &DB::Row,
+    (raw, hash): (&str, &str),
+    id: &str,
+) -> Result<Registry, StoreError>
+where
+    DB: Backend,
+    for<'r> Json<Value>: Decode<'r, DB>,
+    Json<Value>: Type<DB>,
+    for<'r> String: Decode<'r, DB>,
+    String: Type<DB>,
+    for<'a> &'a str: ColumnIndex<DB::Row>,
+{
+    Ok(Registry {
+        id: id.to_owned(),
+        raw: json_object::<DB>(row, raw, id)?,
+        content_hash: row
+            .try_get(hash)
+            .map_err(query_error("reading a stored registry"))?,
+    })
+}
+
+/// The JSON object in column `column` of a row whose key is `id`.
+fn json_object<DB>(row: &DB::Row, column: &str, id: &str) -> Result<Map<String, Value>, StoreError>
+where
+    DB: Backend,
+    for<'r> Json<Value>: Decode<'r, DB>,
+    Json<Value>: Type<DB>,
+    for<'a> &'a str: ColumnIndex<DB::Row>,
+{
+    let raw: Json<Value> = row
+        .try_get(column)
+        .map_err(query_error("reading a stored registry"))?;
+    match raw.0 {
+        Value::Object(raw) => Ok(raw),
+        _ => Err(StoreError::Corrupt(format!(
+            "{column} of registry {id} is not a JSON object"
+        ))),
+    }
 }
 
 fn location<DB>(row: &DB::Row, context: &'static str) -> Result<Location, StoreError>
