@@ -33,9 +33,10 @@ use crate::registry::Registry;
 use crate::sync::plan::{self, Coverage, RetireDecision, Retirement, ScopeCounts};
 use crate::sync::{RunStatus, Scope, ScopeStatus, Trigger};
 
-/// Prepared statements each SQLite connection keeps: more than the store's fixed statements;
-/// sqlx's default of 100 kept statements of thousands of parameters.
-const SQLITE_STATEMENT_CACHE: usize = 40;
+/// Prepared statements each SQLite connection keeps: more than the store's fixed statements
+/// (the two that stage a whole page among them); sqlx's default of 100 kept statements of
+/// thousands of parameters.
+const SQLITE_STATEMENT_CACHE: usize = 42;
 
 /// How long a connection attempt may take before the store reports the database unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -4,6 +4,7 @@
 //! so one text serves both; [`Backend`] supplies the only value that differs, the timestamp.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::marker::PhantomData;
 use std::sync::LazyLock;
 
@@ -155,30 +156,55 @@ where
 /// `($1, .., $cols), ($cols+1, ..), ..` for `rows` rows (`?` on a backend that takes
 /// anonymous placeholders).
 fn row_placeholders<DB: Backend>(rows: usize, cols: usize) -> String {
-    (0..rows)
-        .map(|row| format!("({})", placeholders::<DB>(1 + row * cols, cols)))
-        .collect::<Vec<_>>()
-        .join(", ")
+    let mut sql = String::with_capacity(rows * (cols * 6 + 4));
+    for row in 0..rows {
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        push_placeholders::<DB>(&mut sql, 1 + row * cols, cols);
+        sql.push(')');
+    }
+    sql
 }
 
 /// `$first, .., $(first+count-1)`, or as many `?` on a backend that takes anonymous
 /// placeholders. A statement that uses these must number every placeholder through here, in
 /// the order they appear, each once: anonymous ones are bound by position.
 fn placeholders<DB: Backend>(first: usize, count: usize) -> String {
+    let mut sql = String::with_capacity(count * 6);
+    push_placeholders::<DB>(&mut sql, first, count);
+    sql
+}
+
+/// Appends [`placeholders`] to `sql`, without a string of their own: a staged page's
+/// statement has thousands.
+fn push_placeholders<DB: Backend>(sql: &mut String, first: usize, count: usize) {
     if DB::ANONYMOUS_PLACEHOLDERS {
-        vec!["?"; count].join(", ")
+        for i in 0..count {
+            sql.push_str(if i == 0 { "?" } else { ", ?" });
+        }
     } else {
-        numbered_placeholders(first, count)
+        push_numbered_placeholders(sql, first, count);
     }
 }
 
 /// `$first, .., $(first+count-1)` on every backend: for a statement whose other
 /// placeholders are numbered, where a `?` would be bound from the first value on.
 fn numbered_placeholders(first: usize, count: usize) -> String {
-    (first..first + count)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    let mut sql = String::with_capacity(count * 6);
+    push_numbered_placeholders(&mut sql, first, count);
+    sql
+}
+
+fn push_numbered_placeholders(sql: &mut String, first: usize, count: usize) {
+    for i in first..first + count {
+        if i > first {
+            sql.push_str(", ");
+        }
+        // Writing into a String cannot fail.
+        let _ = write!(sql, "${i}");
+    }
 }
 
 type Q<'q, DB> = Query<'q, DB, <DB as Database>::Arguments<'q>>;
@@ -291,6 +317,14 @@ where
             .map_err(query_error("recording a new scope"))
     }
 
+    /// Whether a staging statement of `rows` rows is kept prepared: a whole page's is the
+    /// same text every time (two statements, by id and with content), and preparing its
+    /// thousands of placeholders again for each page was a twelfth of an unchanged SQLite
+    /// sync's instructions; a shorter last page's is not kept.
+    fn keep(rows: usize) -> bool {
+        rows == STAGED_PER_INSERT
+    }
+
     /// Stages one walked page: registries seen as stored go in by id only, the others with
     /// their content. Returns how many of the former were new to the scope's staging.
     pub(crate) async fn stage_page(
@@ -306,7 +340,7 @@ where
                 DB::INSERT,
                 row_placeholders::<DB>(chunk.len(), 3)
             );
-            let mut query = sqlx::query::<DB>(&sql).persistent(false);
+            let mut query = sqlx::query::<DB>(&sql).persistent(Self::keep(chunk.len()));
             for id in chunk {
                 query = query
                     .bind(page.run_id)
@@ -328,7 +362,7 @@ where
                 CONTENT_COLUMNS.join(", "),
                 row_placeholders::<DB>(chunk.len(), CONTENT_COLUMNS.len() + 3),
             );
-            let mut query = sqlx::query::<DB>(&sql).persistent(false);
+            let mut query = sqlx::query::<DB>(&sql).persistent(Self::keep(chunk.len()));
             for registry in chunk {
                 query = bind_content(
                     query
