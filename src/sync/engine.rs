@@ -1602,9 +1602,10 @@ struct Listing {
 
 /// What a confirming walk looks for: the live registries of its scope that no walk of the
 /// run listed (a few, where something was missing), as 64-bit hashes of their ids. A
-/// registry the confirming walk finds as the store holds it and not among these was listed
-/// already (the listing is the run's, and moves and applies only ever add to it), so it is
-/// not staged again; a collision only stages a registry that did not need it.
+/// registry the confirming walk finds stored live where the walk would leave it and not
+/// among these was listed already (the listing is the run's, and moves and applies only
+/// ever add to it), so it is neither staged nor hashed again; a collision only stages a
+/// registry that did not need it.
 ///
 /// It also keeps the ids themselves, up to [`RETIRE_AMONG_PER_SCOPE`] of them, for the
 /// scope's retiring to look among, if the run's allowance has room for them.
