@@ -7,7 +7,7 @@
 //! `HSS_MODEL_KEEP_GOING=1` records violations and goes on to the end, then fails with every
 //! round that broke something (for finding all the ways an engine is wrong at once).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use hss_sync::api::{Auth, ClientSettings, HssClients, RetryPolicy};
@@ -109,12 +109,23 @@ async fn model_based_sync_keeps_the_inventory_true_under_any_answer(backend: Bac
         // once on the slots the other scopes leave.
         let concurrency = model.rng.gen_range(1..=10);
         description.push(format!("concurrency {concurrency}"));
+        // As discovery tells a run when the scopes name every enterprise project of a project:
+        // its rows recorded without one (through `all_granted_eps`) are then the run's to retire.
+        let every_ep = model.rng.gen_bool(0.5);
+        if every_ep {
+            description.push("the scopes name every enterprise project".to_owned());
+        }
 
         // Act
         let options = SyncOptions {
             page_limit: PAGE_LIMIT,
             concurrency,
             cancel: cancel.clone(),
+            projects_with_every_enterprise_project: if every_ep {
+                model.projects.iter().cloned().collect()
+            } else {
+                BTreeSet::new()
+            },
             ..SyncOptions::default()
         };
         let outcome = sync::run_once(&client, &app.store, scopes, &options).await;
@@ -185,10 +196,13 @@ async fn model_based_sync_keeps_the_inventory_true_under_any_answer(backend: Bac
         }
     }
 
-    // Act: a clean sync, and a second one that must find nothing to do.
+    // Act: a clean sync, and a second one that must find nothing to do. The scopes name every
+    // enterprise project, so a registry a round recorded without one (through
+    // `all_granted_eps`) and that has gone since is the clean sync's to retire.
     app.sim.clear_faults();
     let options = || SyncOptions {
         page_limit: PAGE_LIMIT,
+        projects_with_every_enterprise_project: model.projects.iter().cloned().collect(),
         ..SyncOptions::default()
     };
     let clean = sync::run_once(&client, &app.store, &ep_scopes, &options()).await;
