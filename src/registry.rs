@@ -7,9 +7,9 @@
 use std::borrow::Cow;
 use std::convert::Infallible;
 use std::ops::Range;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
-use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -63,20 +63,64 @@ impl Registry {
     /// The value of a string column: strings as they are, numbers and booleans as text,
     /// null, missing, arrays and objects as `None` (they stay in `raw`).
     pub fn string_field(&self, name: &str) -> Option<String> {
-        match self.raw.get(name)? {
-            Value::String(s) => Some(s.clone()),
-            Value::Number(n) => Some(n.to_string()),
-            Value::Bool(b) => Some(b.to_string()),
-            _ => None,
-        }
+        string_of(self.raw.get(name)?)
     }
 
     /// The value of an integer column: integers, and strings that hold one; anything else `None`.
     pub fn integer_field(&self, name: &str) -> Option<i64> {
-        match self.raw.get(name)? {
-            Value::Number(n) => n.as_i64(),
-            Value::String(s) => s.trim().parse().ok(),
-            _ => None,
+        integer_of(self.raw.get(name)?)
+    }
+}
+
+/// A string column's value: see [`Registry::string_field`].
+fn string_of(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// An integer column's value: see [`Registry::integer_field`].
+fn integer_of(value: &Value) -> Option<i64> {
+    match value {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// A registry as staging writes it: the values of its columns, its JSON text as `raw` keeps
+/// it (serde_json's writing of the parsed object, members in the order they came) and its
+/// content hash. [`RawRegistry::into_staged`] makes it without parsing the item into a tree
+/// of values, and tests check that it equals [`StagedRegistry::of`] the parsed registry.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StagedRegistry {
+    /// The registry id.
+    pub id: String,
+    /// The values of [`STRING_FIELDS`], in their order, as [`Registry::string_field`] gives them.
+    pub strings: [Option<String>; STRING_FIELDS.len()],
+    /// The values of [`INTEGER_FIELDS`], as [`Registry::integer_field`] gives them.
+    pub integers: [Option<i64>; INTEGER_FIELDS.len()],
+    /// The JSON text of the object.
+    pub raw: String,
+    /// [`Registry::content_hash`].
+    pub content_hash: String,
+}
+
+impl StagedRegistry {
+    /// What staging writes of a parsed registry.
+    pub fn of(registry: &Registry) -> StagedRegistry {
+        let mut raw = Vec::new();
+        write_json(&registry.raw, &mut raw);
+        StagedRegistry {
+            id: registry.id.clone(),
+            strings: STRING_FIELDS.map(|field| registry.string_field(field)),
+            integers: INTEGER_FIELDS.map(|field| registry.integer_field(field)),
+            // serde_json writes UTF-8.
+            raw: String::from_utf8(raw).unwrap_or_default(),
+            content_hash: registry.content_hash.clone(),
         }
     }
 }
@@ -91,19 +135,22 @@ fn id_of(id: Option<&Value>) -> Result<String, String> {
     }
 }
 
-/// One `data_list` item as received: its exact text, with its `id` read and where each of
-/// its members lies, in one pass over that text, without building its tree of values.
+/// One `data_list` item as received: its `id`, and where each of its members lies in the
+/// text it came in, read in the same pass as the page around it (see [`RawItem`]), without
+/// building its tree of values.
 ///
 /// A walk finds most registries unchanged, and needs no more of them than this and their
-/// content hash; only the others are turned into a [`Registry`], which parses the text
-/// again. A confirming walk does not need the hash of a registry the run listed already, so
-/// the hash is made when first asked for. It is the one [`content_hash`] gives for the
-/// parsed object, byte for byte: a string with no escape, an integer in plain digits,
-/// `true`, `false` and `null` are written canonically as they come, and any other value is
-/// parsed and written as [`content_hash`] writes it.
+/// content hash; only the others are staged, as a [`StagedRegistry`] written from the
+/// members' texts ([`RawRegistry::into_staged`]). A confirming walk does not need the hash
+/// of a registry the run listed already, so the hash is made when first asked for. It is
+/// the one [`content_hash`] gives for the parsed object, byte for byte: a string with no
+/// escape, an integer in plain digits, `true`, `false` and `null` are written canonically
+/// as they come, and any other value is parsed and written as [`content_hash`] writes it.
 #[derive(Clone, Debug)]
 pub struct RawRegistry {
-    text: Box<RawValue>,
+    /// The text the item lies in: its page's body, which the page's items share, so that
+    /// reading a page copies it once rather than item by item.
+    text: Arc<str>,
     id: Option<Value>,
     members: Vec<Member>,
     content_hash: OnceLock<String>,
@@ -125,43 +172,56 @@ enum Key {
 }
 
 impl RawRegistry {
-    /// Reads one item of `data_list`.
+    /// Reads one JSON object, given alone.
     ///
     /// # Errors
     ///
-    /// Returns a message when the item is not a JSON object.
-    pub fn read(text: Box<RawValue>) -> Result<RawRegistry, String> {
-        let (id, members) = {
-            let whole = text.get();
-            let Members(members) = serde_json::from_str(whole)
-                .map_err(|e| format!("registry item is not a JSON object: {e}"))?;
-            // Of equal keys the last is the one kept, as parsing into a map keeps it.
-            let id = members
-                .iter()
-                .rev()
-                .find(|(key, _)| key == "id")
-                .map(|(_, value)| serde_json::from_str(value.get()))
-                .transpose()
-                .map_err(|e| e.to_string())?;
-            // Keys and values are borrowed from `whole`, so each lies at its own offset.
-            let at = |part: &str| {
-                let start = part.as_ptr() as usize - whole.as_ptr() as usize;
-                start..start + part.len()
-            };
-            let members = members
-                .into_iter()
-                .map(|(key, value)| Member {
-                    key: match key {
-                        Cow::Borrowed(key) => Key::At(at(key)),
-                        Cow::Owned(key) => Key::Unescaped(key),
-                    },
-                    value: at(value.get()),
-                })
-                .collect();
-            (id, members)
+    /// Returns a message when the text is not a JSON object.
+    pub fn parse(text: &str) -> Result<RawRegistry, String> {
+        let text: Arc<str> = Arc::from(text);
+        let item: RawItem<'_> = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+        RawRegistry::from_item(&text, item)
+    }
+
+    /// The registry `item` stands for, read from `text` (the text `item` was read from, in
+    /// one pass with what surrounds it: see [`RawItem`]).
+    ///
+    /// # Errors
+    ///
+    /// Returns a message when the item is not a JSON object, or its `id` cannot be read.
+    pub fn from_item(text: &Arc<str>, item: RawItem<'_>) -> Result<RawRegistry, String> {
+        let members = match item {
+            RawItem::Object(members) => members,
+            RawItem::Other(what) => {
+                return Err(format!("registry item is not a JSON object but {what}"))
+            }
         };
+        // Of equal keys the last is the one kept, as parsing into a map keeps it.
+        let id = members
+            .iter()
+            .rev()
+            .find(|(key, _)| key == "id")
+            .map(|(_, value)| serde_json::from_str(value.get()))
+            .transpose()
+            .map_err(|e| e.to_string())?;
+        // Keys and values are borrowed from `text`, so each lies at its own offset.
+        let whole = text.as_ptr() as usize;
+        let at = |part: &str| {
+            let start = part.as_ptr() as usize - whole;
+            start..start + part.len()
+        };
+        let members = members
+            .into_iter()
+            .map(|(key, value)| Member {
+                key: match key {
+                    Cow::Borrowed(key) => Key::At(at(key)),
+                    Cow::Owned(key) => Key::Unescaped(key),
+                },
+                value: at(value.get()),
+            })
+            .collect();
         Ok(RawRegistry {
-            text,
+            text: Arc::clone(text),
             id,
             members,
             content_hash: OnceLock::new(),
@@ -192,19 +252,9 @@ impl RawRegistry {
         if let Some(hash) = self.content_hash.get() {
             return Ok(hash);
         }
-        let whole = self.text.get();
-        let mut members: Vec<(&str, &str)> = self
-            .members
-            .iter()
-            .map(|member| {
-                let key = match &member.key {
-                    Key::At(at) => &whole[at.clone()],
-                    Key::Unescaped(key) => key.as_str(),
-                };
-                (key, &whole[member.value.clone()])
-            })
-            .collect();
-        let mut canonical = Vec::with_capacity(whole.len());
+        let mut members: Vec<(&str, &str)> = self.member_texts().collect();
+        let length = members.iter().map(|(k, v)| k.len() + v.len() + 4).sum();
+        let mut canonical = Vec::with_capacity(length);
         write_members(&mut members, &mut canonical, |value, out| {
             write_raw_canonical(value, out)
         })?;
@@ -219,8 +269,13 @@ impl RawRegistry {
     pub fn into_registry(self) -> Result<Registry, String> {
         let id = self.id()?;
         let content_hash = self.content_hash()?.to_owned();
-        let raw: Map<String, Value> =
-            serde_json::from_str(self.text.get()).map_err(|e| e.to_string())?;
+        // Member by member, as parsing the object whole inserts them: an equal key later
+        // takes the first one's place.
+        let mut raw = Map::with_capacity(self.members.len());
+        for (key, value) in self.member_texts() {
+            let value: Value = serde_json::from_str(value).map_err(|e| e.to_string())?;
+            raw.insert(key.to_owned(), value);
+        }
         Ok(Registry {
             id,
             raw,
@@ -229,26 +284,120 @@ impl RawRegistry {
     }
 }
 
-/// The members of a JSON object in the order they come, each value as its text.
-struct Members<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+impl RawRegistry {
+    /// What staging writes of the registry: its columns and its JSON text taken from the
+    /// members' texts, which are written as they come where serde_json would write them the
+    /// same (as for the content hash); any other value is parsed and written by serde_json.
+    ///
+    /// # Errors
+    ///
+    /// Returns a message when the item has no usable `id`, or a value cannot be read.
+    pub fn into_staged(self) -> Result<StagedRegistry, String> {
+        let id = self.id()?;
+        let content_hash = self.content_hash()?.to_owned();
+        let members: Vec<(&str, &str)> = self.member_texts().collect();
+        if (1..members.len()).any(|i| members[..i].iter().any(|(key, _)| *key == members[i].0)) {
+            // The last of equal keys takes the first one's place in a parsed object: rare
+            // enough to be read as the parsed object.
+            return Ok(StagedRegistry::of(&self.into_registry()?));
+        }
+        let length = members
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 4)
+            .sum::<usize>();
+        let mut raw = Vec::with_capacity(length + 2);
+        let mut strings: [Option<String>; STRING_FIELDS.len()] = Default::default();
+        let mut integers = [None; INTEGER_FIELDS.len()];
+        raw.push(b'{');
+        for (i, &(key, value)) in members.iter().enumerate() {
+            if i > 0 {
+                raw.push(b',');
+            }
+            write_json_str(key, &mut raw);
+            raw.push(b':');
+            if writes_as_it_comes(value) {
+                raw.extend_from_slice(value.as_bytes());
+            } else {
+                write_json(&parse_value(value)?, &mut raw);
+            }
+            if let Some(slot) = STRING_FIELDS.iter().position(|field| *field == key) {
+                strings[slot] = string_of_text(value)?;
+            } else if let Some(slot) = INTEGER_FIELDS.iter().position(|field| *field == key) {
+                integers[slot] = integer_of_text(value)?;
+            }
+        }
+        raw.push(b'}');
+        Ok(StagedRegistry {
+            id,
+            strings,
+            integers,
+            raw: String::from_utf8(raw).map_err(|e| e.to_string())?,
+            content_hash,
+        })
+    }
 
-impl<'de> Deserialize<'de> for Members<'de> {
+    /// Each member's key and the text of its value, in the order they come.
+    fn member_texts(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.members.iter().map(|member| {
+            let key = match &member.key {
+                Key::At(at) => &self.text[at.clone()],
+                Key::Unescaped(key) => key.as_str(),
+            };
+            (key, &self.text[member.value.clone()])
+        })
+    }
+}
+
+/// One item of a JSON array as read in the same pass as the array: a JSON object's members
+/// in the order they come, each value as its text, borrowed from the text read; or what
+/// else the item is. [`RawRegistry::from_item`] makes the registry of it.
+pub enum RawItem<'a> {
+    /// A JSON object.
+    Object(Vec<(Cow<'a, str>, &'a RawValue)>),
+    /// Not an object: what it is instead, in words ("a string").
+    Other(&'static str),
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for RawItem<'a> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct Visit;
         impl<'de> Visitor<'de> for Visit {
-            type Value = Members<'de>;
+            type Value = RawItem<'de>;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a JSON object")
+                f.write_str("a JSON value")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members<'de>, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawItem<'de>, A::Error> {
                 let mut members = Vec::with_capacity(map.size_hint().unwrap_or(16));
                 while let Some(member) = map.next_entry::<BorrowedKey<'de>, &'de RawValue>()? {
                     members.push((member.0 .0, member.1));
                 }
-                Ok(Members(members))
+                Ok(RawItem::Object(members))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawItem<'de>, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(RawItem::Other("an array"))
+            }
+            fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<RawItem<'de>, E> {
+                Ok(RawItem::Other("a string"))
+            }
+            fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<RawItem<'de>, E> {
+                Ok(RawItem::Other("a boolean"))
+            }
+            fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<RawItem<'de>, E> {
+                Ok(RawItem::Other("a number"))
+            }
+            fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<RawItem<'de>, E> {
+                Ok(RawItem::Other("a number"))
+            }
+            fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<RawItem<'de>, E> {
+                Ok(RawItem::Other("a number"))
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<RawItem<'de>, E> {
+                Ok(RawItem::Other("null"))
             }
         }
-        deserializer.deserialize_map(Visit)
+        let item: RawItem<'de> = deserializer.deserialize_any(Visit)?;
+        Ok(item)
     }
 }
 
@@ -283,21 +432,50 @@ impl<'de> Deserialize<'de> for BorrowedKey<'de> {
 /// Writes one member's value, given as its text, as [`write_canonical`] writes it once
 /// parsed.
 fn write_raw_canonical(text: &str, out: &mut Vec<u8>) -> Result<(), String> {
-    let as_it_comes = match text.as_bytes().first() {
-        // A JSON string holds no raw quote or control character, so with no escape its text
-        // is what serde_json writes for it.
+    if writes_as_it_comes(text) {
+        out.extend_from_slice(text.as_bytes());
+    } else {
+        write_canonical(&parse_value(text)?, out);
+    }
+    Ok(())
+}
+
+/// Whether serde_json writes the value whose text is `text` as that text once parsed: a
+/// string with no escape (a JSON string holds no raw quote or control character), `true`,
+/// `false`, `null`, and a plain integer.
+fn writes_as_it_comes(text: &str) -> bool {
+    match text.as_bytes().first() {
         Some(b'"') => !text.contains('\\'),
         Some(b't' | b'f' | b'n') => true,
         Some(b'-' | b'0'..=b'9') => is_plain_integer(text),
         _ => false,
-    };
-    if as_it_comes {
-        out.extend_from_slice(text.as_bytes());
-    } else {
-        let parsed: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
-        write_canonical(&parsed, out);
     }
-    Ok(())
+}
+
+fn parse_value(text: &str) -> Result<Value, String> {
+    serde_json::from_str(text).map_err(|e| e.to_string())
+}
+
+/// [`string_of`] the value whose text is `text`, parsing it only when it is not a string
+/// without escapes, a literal or a plain integer.
+fn string_of_text(text: &str) -> Result<Option<String>, String> {
+    Ok(match text.as_bytes().first() {
+        Some(b'"') if !text.contains('\\') => Some(text[1..text.len() - 1].to_owned()),
+        Some(b't' | b'f') => Some(text.to_owned()),
+        Some(b'n') => None,
+        Some(b'-' | b'0'..=b'9') if is_plain_integer(text) => Some(text.to_owned()),
+        _ => string_of(&parse_value(text)?),
+    })
+}
+
+/// [`integer_of`] the value whose text is `text`, as [`string_of_text`] reads it.
+fn integer_of_text(text: &str) -> Result<Option<i64>, String> {
+    Ok(match text.as_bytes().first() {
+        Some(b'"') if !text.contains('\\') => text[1..text.len() - 1].trim().parse().ok(),
+        Some(b't' | b'f' | b'n') => None,
+        Some(b'-' | b'0'..=b'9') if is_plain_integer(text) => text.parse().ok(),
+        _ => integer_of(&parse_value(text)?),
+    })
 }
 
 /// Whether `text` is an integer that serde_json reads as one and writes back as the same
@@ -476,10 +654,19 @@ mod tests {
         );
     }
 
+    /// Stages `raw` and parses it into a registry; checks that what is staged is what the
+    /// registry would stage, and returns the registry.
+    fn staged_as_parsed(raw: RawRegistry, text: &str) -> Result<Registry, String> {
+        let staged = raw.clone().into_staged();
+        let registry = raw.into_registry();
+        let expected = registry.as_ref().map(StagedRegistry::of);
+        assert_eq!(staged, expected.map_err(String::clone), "{text}");
+        registry
+    }
+
     /// Reads `text` both ways: in one pass, and parsed whole into a map.
     fn both_ways(text: &str) -> (RawRegistry, Map<String, Value>) {
-        let raw = RawRegistry::read(RawValue::from_string(text.to_owned()).unwrap())
-            .unwrap_or_else(|e| panic!("{text}: {e}"));
+        let raw = RawRegistry::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
         let map: Map<String, Value> = serde_json::from_str(text).unwrap();
         (raw, map)
     }
@@ -503,7 +690,7 @@ mod tests {
             let (raw, map) = both_ways(text);
             assert_eq!(raw.content_hash().unwrap(), content_hash(&map), "{text}");
             assert_eq!(raw.id_value(), map.get("id"), "{text}");
-            let registry = raw.into_registry();
+            let registry = staged_as_parsed(raw, text);
             match Registry::from_raw(map) {
                 Ok(expected) => assert_eq!(registry, Ok(expected), "{text}"),
                 Err(e) => assert_eq!(registry, Err(e), "{text}"),
@@ -514,7 +701,7 @@ mod tests {
     }
 
     #[test]
-    fn random_items_read_in_one_pass_hash_as_their_parsed_objects_do() {
+    fn random_items_read_in_one_pass_hash_and_stage_as_their_parsed_objects_do() {
         use rand::{Rng, SeedableRng};
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
         let pieces = [
@@ -537,8 +724,22 @@ mod tests {
             "[]",
             "[1,\"a\",{\"b\":2,\"a\":1}]",
             "{\"y\":[null],\"x\":{}}",
+            "\" 42 \"",
+            "\"12\\u0033\"",
+            "\"x\"",
         ];
-        let keys = ["id", "a", "b", "registry_name", "k\\u0065y", "status", "é"];
+        let keys = [
+            "id",
+            "a",
+            "b",
+            "registry_name",
+            "k\\u0065y",
+            "status",
+            "é",
+            "images_num",
+            "latest_sync_time",
+            "st\\u0061tus",
+        ];
         for _ in 0..2000 {
             let n = rng.gen_range(0..8);
             let members: Vec<String> = (0..n)
@@ -555,14 +756,17 @@ mod tests {
             let (raw, map) = both_ways(&text);
             assert_eq!(raw.content_hash().unwrap(), content_hash(&map), "{text}");
             assert_eq!(raw.id_value(), map.get("id"), "{text}");
+            let registry = staged_as_parsed(raw, &text);
+            if let Ok(registry) = registry {
+                assert_eq!(registry.raw, map, "{text}");
+            }
         }
     }
 
     #[test]
     fn an_item_whose_value_cannot_be_read_has_no_hash_and_no_registry() {
         let text = r#"{"id":"r1","images_num":1e400}"#;
-        let raw = RawRegistry::read(RawValue::from_string(text.to_owned()).unwrap())
-            .expect("an object with an id");
+        let raw = RawRegistry::parse(text).expect("an object with an id");
         assert_eq!(raw.id().unwrap(), "r1");
         assert!(raw.content_hash().is_err());
         assert!(raw.into_registry().is_err());
@@ -571,8 +775,8 @@ mod tests {
     #[test]
     fn an_item_that_is_not_an_object_is_refused() {
         for text in ["[]", "1", "\"id\"", "null"] {
-            let error = RawRegistry::read(RawValue::from_string(text.to_owned()).unwrap());
-            assert!(error.is_err(), "{text}");
+            let error = RawRegistry::parse(text).err().unwrap_or_default();
+            assert!(error.contains("is not a JSON object"), "{text}: {error}");
         }
     }
 

@@ -64,15 +64,22 @@ impl ListRegistryQuery {
     }
 }
 
+/// Reads a JSON body as `T`: the reader of most answers (see [`Transport::get_json`]).
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+    serde_json::from_slice(body).map_err(|e| e.to_string())
+}
+
 impl Transport {
     /// `GET base + path?query` for `target`, authenticated by `auth`, with retries; the
-    /// answer's JSON body and its `X-Request-Id`.
+    /// answer's JSON body, read by `read` ([`read_json`], or a reader of its own), and its
+    /// `X-Request-Id`.
     ///
     /// # Errors
     ///
-    /// [`ApiError`] after retries, as [`Transport::execute`] gives it up.
+    /// [`ApiError`] after retries, as [`Transport::execute`] gives it up; what `read`
+    /// refuses as [`ApiError::Decode`].
     #[allow(clippy::too_many_arguments)]
-    pub(crate) async fn get_json<T: serde::de::DeserializeOwned>(
+    pub(crate) async fn get_json<T>(
         &self,
         auth: &Auth,
         base: &Url,
@@ -81,6 +88,7 @@ impl Transport {
         target: &Target,
         call: Call<'_>,
         attempts: &mut Attempts,
+        read: impl Fn(&[u8]) -> Result<T, String>,
     ) -> Result<(T, Option<String>), ApiError> {
         let operation = call.operation;
         let path = format!("{}{path}", base.path().trim_end_matches('/'));
@@ -122,9 +130,9 @@ impl Transport {
                         headers,
                     ));
                 }
-                let parsed = serde_json::from_slice(body).map_err(|e| ApiError::Decode {
+                let parsed = read(body).map_err(|detail| ApiError::Decode {
                     operation: operation.to_owned(),
-                    detail: e.to_string(),
+                    detail,
                     request_id: request_id.clone(),
                 })?;
                 Ok((parsed, request_id))
@@ -217,7 +225,7 @@ impl HssClient {
             query.enterprise_project_id.as_deref().unwrap_or("0"),
             query.offset
         );
-        let (parsed, request_id): (ListRegistryResponse, _) = self
+        let (parsed, request_id) = self
             .transport
             .get_json(
                 &self.auth,
@@ -232,6 +240,7 @@ impl HssClient {
                     can_refresh_token: self.auth.can_refresh(),
                 },
                 attempts,
+                ListRegistryResponse::parse,
             )
             .await?;
         parsed

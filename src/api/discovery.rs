@@ -6,6 +6,7 @@ use serde::de::DeserializeOwned;
 use url::Url;
 
 use crate::api::auth::{Auth, Target};
+use crate::api::client::read_json;
 use crate::api::dto::{
     EnterpriseProjectInfo, ListAuthDomainsResponse, ListEnterpriseProjectsResponse,
     ListProjectsResponse, ProjectInfo,
@@ -94,6 +95,7 @@ impl DiscoveryClient {
                 &Target::Domain(None),
                 call,
                 attempts,
+                read_json,
             )
             .await?;
         let id = body
@@ -206,7 +208,9 @@ impl DiscoveryClient {
         let target = Target::Domain(self.domain_id(attempts).await?);
         let (body, _request_id) = self
             .transport
-            .get_json(&self.auth, base, path, query, &target, call, attempts)
+            .get_json(
+                &self.auth, base, path, query, &target, call, attempts, read_json,
+            )
             .await?;
         Ok(body)
     }

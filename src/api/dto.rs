@@ -3,30 +3,64 @@
 //! Every field of Huawei's models is an optional pointer in their SDKs, so every field here
 //! is optional too; registry items stay raw JSON objects so that unknown keys survive.
 
+use std::sync::Arc;
+
 use serde::Deserialize;
-use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use crate::registry::RawRegistry;
+use crate::registry::{RawItem, RawRegistry};
 
 /// The body of a `ListRegistry` answer: `{"total_num": .., "data_list": [..]}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug)]
 pub struct ListRegistryResponse {
     /// How many registries match the query in all, when the API says so.
-    #[serde(default)]
     pub total_num: Option<i64>,
-    /// The registries of this page, each as the JSON object received.
-    #[serde(default)]
-    pub data_list: Option<Vec<Box<RawValue>>>,
+    /// The items of this page, each a registry or why it is not one.
+    pub data_list: Option<Vec<Result<RawRegistry, String>>>,
     /// An error code in a body that should have been a page (some gateways answer 200 so).
-    #[serde(default)]
     pub error_code: Option<Value>,
     /// The message that goes with `error_code`.
-    #[serde(default)]
     pub error_msg: Option<Value>,
 }
 
+/// [`ListRegistryResponse`] as read, its items borrowed from the body.
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(default)]
+    total_num: Option<i64>,
+    #[serde(default, borrow)]
+    data_list: Option<Vec<RawItem<'a>>>,
+    #[serde(default)]
+    error_code: Option<Value>,
+    #[serde(default)]
+    error_msg: Option<Value>,
+}
+
 impl ListRegistryResponse {
+    /// Reads a body in one pass: each item's members are found as the page is read, and
+    /// the items keep the body, shared, rather than a copy each.
+    ///
+    /// # Errors
+    ///
+    /// Returns a message when the body is not UTF-8 JSON of this shape.
+    pub fn parse(body: &[u8]) -> Result<ListRegistryResponse, String> {
+        let text: Arc<str> = Arc::from(
+            std::str::from_utf8(body).map_err(|e| format!("the body is not UTF-8: {e}"))?,
+        );
+        let envelope: Envelope<'_> = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+        Ok(ListRegistryResponse {
+            total_num: envelope.total_num,
+            data_list: envelope.data_list.map(|items| {
+                items
+                    .into_iter()
+                    .map(|item| RawRegistry::from_item(&text, item))
+                    .collect()
+            }),
+            error_code: envelope.error_code,
+            error_msg: envelope.error_msg,
+        })
+    }
+
     /// The page, when the body is a whole page: `data_list` an array of objects that each
     /// carry a string `id`, and `total_num` a number. Anything less is not a page: a walk
     /// built on it could not tell what is missing from what was never sent.
@@ -55,8 +89,7 @@ impl ListRegistryResponse {
             .into_iter()
             .enumerate()
             .map(|(position, item)| {
-                let item = RawRegistry::read(item)
-                    .map_err(|e| format!("item {position} of data_list: {e}"))?;
+                let item = item.map_err(|e| format!("item {position} of data_list: {e}"))?;
                 match item.id_value() {
                     Some(Value::String(id)) if !id.is_empty() => Ok(item),
                     _ => Err(format!("item {position} of data_list has no string id")),
@@ -287,8 +320,7 @@ mod tests {
 
     #[track_caller]
     fn check_not_a_page(body: &str, expected: &str) {
-        let error = serde_json::from_str::<ListRegistryResponse>(body)
-            .map_err(|e| e.to_string())
+        let error = ListRegistryResponse::parse(body.as_bytes())
             .and_then(|response| response.into_page(None))
             .unwrap_err();
         assert!(error.contains(expected), "{body}: {error}");
@@ -313,8 +345,8 @@ mod tests {
 
     #[test]
     fn a_whole_page_reads() {
-        let page = serde_json::from_str::<ListRegistryResponse>(
-            r#"{"data_list":[{"id":"a","x":1}],"total_num":1,"extra":true}"#,
+        let page = ListRegistryResponse::parse(
+            br#"{"data_list":[{"id":"a","x":1}],"total_num":1,"extra":true}"#,
         )
         .unwrap()
         .into_page(Some("r".to_owned()))

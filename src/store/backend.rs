@@ -66,6 +66,21 @@ pub trait Backend: sqlx::Database {
     /// out no one, as no other run stages.
     const CLEAR_STAGING: &'static str;
 
+    /// A list of texts (ids) bound as one value, so that a statement's text, and the prepared
+    /// statement kept for it, does not follow how many there are: a JSON array on SQLite, an
+    /// array on PostgreSQL. See [`Backend::in_list`].
+    type TextList: for<'q> Encode<'q, Self> + Type<Self> + Send + Sync + 'static;
+    /// A list of integers (staged rows) bound as one value; see [`Backend::TextList`].
+    type IntList: for<'q> Encode<'q, Self> + Type<Self> + Send + Sync + 'static;
+
+    /// Makes a [`Backend::TextList`].
+    fn text_list<'a>(items: impl IntoIterator<Item = &'a str>) -> Self::TextList;
+    /// Makes a [`Backend::IntList`].
+    fn int_list(items: impl IntoIterator<Item = i64>) -> Self::IntList;
+    /// `<expression> IN` the list bound at `placeholder`, as what follows the expression:
+    /// `IN (SELECT value FROM json_each(?))` on SQLite, `= ANY($n)` on PostgreSQL.
+    fn in_list(placeholder: &str) -> String;
+
     /// How many rows a statement changed.
     fn rows_affected(result: &Self::QueryResult) -> u64;
 
@@ -87,6 +102,28 @@ impl Backend for Sqlite {
 
     const ID_HASH_ENTRIES: &'static str =
         "group_concat(length(CAST(id AS BLOB)) || ':' || id || content_hash, ',')";
+
+    type TextList = String;
+    type IntList = String;
+
+    fn text_list<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
+        serde_json::Value::Array(
+            items
+                .into_iter()
+                .map(|item| serde_json::Value::String(item.to_owned()))
+                .collect(),
+        )
+        .to_string()
+    }
+
+    fn int_list(items: impl IntoIterator<Item = i64>) -> String {
+        serde_json::Value::Array(items.into_iter().map(serde_json::Value::from).collect())
+            .to_string()
+    }
+
+    fn in_list(placeholder: &str) -> String {
+        format!("IN (SELECT value FROM json_each({placeholder}))")
+    }
 
     fn rows_affected(result: &sqlx::sqlite::SqliteQueryResult) -> u64 {
         result.rows_affected()
@@ -125,6 +162,21 @@ impl Backend for Postgres {
 
     const ID_HASH_ENTRIES: &'static str =
         "string_agg(octet_length(id) || ':' || id || content_hash, ',')";
+
+    type TextList = Vec<String>;
+    type IntList = Vec<i64>;
+
+    fn text_list<'a>(items: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+        items.into_iter().map(str::to_owned).collect()
+    }
+
+    fn int_list(items: impl IntoIterator<Item = i64>) -> Vec<i64> {
+        items.into_iter().collect()
+    }
+
+    fn in_list(placeholder: &str) -> String {
+        format!("= ANY({placeholder})")
+    }
 
     fn rows_affected(result: &sqlx::postgres::PgQueryResult) -> u64 {
         result.rows_affected()

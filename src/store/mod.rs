@@ -29,14 +29,14 @@ pub use lease::Lease;
 use lease::LeaseKind;
 use queries::Queries;
 
-use crate::registry::Registry;
+use crate::registry::{Registry, StagedRegistry};
 use crate::sync::plan::{self, Coverage, RetireDecision, Retirement, ScopeCounts};
 use crate::sync::{RunStatus, Scope, ScopeStatus, Trigger};
 
 /// Prepared statements each SQLite connection keeps: more than the store's fixed statements
-/// (the two that stage a whole page among them); sqlx's default of 100 kept statements of
+/// (the ten that stage a page among them); sqlx's default of 100 kept statements of
 /// thousands of parameters.
-const SQLITE_STATEMENT_CACHE: usize = 42;
+const SQLITE_STATEMENT_CACHE: usize = 50;
 
 /// How long a connection attempt may take before the store reports the database unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -164,7 +164,7 @@ pub struct StagePage<'a> {
     pub unchanged: &'a [&'a str],
     /// Registries that may differ from what the store holds (new, changed, retired, or
     /// stored elsewhere): staged with their content, decided when the scope is applied.
-    pub changed: &'a [&'a Registry],
+    pub changed: &'a [&'a StagedRegistry],
 }
 
 /// The registries a scope's retiring looks at: the live ones `coverage` answers for that no

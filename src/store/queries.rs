@@ -14,7 +14,7 @@ use sqlx::query::Query;
 use sqlx::types::Json;
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
 
-use crate::registry::{Registry, INTEGER_FIELDS, STRING_FIELDS};
+use crate::registry::{Registry, StagedRegistry, INTEGER_FIELDS, STRING_FIELDS};
 use crate::store::{
     query_error, Applied, Backend, HistoryFilter, HistoryRecord, NewRun, RegistryRecord, RowLease,
     RunRecord, RunTotals, ScopeRecord, ScopeStep, ScopeUpdate, StagePage, StoreError, Unlisted,
@@ -69,13 +69,30 @@ enum Rewrite {
     Refresh,
 }
 
-/// Rows per staging `INSERT`: a whole page of the API's largest.
+/// Rows per staging `INSERT` with content: a whole page of the API's largest.
 ///
-/// Statements whose placeholder count follows the data (a page's changed registries, a
-/// chunk's ids) are not kept prepared (`persistent(false)`): each count is another statement,
-/// and sqlx's cache of a hundred prepared statements a connection, some of thousands of
-/// parameters, held tens of MiB at 500,000 registries.
+/// A statement's text does not follow the data, so that it is prepared once a connection and
+/// kept: lists of ids or staged rows are bound as one value ([`Backend::in_list`]), and rows
+/// go in by statements of a few fixed sizes ([`staged_rows`]). The one exception, the history
+/// rows of a chunk of changes, is not kept (`persistent(false)`): each count would be another
+/// statement, and sqlx's cache of a hundred prepared statements a connection, some of
+/// thousands of parameters, held tens of MiB at 500,000 registries.
 const STAGED_PER_INSERT: usize = 200;
+
+/// How many of `left` registries the next statement of [`Queries::stage_page`] stages with
+/// their content: a whole page, or the largest power of two that fits. Nine statements,
+/// each kept prepared, stage any count.
+fn staged_rows(left: usize) -> usize {
+    if left >= STAGED_PER_INSERT {
+        STAGED_PER_INSERT
+    } else {
+        1 << left.ilog2()
+    }
+}
+
+/// History rows per `INSERT` of new versions: each binds seven values (its content is read
+/// from the row that staged it), so a chunk of [`VERSIONS_PER_CHUNK`] takes one statement.
+const HISTORY_ROWS_PER_INSERT: usize = 100;
 
 /// Changed registries whose two contents are read, diffed and written at a time: each is held
 /// three times over (the stored and the new content, and the change written), so the chunk
@@ -189,14 +206,7 @@ fn push_placeholders<DB: Backend>(sql: &mut String, first: usize, count: usize) 
     }
 }
 
-/// `$first, .., $(first+count-1)` on every backend: for a statement whose other
-/// placeholders are numbered, where a `?` would be bound from the first value on.
-fn numbered_placeholders(first: usize, count: usize) -> String {
-    let mut sql = String::with_capacity(count * 6);
-    push_numbered_placeholders(&mut sql, first, count);
-    sql
-}
-
+/// Appends `$first, .., $(first+count-1)`.
 fn push_numbered_placeholders(sql: &mut String, first: usize, count: usize) {
     for i in first..first + count {
         if i > first {
@@ -317,16 +327,15 @@ where
             .map_err(query_error("recording a new scope"))
     }
 
-    /// Whether a staging statement of `rows` rows is kept prepared: a whole page's is the
-    /// same text every time (two statements, by id and with content), and preparing its
-    /// thousands of placeholders again for each page was a twelfth of an unchanged SQLite
-    /// sync's instructions; a shorter last page's is not kept.
-    fn keep(rows: usize) -> bool {
-        rows == STAGED_PER_INSERT
-    }
-
-    /// Stages one walked page: registries seen as stored go in by id only, the others with
-    /// their content. Returns how many of the former were new to the scope's staging.
+    /// Stages one walked page on SQLite (PostgreSQL stages with arrays:
+    /// [`Self::stage_page_arrays`]): registries seen as stored go in by id only, the others
+    /// with their content. Returns how many of the former were new to the scope's staging.
+    ///
+    /// Every statement here is kept prepared. The ids go in as one JSON array, read back by
+    /// `json_each` in order, whatever their number. The content goes in rows of
+    /// [`STAGED_PER_INSERT`] and, for what is left, of powers of two. Before, in a sync that
+    /// changed 10 % of its registries, nearly every page's two statements had a count of rows
+    /// of their own, and each was parsed and prepared again, hundreds of placeholders long.
     pub(crate) async fn stage_page(
         conn: &mut DB::Connection,
         page: &StagePage<'_>,
@@ -334,35 +343,36 @@ where
         const CONTEXT: &str = "staging a page";
         let (unchanged, content) = (page.unchanged, page.changed);
         let mut n_unchanged = 0;
-        for chunk in unchanged.chunks(STAGED_PER_INSERT) {
+        if !unchanged.is_empty() {
             let sql = format!(
-                "{} INTO sync_staging (run_id, scope_ix, id) VALUES {}",
+                "{} INTO sync_staging (run_id, scope_ix, id) SELECT {}, {}, value \
+                 FROM json_each({})",
                 DB::INSERT,
-                row_placeholders::<DB>(chunk.len(), 3)
+                placeholders::<DB>(1, 1),
+                placeholders::<DB>(2, 1),
+                placeholders::<DB>(3, 1),
             );
-            let mut query = sqlx::query::<DB>(&sql).persistent(Self::keep(chunk.len()));
-            for id in chunk {
-                query = query
-                    .bind(page.run_id)
-                    .bind(page.scope_ix)
-                    .bind((*id).to_owned());
-            }
-            n_unchanged += DB::rows_affected(
-                &query
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(query_error(CONTEXT))?,
-            ) as i64;
+            let result = sqlx::query::<DB>(&sql)
+                .bind(page.run_id)
+                .bind(page.scope_ix)
+                .bind(DB::text_list(unchanged.iter().copied()))
+                .execute(&mut *conn)
+                .await
+                .map_err(query_error(CONTEXT))?;
+            n_unchanged = DB::rows_affected(&result) as i64;
         }
         let location = page.scope.location_for(None);
-        for chunk in content.chunks(STAGED_PER_INSERT) {
+        let mut rest = content;
+        while !rest.is_empty() {
+            let (chunk, after) = rest.split_at(staged_rows(rest.len()));
+            rest = after;
             let sql = format!(
                 "{} INTO sync_staging (run_id, scope_ix, id, {}) VALUES {}",
                 DB::INSERT,
                 CONTENT_COLUMNS.join(", "),
                 row_placeholders::<DB>(chunk.len(), CONTENT_COLUMNS.len() + 3),
             );
-            let mut query = sqlx::query::<DB>(&sql).persistent(Self::keep(chunk.len()));
+            let mut query = sqlx::query::<DB>(&sql);
             for registry in chunk {
                 query = bind_content(
                     query
@@ -652,14 +662,13 @@ where
         let mut listers: HashMap<String, Vec<i64>> = HashMap::new();
         for chunk in ids.chunks(IDS_PER_STATEMENT) {
             let sql = format!(
-                "SELECT id, scope_ix FROM sync_staging WHERE run_id = {} AND id IN ({})",
+                "SELECT id, scope_ix FROM sync_staging WHERE run_id = {} AND id {}",
                 placeholders::<DB>(1, 1),
-                placeholders::<DB>(2, chunk.len())
+                DB::in_list(&placeholders::<DB>(2, 1))
             );
-            let mut query = sqlx::query::<DB>(&sql).persistent(false).bind(run_id);
-            for id in chunk {
-                query = query.bind((*id).to_owned());
-            }
+            let query = sqlx::query::<DB>(&sql)
+                .bind(run_id)
+                .bind(DB::text_list(chunk.iter().copied()));
             for row in query
                 .fetch_all(&mut *conn)
                 .await
@@ -738,14 +747,11 @@ where
             let sql = format!(
                 "SELECT s.seq, s.id, s.raw AS new_raw, s.content_hash AS new_hash, r.raw AS old_raw, \
                  r.content_hash AS old_hash FROM sync_staging s JOIN registries r ON r.id = s.id \
-                 WHERE s.seq IN ({})",
-                placeholders::<DB>(1, chunk.len())
+                 WHERE s.seq {}",
+                DB::in_list(&placeholders::<DB>(1, 1))
             );
-            let mut query = sqlx::query::<DB>(&sql).persistent(false);
-            for seq in chunk {
-                query = query.bind(*seq);
-            }
-            let rows = query
+            let rows = sqlx::query::<DB>(&sql)
+                .bind(DB::int_list(chunk.iter().copied()))
                 .fetch_all(&mut *conn)
                 .await
                 .map_err(query_error(CONTEXT))?;
@@ -819,14 +825,11 @@ where
     ) -> Result<(), StoreError> {
         for chunk in seqs.chunks(IDS_PER_STATEMENT) {
             let sql = format!(
-                "{statement} WHERE seq IN ({})",
-                placeholders::<DB>(1, chunk.len())
+                "{statement} WHERE seq {}",
+                DB::in_list(&placeholders::<DB>(1, 1))
             );
-            let mut query = sqlx::query::<DB>(&sql).persistent(false);
-            for seq in chunk {
-                query = query.bind(*seq);
-            }
-            query
+            sqlx::query::<DB>(&sql)
+                .bind(DB::int_list(chunk.iter().copied()))
                 .execute(&mut *conn)
                 .await
                 .map_err(query_error(context))?;
@@ -852,23 +855,24 @@ where
         );
         if let Some(ids) = missed {
             let region_at = 2 + scope_params(coverage);
-            // Numbered like the rest of the statement (see `numbered_placeholders`). The listing is
-            // looked up only for these rows, not for each row the scope covers.
+            // Numbered like the rest of the statement (`scope_filter`'s are), where a `?` would
+            // be bound from the first value on. The listing is looked up only for these rows,
+            // not for each row the scope covers.
             let mut among = format!("r.region <> ${region_at}");
             if coverage.unattributed {
                 among.push_str(" OR r.enterprise_project_id IS NULL");
             }
             if !ids.is_empty() {
-                let list = numbered_placeholders(region_at + 1, ids.len());
-                among = format!("r.id IN ({list}) OR {among}");
+                let list = DB::in_list(&format!("${}", region_at + 1));
+                among = format!("r.id {list} OR {among}");
             }
             sql.push_str(&format!(" AND ({among})"));
         }
         let mut query = bind_scope(sqlx::query::<DB>(&sql).bind(run_id), coverage.scope);
         if let Some(ids) = missed {
-            query = query.persistent(false).bind(coverage.scope.region.clone());
-            for id in ids {
-                query = query.bind(id.clone());
+            query = query.bind(coverage.scope.region.clone());
+            if !ids.is_empty() {
+                query = query.bind(DB::text_list(ids.iter().map(String::as_str)));
             }
         }
         let mut rows = query.fetch(&mut *conn);
@@ -916,8 +920,8 @@ where
             if ids.is_empty() {
                 return Ok(0);
             }
-            let list = numbered_placeholders(3 + scope_params(coverage), among.len());
-            gone.push_str(&format!(" AND r.id IN ({list})"));
+            let list = DB::in_list(&format!("${}", 3 + scope_params(coverage)));
+            gone.push_str(&format!(" AND r.id {list}"));
         }
         let columns = CONTENT_COLUMNS.join(", ");
         let stored_columns = content_columns_of("r");
@@ -943,8 +947,8 @@ where
                 .bind(unlisted.run_id)
                 .bind(DB::timestamp(now));
             let mut query = bind_scope(query, coverage.scope);
-            for id in among {
-                query = query.bind(id.clone());
+            if unlisted.among.is_some() {
+                query = query.bind(DB::text_list(among.iter().map(String::as_str)));
             }
             let result = query
                 .execute(&mut *conn)
@@ -1012,18 +1016,16 @@ where
         // 1. Close the current history version of every id that gets a new one.
         for chunk in changes.chunks(IDS_PER_STATEMENT) {
             let sql = format!(
-                "{} registry_history SET valid_to = {} WHERE valid_to IS NULL AND registry_id IN ({})",
+                "{} registry_history SET valid_to = {} WHERE valid_to IS NULL AND registry_id {}",
                 DB::UPDATE,
                 placeholders::<DB>(1, 1),
-                placeholders::<DB>(2, chunk.len())
+                DB::in_list(&placeholders::<DB>(2, 1))
             );
-            let mut query = sqlx::query::<DB>(&sql)
-                .persistent(false)
-                .bind(DB::timestamp(now));
-            for (_, change) in chunk {
-                query = query.bind(change.registry.id.clone());
-            }
-            query
+            sqlx::query::<DB>(&sql)
+                .bind(DB::timestamp(now))
+                .bind(DB::text_list(
+                    chunk.iter().map(|(_, change)| change.registry.id.as_str()),
+                ))
                 .execute(&mut *conn)
                 .await
                 .map_err(query_error(CONTEXT))?;
@@ -1034,29 +1036,53 @@ where
             .map(|(seq, change)| (*seq, &change.location))
             .collect();
         Self::rewrite_from_staged(conn, &rows, Rewrite::Version, run_id, now).await?;
-        // 3. One history row per change, many rows per statement.
-        for chunk in changes.chunks(DB::ROWS_PER_INSERT) {
+        // 3. One history row per change, its content copied from the row that staged it (as
+        //    the registry's own row is), and only what differs bound.
+        let columns = CONTENT_COLUMNS.join(", ");
+        let staged_columns = CONTENT_COLUMNS
+            .iter()
+            .filter(|column| !LOCATION_COLUMNS.contains(column))
+            .map(|column| format!("s.{column}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        for chunk in changes.chunks(HISTORY_ROWS_PER_INSERT) {
+            let n = chunk.len() * 7;
             let sql = format!(
-                "{} INTO registry_history (registry_id, version, change_kind, changed_fields, valid_from, sync_run_id, {}) VALUES {}",
+                "WITH v (seq, version, change_kind, changed_fields, project_id, \
+                 enterprise_project_id, region) AS (VALUES {}) {} INTO registry_history \
+                 (registry_id, version, change_kind, changed_fields, valid_from, sync_run_id, \
+                 {columns}) SELECT s.id, v.version, v.change_kind, v.changed_fields, {}, {}, \
+                 v.project_id, v.enterprise_project_id, v.region, {staged_columns} \
+                 FROM v JOIN sync_staging s ON s.seq = v.seq",
+                row_placeholders::<DB>(chunk.len(), 7),
                 DB::INSERT,
-                CONTENT_COLUMNS.join(", "),
-                row_placeholders::<DB>(chunk.len(), CONTENT_COLUMNS.len() + 6)
+                placeholders::<DB>(n + 1, 1),
+                placeholders::<DB>(n + 2, 1),
             );
             let mut query = sqlx::query::<DB>(&sql).persistent(false);
-            for (_, change) in chunk {
-                let query_with_keys = query
-                    .bind(change.registry.id.clone())
+            for (seq, change) in chunk {
+                query = query
+                    .bind(*seq)
                     .bind(change.version)
                     .bind(change.kind.as_str().to_owned())
                     .bind(Json(Value::from(change.changed_fields.clone())))
-                    .bind(DB::timestamp(now))
-                    .bind(run_id);
-                query = bind_content(query_with_keys, &change.registry, &change.location);
+                    .bind(change.location.project_id.clone())
+                    .bind(change.location.enterprise_project_id.clone())
+                    .bind(change.location.region.clone());
             }
-            query
+            let result = query
+                .bind(DB::timestamp(now))
+                .bind(run_id)
                 .execute(&mut *conn)
                 .await
                 .map_err(query_error(CONTEXT))?;
+            if DB::rows_affected(&result) != chunk.len() as u64 {
+                return Err(StoreError::Corrupt(format!(
+                    "{} of {} changed registries had no staged row to write their history from",
+                    chunk.len() as u64 - DB::rows_affected(&result),
+                    chunk.len()
+                )));
+            }
         }
         Ok(())
     }
@@ -1102,15 +1128,14 @@ where
                 let sql = format!(
                     "{} registries SET {located}, {}, last_seen_at = {}, {versioned}\
                      last_sync_run_id = {} FROM sync_staging s WHERE registries.id = s.id \
-                     AND s.seq IN ({})",
+                     AND s.seq {}",
                     DB::UPDATE,
                     *STAGED_CONTENT_ASSIGNMENTS,
                     placeholders::<DB>(4, 1),
                     placeholders::<DB>(run, 1),
-                    placeholders::<DB>(run + 1, chunk.len())
+                    DB::in_list(&placeholders::<DB>(run + 1, 1))
                 );
                 let mut query = sqlx::query::<DB>(&sql)
-                    .persistent(false)
                     .bind(location.project_id.clone())
                     .bind(location.enterprise_project_id.clone())
                     .bind(location.region.clone())
@@ -1118,11 +1143,9 @@ where
                 if rewrite == Rewrite::Version {
                     query = query.bind(DB::timestamp(now));
                 }
-                query = query.bind(run_id);
-                for seq in chunk {
-                    query = query.bind(*seq);
-                }
                 query
+                    .bind(run_id)
+                    .bind(DB::int_list(chunk.iter().copied()))
                     .execute(&mut *conn)
                     .await
                     .map_err(query_error(CONTEXT))?;
@@ -1526,7 +1549,11 @@ where
     }
 }
 
-fn bind_content<'q, DB>(query: Q<'q, DB>, registry: &Registry, location: &Location) -> Q<'q, DB>
+fn bind_content<'q, DB>(
+    query: Q<'q, DB>,
+    registry: &StagedRegistry,
+    location: &Location,
+) -> Q<'q, DB>
 where
     DB: Backend,
     for<'a> String: Encode<'a, DB>,
@@ -1542,14 +1569,14 @@ where
         .bind(location.project_id.clone())
         .bind(location.enterprise_project_id.clone())
         .bind(location.region.clone());
-    for field in STRING_FIELDS {
-        query = query.bind(registry.string_field(field));
+    for value in &registry.strings {
+        query = query.bind(value.clone());
     }
-    for field in INTEGER_FIELDS {
-        query = query.bind(registry.integer_field(field));
+    for value in registry.integers {
+        query = query.bind(value);
     }
     query
-        .bind(Json(Value::Object(registry.raw.clone())))
+        .bind(registry.raw.clone())
         .bind(registry.content_hash.clone())
 }
 
@@ -1768,29 +1795,24 @@ impl Queries<sqlx::Postgres> {
             .bind(location.enterprise_project_id.clone())
             .bind(location.region.clone())
             .bind(registries.iter().map(|r| r.id.as_str()).collect::<Vec<_>>());
-        for field in STRING_FIELDS {
+        for i in 0..STRING_FIELDS.len() {
             query = query.bind(
                 registries
                     .iter()
-                    .map(|r| r.string_field(field))
+                    .map(|r| r.strings[i].as_deref())
                     .collect::<Vec<_>>(),
             );
         }
-        for field in INTEGER_FIELDS {
-            query = query.bind(
-                registries
-                    .iter()
-                    .map(|r| r.integer_field(field))
-                    .collect::<Vec<_>>(),
-            );
+        for i in 0..INTEGER_FIELDS.len() {
+            query = query.bind(registries.iter().map(|r| r.integers[i]).collect::<Vec<_>>());
         }
-        let raws = registries
-            .iter()
-            .map(|r| serde_json::to_string(&r.raw))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| query_error(CONTEXT)(sqlx::Error::Encode(Box::new(e))))?;
         query
-            .bind(raws)
+            .bind(
+                registries
+                    .iter()
+                    .map(|r| r.raw.as_str())
+                    .collect::<Vec<_>>(),
+            )
             .bind(
                 registries
                     .iter()

@@ -18,7 +18,7 @@ use crate::api::{
     ApiError, Attempts, HssClient, HssClients, ListRegistryQuery, RegistryFilters, RegistryPage,
 };
 use crate::errors::chain;
-use crate::registry::{RawRegistry, Registry};
+use crate::registry::{RawRegistry, StagedRegistry};
 use crate::store::{
     now, Applied, RunTotals, ScopeStep, ScopeUpdate, StagePage, Store, StoreError, Unlisted,
 };
@@ -1752,7 +1752,7 @@ impl Listing {
             } else if stored == Some(&hash_prefix(item.content_hash().map_err(unusable)?)) {
                 staged.unchanged.push(id);
             } else {
-                staged.changed.push(item.into_registry().map_err(unusable)?);
+                staged.changed.push(item.into_staged().map_err(unusable)?);
             }
         }
         Ok(staged)
@@ -1817,7 +1817,7 @@ struct StagedPage {
     /// Ids of the registries listed as the store holds them.
     unchanged: Vec<String>,
     /// The others, staged with their content.
-    changed: Vec<Registry>,
+    changed: Vec<StagedRegistry>,
 }
 
 /// Why a walk asked for no more pages.
@@ -1873,7 +1873,7 @@ async fn fetch_page(
 /// unchanged.
 async fn stage(ctx: &RunContext<'_>, ix: usize, page: StagedPage) -> Result<i64, StoreError> {
     let unchanged: Vec<&str> = page.unchanged.iter().map(String::as_str).collect();
-    let changed: Vec<&Registry> = page.changed.iter().collect();
+    let changed: Vec<&StagedRegistry> = page.changed.iter().collect();
     ctx.store
         .stage_page(&StagePage {
             run_id: ctx.run_id,
@@ -1932,8 +1932,7 @@ mod tests {
 
     fn item(id: &str, name: &str) -> RawRegistry {
         let text = serde_json::json!({"id": id, "registry_name": name}).to_string();
-        RawRegistry::read(serde_json::value::RawValue::from_string(text).expect("JSON"))
-            .expect("an object")
+        RawRegistry::parse(&text).expect("an object")
     }
 
     fn page(items: Vec<RawRegistry>) -> RawPage {
