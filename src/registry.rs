@@ -253,8 +253,7 @@ impl RawRegistry {
             return Ok(hash);
         }
         let mut members: Vec<(&str, &str)> = self.member_texts().collect();
-        let length = members.iter().map(|(k, v)| k.len() + v.len() + 4).sum();
-        let mut canonical = Vec::with_capacity(length);
+        let mut canonical = Vec::with_capacity(written_length(&members));
         write_members(&mut members, &mut canonical, |value, out| {
             write_raw_canonical(value, out)
         })?;
@@ -282,9 +281,7 @@ impl RawRegistry {
             content_hash,
         })
     }
-}
 
-impl RawRegistry {
     /// What staging writes of the registry: its columns and its JSON text taken from the
     /// members' texts, which are written as they come where serde_json would write them the
     /// same (as for the content hash); any other value is parsed and written by serde_json.
@@ -301,11 +298,7 @@ impl RawRegistry {
             // enough to be read as the parsed object.
             return Ok(StagedRegistry::of(&self.into_registry()?));
         }
-        let length = members
-            .iter()
-            .map(|(k, v)| k.len() + v.len() + 4)
-            .sum::<usize>();
-        let mut raw = Vec::with_capacity(length + 2);
+        let mut raw = Vec::with_capacity(written_length(&members));
         let mut strings: [Option<String>; STRING_FIELDS.len()] = Default::default();
         let mut integers = [None; INTEGER_FIELDS.len()];
         raw.push(b'{');
@@ -315,7 +308,7 @@ impl RawRegistry {
             }
             write_json_str(key, &mut raw);
             raw.push(b':');
-            if writes_as_it_comes(value) {
+            if as_it_comes(value).is_some() {
                 raw.extend_from_slice(value.as_bytes());
             } else {
                 write_json(&parse_value(value)?, &mut raw);
@@ -432,7 +425,7 @@ impl<'de> Deserialize<'de> for BorrowedKey<'de> {
 /// Writes one member's value, given as its text, as [`write_canonical`] writes it once
 /// parsed.
 fn write_raw_canonical(text: &str, out: &mut Vec<u8>) -> Result<(), String> {
-    if writes_as_it_comes(text) {
+    if as_it_comes(text).is_some() {
         out.extend_from_slice(text.as_bytes());
     } else {
         write_canonical(&parse_value(text)?, out);
@@ -440,41 +433,62 @@ fn write_raw_canonical(text: &str, out: &mut Vec<u8>) -> Result<(), String> {
     Ok(())
 }
 
-/// Whether serde_json writes the value whose text is `text` as that text once parsed: a
-/// string with no escape (a JSON string holds no raw quote or control character), `true`,
-/// `false`, `null`, and a plain integer.
-fn writes_as_it_comes(text: &str) -> bool {
+/// A value whose text serde_json writes back as that same text once it is parsed, so that
+/// it can be copied, and read without parsing.
+enum AsItComes<'a> {
+    /// A string with no escape (a JSON string holds no raw quote or control character):
+    /// what lies between its quotes.
+    String(&'a str),
+    /// `true` or `false`.
+    Bool,
+    /// `null`.
+    Null,
+    /// An integer in plain digits ([`is_plain_integer`]).
+    Integer,
+}
+
+/// What the value whose text is `text` is, if serde_json writes it as it comes.
+fn as_it_comes(text: &str) -> Option<AsItComes<'_>> {
     match text.as_bytes().first() {
-        Some(b'"') => !text.contains('\\'),
-        Some(b't' | b'f' | b'n') => true,
-        Some(b'-' | b'0'..=b'9') => is_plain_integer(text),
-        _ => false,
+        Some(b'"') if !text.contains('\\') => Some(AsItComes::String(&text[1..text.len() - 1])),
+        Some(b't' | b'f') => Some(AsItComes::Bool),
+        Some(b'n') => Some(AsItComes::Null),
+        Some(b'-' | b'0'..=b'9') if is_plain_integer(text) => Some(AsItComes::Integer),
+        _ => None,
     }
+}
+
+/// Room for members written back: each key and value with quotes, a colon and a comma.
+fn written_length(members: &[(&str, &str)]) -> usize {
+    members
+        .iter()
+        .map(|(k, v)| k.len() + v.len() + 4)
+        .sum::<usize>()
+        + 2
 }
 
 fn parse_value(text: &str) -> Result<Value, String> {
     serde_json::from_str(text).map_err(|e| e.to_string())
 }
 
-/// [`string_of`] the value whose text is `text`, parsing it only when it is not a string
-/// without escapes, a literal or a plain integer.
+/// [`string_of`] the value whose text is `text`, parsing it only when it does not come as
+/// serde_json writes it ([`as_it_comes`]).
 fn string_of_text(text: &str) -> Result<Option<String>, String> {
-    Ok(match text.as_bytes().first() {
-        Some(b'"') if !text.contains('\\') => Some(text[1..text.len() - 1].to_owned()),
-        Some(b't' | b'f') => Some(text.to_owned()),
-        Some(b'n') => None,
-        Some(b'-' | b'0'..=b'9') if is_plain_integer(text) => Some(text.to_owned()),
-        _ => string_of(&parse_value(text)?),
+    Ok(match as_it_comes(text) {
+        Some(AsItComes::String(inner)) => Some(inner.to_owned()),
+        Some(AsItComes::Bool | AsItComes::Integer) => Some(text.to_owned()),
+        Some(AsItComes::Null) => None,
+        None => string_of(&parse_value(text)?),
     })
 }
 
 /// [`integer_of`] the value whose text is `text`, as [`string_of_text`] reads it.
 fn integer_of_text(text: &str) -> Result<Option<i64>, String> {
-    Ok(match text.as_bytes().first() {
-        Some(b'"') if !text.contains('\\') => text[1..text.len() - 1].trim().parse().ok(),
-        Some(b't' | b'f' | b'n') => None,
-        Some(b'-' | b'0'..=b'9') if is_plain_integer(text) => text.parse().ok(),
-        _ => integer_of(&parse_value(text)?),
+    Ok(match as_it_comes(text) {
+        Some(AsItComes::String(inner)) => inner.trim().parse().ok(),
+        Some(AsItComes::Integer) => text.parse().ok(),
+        Some(AsItComes::Bool | AsItComes::Null) => None,
+        None => integer_of(&parse_value(text)?),
     })
 }
 

@@ -164,7 +164,7 @@ pub struct StagePage<'a> {
     pub unchanged: &'a [&'a str],
     /// Registries that may differ from what the store holds (new, changed, retired, or
     /// stored elsewhere): staged with their content, decided when the scope is applied.
-    pub changed: &'a [&'a StagedRegistry],
+    pub changed: &'a [StagedRegistry],
 }
 
 /// The registries a scope's retiring looks at: the live ones `coverage` answers for that no
@@ -668,7 +668,7 @@ impl Store {
         let n = match &self.0 {
             Pools::Sqlite(pool) => {
                 let mut tx = begin_write(pool, &self.1, CONTEXT).await?;
-                let n = Queries::<sqlx::Sqlite>::stage_page(&mut *tx, page).await?;
+                let n = Queries::<sqlx::Sqlite>::stage_page(&mut tx, page).await?;
                 tx.commit().await.map(|()| n)
             }
             Pools::Postgres(pool) => {

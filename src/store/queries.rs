@@ -12,7 +12,9 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use sqlx::query::Query;
 use sqlx::types::Json;
-use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
+use sqlx::{
+    ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Sqlite, Type,
+};
 
 use crate::registry::{Registry, StagedRegistry, INTEGER_FIELDS, STRING_FIELDS};
 use crate::store::{
@@ -49,13 +51,27 @@ fn content_columns_of(alias: &str) -> String {
         .join(", ")
 }
 
-/// `col = s.col, ..` for every content column but the location: what a registry takes from
-/// the row that staged it.
-static STAGED_CONTENT_ASSIGNMENTS: LazyLock<String> = LazyLock::new(|| {
+/// The content columns but the location: what a registry, or a version of it, takes from
+/// the row that staged it (the location is the apply's to decide).
+fn staged_content_columns() -> impl Iterator<Item = &'static str> {
     CONTENT_COLUMNS
         .iter()
+        .copied()
         .filter(|column| !LOCATION_COLUMNS.contains(column))
+}
+
+/// `col = s.col, ..` for every [`staged_content_columns`] column.
+static STAGED_CONTENT_ASSIGNMENTS: LazyLock<String> = LazyLock::new(|| {
+    staged_content_columns()
         .map(|column| format!("{column} = s.{column}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+});
+
+/// `s.col, ..` for every [`staged_content_columns`] column.
+static STAGED_CONTENT_VALUES: LazyLock<String> = LazyLock::new(|| {
+    staged_content_columns()
+        .map(|column| format!("s.{column}"))
         .collect::<Vec<_>>()
         .join(", ")
 });
@@ -325,70 +341,6 @@ where
         .map_err(query_error("recording a new scope"))?;
         row.try_get("id")
             .map_err(query_error("recording a new scope"))
-    }
-
-    /// Stages one walked page on SQLite (PostgreSQL stages with arrays:
-    /// [`Self::stage_page_arrays`]): registries seen as stored go in by id only, the others
-    /// with their content. Returns how many of the former were new to the scope's staging.
-    ///
-    /// Every statement here is kept prepared. The ids go in as one JSON array, read back by
-    /// `json_each` in order, whatever their number. The content goes in rows of
-    /// [`STAGED_PER_INSERT`] and, for what is left, of powers of two. Before, in a sync that
-    /// changed 10 % of its registries, nearly every page's two statements had a count of rows
-    /// of their own, and each was parsed and prepared again, hundreds of placeholders long.
-    pub(crate) async fn stage_page(
-        conn: &mut DB::Connection,
-        page: &StagePage<'_>,
-    ) -> Result<i64, StoreError> {
-        const CONTEXT: &str = "staging a page";
-        let (unchanged, content) = (page.unchanged, page.changed);
-        let mut n_unchanged = 0;
-        if !unchanged.is_empty() {
-            let sql = format!(
-                "{} INTO sync_staging (run_id, scope_ix, id) SELECT {}, {}, value \
-                 FROM json_each({})",
-                DB::INSERT,
-                placeholders::<DB>(1, 1),
-                placeholders::<DB>(2, 1),
-                placeholders::<DB>(3, 1),
-            );
-            let result = sqlx::query::<DB>(&sql)
-                .bind(page.run_id)
-                .bind(page.scope_ix)
-                .bind(DB::text_list(unchanged.iter().copied()))
-                .execute(&mut *conn)
-                .await
-                .map_err(query_error(CONTEXT))?;
-            n_unchanged = DB::rows_affected(&result) as i64;
-        }
-        let location = page.scope.location_for(None);
-        let mut rest = content;
-        while !rest.is_empty() {
-            let (chunk, after) = rest.split_at(staged_rows(rest.len()));
-            rest = after;
-            let sql = format!(
-                "{} INTO sync_staging (run_id, scope_ix, id, {}) VALUES {}",
-                DB::INSERT,
-                CONTENT_COLUMNS.join(", "),
-                row_placeholders::<DB>(chunk.len(), CONTENT_COLUMNS.len() + 3),
-            );
-            let mut query = sqlx::query::<DB>(&sql);
-            for registry in chunk {
-                query = bind_content(
-                    query
-                        .bind(page.run_id)
-                        .bind(page.scope_ix)
-                        .bind(registry.id.clone()),
-                    registry,
-                    &location,
-                );
-            }
-            query
-                .execute(&mut *conn)
-                .await
-                .map_err(query_error(CONTEXT))?;
-        }
-        Ok(n_unchanged)
     }
 
     /// Calls `each` with the id and content hash of every live registry stored where a walk
@@ -1039,12 +991,7 @@ where
         // 3. One history row per change, its content copied from the row that staged it (as
         //    the registry's own row is), and only what differs bound.
         let columns = CONTENT_COLUMNS.join(", ");
-        let staged_columns = CONTENT_COLUMNS
-            .iter()
-            .filter(|column| !LOCATION_COLUMNS.contains(column))
-            .map(|column| format!("s.{column}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let staged_columns = &*STAGED_CONTENT_VALUES;
         for chunk in changes.chunks(HISTORY_ROWS_PER_INSERT) {
             let n = chunk.len() * 7;
             let sql = format!(
@@ -1562,8 +1509,6 @@ where
     for<'a> i64: Encode<'a, DB>,
     for<'a> Option<i64>: Encode<'a, DB>,
     i64: Type<DB>,
-    for<'a> Json<Value>: Encode<'a, DB>,
-    Json<Value>: Type<DB>,
 {
     let mut query = query
         .bind(location.project_id.clone())
@@ -1759,6 +1704,70 @@ where
         n_restored: get(COUNT_COLUMNS[5])?,
         n_held: get(COUNT_COLUMNS[6])?,
     })
+}
+
+/// SQLite stages a page with statements that are each kept prepared (PostgreSQL, below, with
+/// arrays).
+impl Queries<Sqlite> {
+    /// Stages one walked page: registries seen as stored go in by id only, the others with
+    /// their content. Returns how many of the former were new to the scope's staging.
+    ///
+    /// Every statement here is kept prepared. The ids go in as one JSON array, read back by
+    /// `json_each` in order, whatever their number. The content goes in rows of
+    /// [`STAGED_PER_INSERT`] and, for what is left, of powers of two. Before, in a sync that
+    /// changed 10 % of its registries, nearly every page's two statements had a count of rows
+    /// of their own, and each was parsed and prepared again, hundreds of placeholders long.
+    pub(crate) async fn stage_page(
+        conn: &mut sqlx::SqliteConnection,
+        page: &StagePage<'_>,
+    ) -> Result<i64, StoreError> {
+        const CONTEXT: &str = "staging a page";
+        let (unchanged, content) = (page.unchanged, page.changed);
+        let mut n_unchanged = 0;
+        if !unchanged.is_empty() {
+            let sql = format!(
+                "{} INTO sync_staging (run_id, scope_ix, id) SELECT ?, ?, value \
+                 FROM json_each(?)",
+                Sqlite::INSERT,
+            );
+            let result = sqlx::query::<Sqlite>(&sql)
+                .bind(page.run_id)
+                .bind(page.scope_ix)
+                .bind(Sqlite::text_list(unchanged.iter().copied()))
+                .execute(&mut *conn)
+                .await
+                .map_err(query_error(CONTEXT))?;
+            n_unchanged = Sqlite::rows_affected(&result) as i64;
+        }
+        let location = page.scope.location_for(None);
+        let mut rest = content;
+        while !rest.is_empty() {
+            let (chunk, after) = rest.split_at(staged_rows(rest.len()));
+            rest = after;
+            let sql = format!(
+                "{} INTO sync_staging (run_id, scope_ix, id, {}) VALUES {}",
+                Sqlite::INSERT,
+                CONTENT_COLUMNS.join(", "),
+                row_placeholders::<Sqlite>(chunk.len(), CONTENT_COLUMNS.len() + 3),
+            );
+            let mut query = sqlx::query::<Sqlite>(&sql);
+            for registry in chunk {
+                query = bind_content(
+                    query
+                        .bind(page.run_id)
+                        .bind(page.scope_ix)
+                        .bind(registry.id.clone()),
+                    registry,
+                    &location,
+                );
+            }
+            query
+                .execute(&mut *conn)
+                .await
+                .map_err(query_error(CONTEXT))?;
+        }
+        Ok(n_unchanged)
+    }
 }
 
 /// PostgreSQL stages a page with one prepared statement of a column array each, unnested

@@ -1877,14 +1877,13 @@ async fn fetch_page(
 /// unchanged.
 async fn stage(ctx: &RunContext<'_>, ix: usize, page: StagedPage) -> Result<i64, StoreError> {
     let unchanged: Vec<&str> = page.unchanged.iter().map(String::as_str).collect();
-    let changed: Vec<&StagedRegistry> = page.changed.iter().collect();
     ctx.store
         .stage_page(&StagePage {
             run_id: ctx.run_id,
             scope_ix: ix as i64,
             scope: ctx.coverages[ix].scope,
             unchanged: &unchanged,
-            changed: &changed,
+            changed: &page.changed,
         })
         .await
 }
