@@ -6,7 +6,8 @@
 //! `hss-sync sync` three times as a child process: first (into an empty database), unchanged, and
 //! after `POST /sim/mutate` changed 10 % of the estate (6 % updated, 2 % deleted, 2 % added). Each
 //! sync is measured alone: wall time, user+system CPU and peak RSS from `wait4(2)`, requests and
-//! throttled from its summary line. It prints one table (markdown or JSON) on standard output;
+//! throttled from its summary line; on a PostgreSQL server of this machine, also the CPU the
+//! server's processes used meanwhile (`/proc`). It prints one table (markdown or JSON) on standard output;
 //! progress goes to standard error. See docs/benchmarks.md for the columns and the bounds.
 //!
 //! ```sh
@@ -104,6 +105,9 @@ struct Row {
     flight_bound_seconds: f64,
     wall_over_flight_bound: Option<f64>,
     cpu_seconds: f64,
+    /// CPU seconds the PostgreSQL server's processes on this machine used while the sync ran
+    /// (see [`ServerCpu`]); None for SQLite, or when the server is elsewhere.
+    server_cpu_seconds: Option<f64>,
     peak_rss_mib: f64,
     requests: u64,
     throttled: u64,
@@ -317,6 +321,7 @@ async fn bench_one(
             tokio::time::sleep(std::time::Duration::from_secs_f64(args.window_seconds)).await;
         }
         let before = last_request_id(http, &base).await?;
+        let server = postgres_url.and_then(ServerCpu::read_if_local);
         eprintln!("bench: {backend}, {total} registries, {label} sync ...");
         let stdout_path = dir.path().join("sync.out");
         let stderr_path = dir.path().join("sync.err");
@@ -326,6 +331,10 @@ async fn bench_one(
             let (out, err) = (stdout_path.clone(), stderr_path.clone());
             tokio::task::spawn_blocking(move || run_measured(&hss_sync, &sync_args, &out, &err))
                 .await??
+        };
+        let server_cpu_seconds = match server {
+            Some(before) => Some(before.used_since().await),
+            None => None,
         };
         let stdout = std::fs::read_to_string(&stdout_path).unwrap_or_default();
         if usage.status != 0 {
@@ -361,6 +370,7 @@ async fn bench_one(
             flight_bound_seconds: flight_bound,
             wall_over_flight_bound: (flight_bound > 0.0).then(|| wall / flight_bound),
             cpu_seconds: usage.cpu_seconds,
+            server_cpu_seconds,
             peak_rss_mib: usage.peak_rss_kib as f64 / 1024.0,
             requests,
             throttled,
@@ -534,6 +544,71 @@ fn run_measured(
     })
 }
 
+/// What the PostgreSQL server's processes on this machine (every process named `postgres`)
+/// had used of the CPU at one moment, from `/proc/<pid>/stat`: their own user and system
+/// time, and the postmaster's time of its children that have ended (the sync's connections
+/// are served by processes that end with them). The sync's CPU is the client's half of the
+/// work; on PostgreSQL, inserting and indexing rows is the server's, and no less of it.
+struct ServerCpu {
+    processes: usize,
+    ticks: u64,
+}
+
+impl ServerCpu {
+    /// The server's CPU now, when `url` names this machine and a `postgres` process is found.
+    fn read_if_local(url: &str) -> Option<ServerCpu> {
+        let parsed = url::Url::parse(url).ok()?;
+        let local = match parsed.host_str() {
+            None | Some("") => true,
+            Some(host) => ["localhost", "127.0.0.1", "[::1]", "::1"].contains(&host),
+        };
+        local.then(Self::read).flatten()
+    }
+
+    fn read() -> Option<ServerCpu> {
+        let mut processes = 0;
+        let mut ticks = 0;
+        for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so the
+            // fields are counted from the last ')'; utime, stime, cutime and cstime are the
+            // 14th to 17th fields, the 12th to 15th after it.
+            let Some((head, rest)) = stat.rsplit_once(')') else {
+                continue;
+            };
+            if head.split_once('(').map(|(_, comm)| comm) != Some("postgres") {
+                continue;
+            }
+            processes += 1;
+            ticks += rest
+                .split_whitespace()
+                .skip(11)
+                .take(4)
+                .filter_map(|field| field.parse::<u64>().ok())
+                .sum::<u64>();
+        }
+        (processes > 0).then_some(ServerCpu { processes, ticks })
+    }
+
+    /// CPU seconds the server used since `self` was read, once the processes that served the
+    /// sync have ended and been counted in the postmaster's (at most two seconds).
+    async fn used_since(self) -> f64 {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut now = Self::read();
+        while now.as_ref().is_some_and(|n| n.processes > self.processes)
+            && Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            now = Self::read();
+        }
+        // SAFETY: sysconf has no preconditions.
+        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        now.map_or(0, |n| n.ticks.saturating_sub(self.ticks)) as f64 / per_second
+    }
+}
+
 /// `N requests (M throttled)` from a sync's summary line.
 fn parse_requests(summary: &str) -> Option<(u64, u64)> {
     let words: Vec<&str> = summary.split_whitespace().collect();
@@ -658,11 +733,11 @@ fn print_markdown(args: &Args, rows: &[Row]) {
         args.latency_ms, args.concurrency, PAGE_LIMIT
     );
     println!();
-    println!("| backend | estate | sync | wall s | bound s | wall/bound | CPU s | peak RSS MiB | requests | throttled | flight bound s | wall/flight bound |");
-    println!("|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
+    println!("| backend | estate | sync | wall s | bound s | wall/bound | CPU s | peak RSS MiB | requests | throttled | flight bound s | wall/flight bound | server CPU s |");
+    println!("|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
     for row in rows {
         println!(
-            "| {} | {} in {} scopes | {} | {:.2} | {:.2} | {} | {:.2} | {:.0} | {} | {} | {:.2} | {} |",
+            "| {} | {} in {} scopes | {} | {:.2} | {:.2} | {} | {:.2} | {:.0} | {} | {} | {:.2} | {} | {} |",
             row.backend,
             thousands(row.registries),
             row.scopes,
@@ -678,6 +753,8 @@ fn print_markdown(args: &Args, rows: &[Row]) {
             row.flight_bound_seconds,
             row.wall_over_flight_bound
                 .map_or_else(|| "—".to_owned(), |r| format!("{r:.2}")),
+            row.server_cpu_seconds
+                .map_or_else(|| "—".to_owned(), |s| format!("{s:.2}")),
         );
     }
 }

@@ -50,6 +50,13 @@ pub trait Backend: sqlx::Database {
     /// See [`Backend::INSERT`].
     const UPDATE: &'static str;
 
+    /// Whether a statement's `WITH` may hold an `INSERT` or `UPDATE` (PostgreSQL's
+    /// data-modifying common table expressions). A write to two tables of the same chosen rows
+    /// is then one statement that chooses them once: inserting new registries and their first
+    /// versions, or retiring registries. SQLite has no such `WITH`, and writes them with one
+    /// statement a table, each choosing the rows again.
+    const WRITING_WITH: bool;
+
     /// The first statement of a sync's writing transaction, if the backend needs one, bound
     /// to `lease::WRITE_FENCE_KEY`: on PostgreSQL it holds the write fence until the
     /// transaction ends. SQLite needs none: a killed process's transaction cannot commit.
@@ -138,6 +145,8 @@ impl Backend for Sqlite {
     const INSERT: &'static str = "INSERT OR FAIL";
     const UPDATE: &'static str = "UPDATE OR FAIL";
 
+    const WRITING_WITH: bool = false;
+
     const CLEAR_STAGING: &'static str = "DELETE FROM sync_staging";
 
     fn timestamp(time: DateTime<Utc>) -> String {
@@ -191,6 +200,8 @@ impl Backend for Postgres {
 
     const INSERT: &'static str = "INSERT";
     const UPDATE: &'static str = "UPDATE";
+
+    const WRITING_WITH: bool = true;
 
     const CLEAR_STAGING: &'static str = "TRUNCATE sync_staging";
 

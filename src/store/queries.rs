@@ -664,8 +664,24 @@ where
              {new_staged}",
             insert = DB::INSERT,
         );
+        // PostgreSQL: one statement, whose `new` rows are found, read and sorted once for both
+        // tables (a tenth of the server's time for a scope of new registries). The history
+        // rows go in with the registries' snapshot, as the second statement below would see it.
+        let together = format!(
+            "WITH new AS MATERIALIZED (SELECT s.id, {staged_columns} {new_staged}), \
+             history AS (INSERT INTO registry_history (registry_id, version, change_kind, \
+             changed_fields, valid_from, sync_run_id, {columns}) SELECT id, 1, 'created', '[]', \
+             $5, $1, {columns} FROM new) \
+             INSERT INTO registries (id, {columns}, version, first_seen_at, last_seen_at, \
+             last_changed_at, last_sync_run_id) SELECT id, {columns}, 1, $5, $5, $5, $1 FROM new"
+        );
+        let statements = if DB::WRITING_WITH {
+            vec![together]
+        } else {
+            vec![history, rows]
+        };
         let mut n = 0;
-        for sql in [&history, &rows] {
+        for sql in &statements {
             n = DB::rows_affected(
                 &sqlx::query::<DB>(sql)
                     .bind(step.run_id)
@@ -878,7 +894,21 @@ where
         let columns = CONTENT_COLUMNS.join(", ");
         let stored_columns = content_columns_of("r");
         let (insert, update) = (DB::INSERT, DB::UPDATE);
-        let statements = [
+        // PostgreSQL: one statement that finds the unlisted rows once (a pass over the scope's
+        // live rows and the run's listing) for its three writes, which all see the rows as
+        // they were before it: the new version is the stored one plus one, on both tables.
+        let together = format!(
+            "WITH gone AS MATERIALIZED (SELECT r.id FROM registries r WHERE {gone}), \
+             closed AS (UPDATE registry_history SET valid_to = $2 WHERE valid_to IS NULL \
+             AND registry_id IN (SELECT id FROM gone)), \
+             deleted AS (INSERT INTO registry_history (registry_id, version, change_kind, \
+             changed_fields, valid_from, sync_run_id, {columns}) SELECT r.id, r.version + 1, \
+             'deleted', '[]', $2, $1, {stored_columns} FROM registries r \
+             WHERE r.id IN (SELECT id FROM gone)) \
+             UPDATE registries SET version = version + 1, deleted_at = $2, last_changed_at = $2, \
+             last_sync_run_id = $1 WHERE id IN (SELECT id FROM gone)"
+        );
+        let separate = [
             format!(
                 "{update} registry_history SET valid_to = $2 WHERE valid_to IS NULL AND registry_id IN \
                  (SELECT r.id FROM registries r WHERE {gone})"
@@ -893,8 +923,13 @@ where
                  last_sync_run_id = $1 WHERE id IN (SELECT r.id FROM registries r WHERE {gone})"
             ),
         ];
+        let statements = if DB::WRITING_WITH {
+            std::slice::from_ref(&together)
+        } else {
+            &separate[..]
+        };
         let mut n_retired = 0;
-        for sql in &statements {
+        for sql in statements {
             let query = sqlx::query::<DB>(sql)
                 .bind(unlisted.run_id)
                 .bind(DB::timestamp(now));

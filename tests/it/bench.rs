@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::helpers::{Backend, TestDb};
+
 /// The example's binary, next to the test's `hss-sync` (`target/<profile>/examples/bench`);
 /// `cargo test` builds examples, but `cargo test --test it` does not, so it is built when missing.
 ///
@@ -58,8 +60,10 @@ fn bench_binary() -> PathBuf {
     bench
 }
 
-#[test]
-fn the_benchmark_runs_at_a_small_size_and_prints_three_rows_of_numbers() {
+/// Runs the benchmark at 200 registries with `extra` arguments and returns the cells of its
+/// table's rows for `backend`, after checking what every row holds: three syncs, thirteen
+/// columns, numbers where numbers belong, and no bound without latency or quota.
+fn small_benchmark(backend: &str, extra: &[&str]) -> Vec<Vec<String>> {
     let output = Command::new(bench_binary())
         .args([
             "--registries",
@@ -69,6 +73,7 @@ fn the_benchmark_runs_at_a_small_size_and_prints_three_rows_of_numbers() {
             "--format",
             "markdown",
         ])
+        .args(extra)
         .arg("--hss-sync")
         .arg(env!("CARGO_BIN_EXE_hss-sync"))
         .output()
@@ -82,7 +87,7 @@ fn the_benchmark_runs_at_a_small_size_and_prints_three_rows_of_numbers() {
     );
     let rows: Vec<Vec<String>> = stdout
         .lines()
-        .filter(|line| line.starts_with("| SQLite |"))
+        .filter(|line| line.starts_with(&format!("| {backend} |")))
         .map(|line| {
             line.trim_matches('|')
                 .split('|')
@@ -94,7 +99,7 @@ fn the_benchmark_runs_at_a_small_size_and_prints_three_rows_of_numbers() {
     let syncs: Vec<&str> = rows.iter().map(|row| row[2].as_str()).collect();
     assert_eq!(syncs, ["first", "unchanged", "10% changed"], "{stdout}");
     for row in &rows {
-        assert_eq!(row.len(), 12, "twelve columns: {row:?}");
+        assert_eq!(row.len(), 13, "thirteen columns: {row:?}");
         assert_eq!(row[1], "200 in 20 scopes", "{row:?}");
         // wall, bound, CPU, RSS, requests, throttled, flight bound are numbers; wall/bound
         // and wall/flight bound are "—" without latency or quota.
@@ -113,6 +118,55 @@ fn the_benchmark_runs_at_a_small_size_and_prints_three_rows_of_numbers() {
         // 20 scopes of 10 registries: at least one page each.
         assert!(requests >= 20, "{row:?}");
     }
+    rows
+}
+
+#[test]
+fn the_benchmark_runs_at_a_small_size_and_prints_three_rows_of_numbers() {
+    let rows = small_benchmark("SQLite", &[]);
+
+    for row in &rows {
+        assert_eq!(row[12], "—", "SQLite has no server: {row:?}");
+    }
+}
+
+/// On PostgreSQL the table also says what the server's processes used of the CPU, which the
+/// sync's own CPU leaves out: the server inserts and indexes every row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_benchmark_on_postgresql_reports_the_servers_cpu_when_the_server_is_local() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let host = url::Url::parse(&db.url)
+        .ok()
+        .and_then(|url| url.host_str().map(str::to_owned));
+    let local = matches!(host.as_deref(), Some("127.0.0.1" | "localhost"));
+    let url = db.url.clone();
+
+    let rows = tokio::task::spawn_blocking(move || {
+        small_benchmark("PostgreSQL", &["--no-sqlite", "--postgres-url", &url])
+    })
+    .await
+    .unwrap();
+
+    if !local {
+        for row in &rows {
+            assert_eq!(row[12], "—", "a remote server is not measured: {row:?}");
+        }
+        return;
+    }
+    let server: Vec<f64> = rows
+        .iter()
+        .map(|row| {
+            row[12]
+                .parse()
+                .unwrap_or_else(|_| panic!("no server CPU for a local server: {row:?}"))
+        })
+        .collect();
+    assert!(server.iter().all(|&s| s >= 0.0), "{rows:?}");
+    assert!(
+        server[0] > 0.0,
+        "creating the schema and 200 registries takes the server some CPU: {:?}",
+        rows[0]
+    );
 }
 
 /// The most a sync of 100,000 registries may hold at its peak, in MiB. Holding the estate in
