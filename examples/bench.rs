@@ -22,7 +22,7 @@
 //! directory (`target/release/hss-sync` for `target/release/examples/bench`): build it with the
 //! same profile first.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -321,7 +321,10 @@ async fn bench_one(
             tokio::time::sleep(std::time::Duration::from_secs_f64(args.window_seconds)).await;
         }
         let before = last_request_id(http, &base).await?;
-        let server = postgres_url.and_then(ServerCpu::read_if_local);
+        let server = match postgres_url {
+            Some(url) => ServerCpu::read_if_local(url).await,
+            None => None,
+        };
         eprintln!("bench: {backend}, {total} registries, {label} sync ...");
         let stdout_path = dir.path().join("sync.out");
         let stderr_path = dir.path().join("sync.err");
@@ -333,7 +336,7 @@ async fn bench_one(
                 .await??
         };
         let server_cpu_seconds = match server {
-            Some(before) => Some(before.used_since().await),
+            Some(before) => before.used_since().await,
             None => None,
         };
         let stdout = std::fs::read_to_string(&stdout_path).unwrap_or_default();
@@ -550,25 +553,33 @@ fn run_measured(
 /// are served by processes that end with them). The sync's CPU is the client's half of the
 /// work; on PostgreSQL, inserting and indexing rows is the server's, and no less of it.
 struct ServerCpu {
-    processes: usize,
+    pids: BTreeSet<u32>,
     ticks: u64,
 }
 
 impl ServerCpu {
     /// The server's CPU now, when `url` names this machine and a `postgres` process is found.
-    fn read_if_local(url: &str) -> Option<ServerCpu> {
+    async fn read_if_local(url: &str) -> Option<ServerCpu> {
         let parsed = url::Url::parse(url).ok()?;
         let local = match parsed.host_str() {
             None | Some("") => true,
             Some(host) => ["localhost", "127.0.0.1", "[::1]", "::1"].contains(&host),
         };
-        local.then(Self::read).flatten()
+        if local {
+            Self::read_settled().await
+        } else {
+            None
+        }
     }
 
+    /// One pass over `/proc`.
     fn read() -> Option<ServerCpu> {
-        let mut processes = 0;
+        let mut pids = BTreeSet::new();
         let mut ticks = 0;
         for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+                continue;
+            };
             let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
                 continue;
             };
@@ -581,7 +592,7 @@ impl ServerCpu {
             if head.split_once('(').map(|(_, comm)| comm) != Some("postgres") {
                 continue;
             }
-            processes += 1;
+            pids.insert(pid);
             ticks += rest
                 .split_whitespace()
                 .skip(11)
@@ -589,23 +600,38 @@ impl ServerCpu {
                 .filter_map(|field| field.parse::<u64>().ok())
                 .sum::<u64>();
         }
-        (processes > 0).then_some(ServerCpu { processes, ticks })
+        (!pids.is_empty()).then_some(ServerCpu { pids, ticks })
+    }
+
+    /// A pass over `/proc` that no process ended during: one that ends between the reading of
+    /// the postmaster and its own is counted in neither, so passes are repeated until two in
+    /// a row find the same processes (at most ten).
+    async fn read_settled() -> Option<ServerCpu> {
+        let mut last = Self::read()?;
+        for _ in 0..10 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            let now = Self::read()?;
+            if now.pids == last.pids {
+                return Some(now);
+            }
+            last = now;
+        }
+        Some(last)
     }
 
     /// CPU seconds the server used since `self` was read, once the processes that served the
-    /// sync have ended and been counted in the postmaster's (at most two seconds).
-    async fn used_since(self) -> f64 {
+    /// sync have ended and been counted in the postmaster's (waiting at most two seconds for
+    /// every process that `self` did not see to end).
+    async fn used_since(self) -> Option<f64> {
         let deadline = Instant::now() + Duration::from_secs(2);
-        let mut now = Self::read();
-        while now.as_ref().is_some_and(|n| n.processes > self.processes)
-            && Instant::now() < deadline
-        {
+        let mut now = Self::read_settled().await?;
+        while !now.pids.is_subset(&self.pids) && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
-            now = Self::read();
+            now = Self::read_settled().await?;
         }
         // SAFETY: sysconf has no preconditions.
         let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-        now.map_or(0, |n| n.ticks.saturating_sub(self.ticks)) as f64 / per_second
+        Some(now.ticks.saturating_sub(self.ticks) as f64 / per_second)
     }
 }
 

@@ -66,12 +66,17 @@ pub trait Backend: sqlx::Database {
     /// `<bytes of id>:<id><content hash>`, separated by commas.
     const ID_HASH_ENTRIES: &'static str;
 
-    /// Empties `sync_staging` when no other run is going on. SQLite's `DELETE` without a
-    /// `WHERE` frees the table's pages at once. PostgreSQL's `DELETE` marks every row dead,
-    /// one by one, and leaves them for vacuum: a run of 500,000 registries left as many dead
-    /// rows, every run. `TRUNCATE` drops the table's files instead; the lock it takes shuts
-    /// out no one, as no other run stages.
-    const CLEAR_STAGING: &'static str;
+    /// Empty `sync_staging` and `sync_listed_pages` when no other run is going on. SQLite's
+    /// `DELETE` without a `WHERE` frees a table's pages at once. PostgreSQL's `DELETE` marks
+    /// every row dead, one by one, and leaves them for vacuum: a run of 500,000 registries left
+    /// as many dead rows, every run. `TRUNCATE` drops the tables' files instead; the lock it
+    /// takes shuts out no one, as no other run stages.
+    const CLEAR_STAGING: &'static [&'static str];
+
+    /// Spreads the ids of run `$1`'s listed pages (`sync_listed_pages`) into `sync_staging`,
+    /// one row each: `json_each` of the JSON array on SQLite, `unnest` of the array on
+    /// PostgreSQL.
+    const SPREAD_LISTED_PAGES: &'static str;
 
     /// A list of texts (ids) bound as one value, so that a statement's text, and the prepared
     /// statement kept for it, does not follow how many there are: a JSON array on SQLite, an
@@ -147,7 +152,12 @@ impl Backend for Sqlite {
 
     const WRITING_WITH: bool = false;
 
-    const CLEAR_STAGING: &'static str = "DELETE FROM sync_staging";
+    const CLEAR_STAGING: &'static [&'static str] =
+        &["DELETE FROM sync_staging", "DELETE FROM sync_listed_pages"];
+
+    const SPREAD_LISTED_PAGES: &'static str =
+        "INSERT OR FAIL INTO sync_staging (run_id, scope_ix, id) SELECT p.run_id, p.scope_ix, \
+         j.value FROM sync_listed_pages p, json_each(p.ids) j WHERE p.run_id = $1";
 
     fn timestamp(time: DateTime<Utc>) -> String {
         time.to_rfc3339_opts(SecondsFormat::Millis, true)
@@ -203,7 +213,11 @@ impl Backend for Postgres {
 
     const WRITING_WITH: bool = true;
 
-    const CLEAR_STAGING: &'static str = "TRUNCATE sync_staging";
+    const CLEAR_STAGING: &'static [&'static str] = &["TRUNCATE sync_staging, sync_listed_pages"];
+
+    const SPREAD_LISTED_PAGES: &'static str =
+        "INSERT INTO sync_staging (run_id, scope_ix, id) SELECT run_id, scope_ix, unnest(ids) \
+         FROM sync_listed_pages WHERE run_id = $1";
 
     fn timestamp(time: DateTime<Utc>) -> DateTime<Utc> {
         time

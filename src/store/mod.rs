@@ -162,6 +162,11 @@ pub struct StagePage<'a> {
     pub scope: &'a Scope,
     /// Ids of registries listed as the store holds them.
     pub unchanged: &'a [&'a str],
+    /// Whether the run's listing is indexed already ([`Store::index_listing`]; its confirming
+    /// walks): `unchanged` then goes in one row an id, where the index finds them. Before,
+    /// it goes in one row for the page (`sync_listed_pages`), which the run spreads into
+    /// rows only if it comes to deciding moves or deletions: an unchanged resync never does.
+    pub listing_indexed: bool,
     /// Registries that may differ from what the store holds (new, changed, retired, or
     /// stored elsewhere): staged with their content, decided when the scope is applied.
     pub changed: &'a [StagedRegistry],
@@ -657,8 +662,9 @@ impl Store {
     }
 
     /// Stages one walked page (see `migrations/*/0005_staging.sql`): registries seen as
-    /// stored go in by id only, the others with their content. Returns how many registries
-    /// seen as stored were new to the scope's staging.
+    /// stored go in by id only (a row for the page's ids until the run's listing is indexed,
+    /// `0008_listed_pages.sql`), the others with their content. Returns how many registries
+    /// seen as stored it staged.
     ///
     /// # Errors
     ///
@@ -731,14 +737,20 @@ impl Store {
         })
     }
 
-    /// Indexes the run's listing by id, once its walks have ended (see
-    /// `migrations/*/0005_staging.sql`).
+    /// Indexes run `run_id`'s listing by id, once its walks have ended, after spreading the
+    /// ids its walks listed a page to a row into rows of their own (see
+    /// `migrations/*/0005_staging.sql` and `0008_listed_pages.sql`). Pages staged after it
+    /// must say so ([`StagePage::listing_indexed`]).
     ///
     /// # Errors
     ///
     /// [`StoreError`] when the database fails.
-    pub async fn index_listing(&self) -> Result<(), StoreError> {
-        dispatch!(self, pool => Queries::<Db>::index_listing(pool).await)
+    pub async fn index_listing(&self, run_id: i64) -> Result<(), StoreError> {
+        dispatch!(self, pool => {
+            let mut tx = begin_write(pool, &self.1, "starting to index the run's listing").await?;
+            Queries::<Db>::index_listing(&mut *tx, run_id).await?;
+            tx.commit().await.map_err(query_error("committing the run's indexed listing"))
+        })
     }
 
     /// Moves to a scope the registries it listed that are stored live under a scope it does

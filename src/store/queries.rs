@@ -396,12 +396,16 @@ where
     ) -> Result<(), StoreError> {
         const CONTEXT: &str = "clearing a scope's staged pages";
         let mut conn = pool.acquire().await.map_err(query_error(CONTEXT))?;
-        sqlx::query::<DB>("DELETE FROM sync_staging WHERE run_id = $1 AND scope_ix = $2")
+        for table in ["sync_staging", "sync_listed_pages"] {
+            sqlx::query::<DB>(&format!(
+                "DELETE FROM {table} WHERE run_id = $1 AND scope_ix = $2"
+            ))
             .bind(run_id)
             .bind(scope_ix)
             .execute(&mut *conn)
             .await
             .map_err(query_error(CONTEXT))?;
+        }
         Ok(())
     }
 
@@ -428,33 +432,52 @@ where
         .await
         .map_err(query_error(CONTEXT))?;
         let others: i64 = others.try_get("n").map_err(query_error(CONTEXT))?;
-        let delete = if others == 0 {
-            sqlx::query::<DB>(DB::CLEAR_STAGING)
-        } else {
-            sqlx::query::<DB>(
-                "DELETE FROM sync_staging WHERE run_id = $1 OR run_id NOT IN \
-                 (SELECT id FROM sync_runs WHERE status = 'running')",
-            )
+        if others == 0 {
+            for sql in DB::CLEAR_STAGING {
+                sqlx::query::<DB>(sql)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(query_error(CONTEXT))?;
+            }
+            return Ok(());
+        }
+        for table in ["sync_staging", "sync_listed_pages"] {
+            sqlx::query::<DB>(&format!(
+                "DELETE FROM {table} WHERE run_id = $1 OR run_id NOT IN \
+                 (SELECT id FROM sync_runs WHERE status = 'running')"
+            ))
             .bind(run_id)
-        };
-        delete
             .execute(&mut *conn)
             .await
             .map_err(query_error(CONTEXT))?;
+        }
         Ok(())
     }
 
-    /// Indexes the run's listing by id, once its walks have ended: what deciding deletions
-    /// and moves looks up. Built in one pass rather than kept up to date page by page.
-    pub(crate) async fn index_listing(pool: &Pool<DB>) -> Result<(), StoreError> {
+    /// Indexes run `run_id`'s listing by id, once its walks have ended: what deciding deletions
+    /// and moves looks up. The ids its walks staged a page to a row are spread into rows of
+    /// their own first, in one statement. Built in one pass rather than kept up to date page
+    /// by page.
+    pub(crate) async fn index_listing(
+        conn: &mut DB::Connection,
+        run_id: i64,
+    ) -> Result<(), StoreError> {
         const CONTEXT: &str = "indexing the run's listing";
-        let mut conn = pool.acquire().await.map_err(query_error(CONTEXT))?;
-        sqlx::query::<DB>(
-            "CREATE INDEX IF NOT EXISTS sync_staging_id_idx ON sync_staging (run_id, id)",
-        )
-        .execute(&mut *conn)
-        .await
-        .map_err(query_error(CONTEXT))?;
+        for (sql, bound) in [
+            (DB::SPREAD_LISTED_PAGES, true),
+            ("DELETE FROM sync_listed_pages WHERE run_id = $1", true),
+            (
+                "CREATE INDEX IF NOT EXISTS sync_staging_id_idx ON sync_staging (run_id, id)",
+                false,
+            ),
+        ] {
+            let query = sqlx::query::<DB>(sql);
+            let query = if bound { query.bind(run_id) } else { query };
+            query
+                .execute(&mut *conn)
+                .await
+                .map_err(query_error(CONTEXT))?;
+        }
         Ok(())
     }
 
@@ -1744,11 +1767,12 @@ where
 /// SQLite stages a page with statements that are each kept prepared (PostgreSQL, below, with
 /// arrays).
 impl Queries<Sqlite> {
-    /// Stages one walked page: registries seen as stored go in by id only, the others with
-    /// their content. Returns how many of the former were new to the scope's staging.
+    /// Stages one walked page: registries seen as stored go in by id only (one row for the
+    /// page until the run's listing is indexed, see [`StagePage::listing_indexed`]), the
+    /// others with their content. Returns how many of the former it staged.
     ///
-    /// Every statement here is kept prepared. The ids go in as one JSON array, read back by
-    /// `json_each` in order, whatever their number. The content goes in rows of
+    /// Every statement here is kept prepared. The ids go in as one JSON array, kept as it is
+    /// or read back by `json_each` in order, whatever their number. The content goes in rows of
     /// [`STAGED_PER_INSERT`] and, for what is left, of powers of two. Before, in a sync that
     /// changed 10 % of its registries, nearly every page's two statements had a count of rows
     /// of their own, and each was parsed and prepared again, hundreds of placeholders long.
@@ -1760,19 +1784,26 @@ impl Queries<Sqlite> {
         let (unchanged, content) = (page.unchanged, page.changed);
         let mut n_unchanged = 0;
         if !unchanged.is_empty() {
-            let sql = format!(
-                "{} INTO sync_staging (run_id, scope_ix, id) SELECT ?, ?, value \
-                 FROM json_each(?)",
-                Sqlite::INSERT,
-            );
-            let result = sqlx::query::<Sqlite>(&sql)
+            let sql = if page.listing_indexed {
+                format!(
+                    "{} INTO sync_staging (run_id, scope_ix, id) SELECT ?, ?, value \
+                     FROM json_each(?)",
+                    Sqlite::INSERT,
+                )
+            } else {
+                format!(
+                    "{} INTO sync_listed_pages (run_id, scope_ix, ids) VALUES (?, ?, ?)",
+                    Sqlite::INSERT,
+                )
+            };
+            sqlx::query::<Sqlite>(&sql)
                 .bind(page.run_id)
                 .bind(page.scope_ix)
                 .bind(Sqlite::text_list(unchanged.iter().copied()))
                 .execute(&mut *conn)
                 .await
                 .map_err(query_error(CONTEXT))?;
-            n_unchanged = Sqlite::rows_affected(&result) as i64;
+            n_unchanged = unchanged.len() as i64;
         }
         let location = page.scope.location_for(None);
         let mut rest = content;
@@ -1816,16 +1847,19 @@ impl Queries<sqlx::Postgres> {
         const CONTEXT: &str = "staging a page";
         let mut n_unchanged = 0;
         if !page.unchanged.is_empty() {
-            let result = sqlx::query(
-                "INSERT INTO sync_staging (run_id, scope_ix, id) SELECT $1, $2, id FROM UNNEST($3::text[]) AS u(id)",
-            )
-            .bind(page.run_id)
-            .bind(page.scope_ix)
-            .bind(page.unchanged)
-            .execute(&mut *conn)
-            .await
-            .map_err(query_error(CONTEXT))?;
-            n_unchanged = result.rows_affected() as i64;
+            let sql = if page.listing_indexed {
+                "INSERT INTO sync_staging (run_id, scope_ix, id) SELECT $1, $2, id FROM UNNEST($3::text[]) AS u(id)"
+            } else {
+                "INSERT INTO sync_listed_pages (run_id, scope_ix, ids) VALUES ($1, $2, $3)"
+            };
+            sqlx::query(sql)
+                .bind(page.run_id)
+                .bind(page.scope_ix)
+                .bind(page.unchanged)
+                .execute(&mut *conn)
+                .await
+                .map_err(query_error(CONTEXT))?;
+            n_unchanged = page.unchanged.len() as i64;
         }
         if page.changed.is_empty() {
             return Ok(n_unchanged);

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Instant;
 
@@ -394,6 +394,9 @@ struct RunContext<'a> {
     paced: bool,
     /// Cancelled when the database fails, so every walk stops.
     halt: CancellationToken,
+    /// Whether the run's listing is indexed ([`Store::index_listing`]): the confirming walks,
+    /// which come after, stage the ids they list one row each, where the index finds them.
+    listing_indexed: AtomicBool,
     store_error: StdMutex<Option<StoreError>>,
     /// How many more ids of missed registries the run may keep for retiring (see
     /// [`RETIRE_AMONG_MAX`]).
@@ -862,6 +865,7 @@ async fn run_scopes(
                 .is_some_and(HssClient::is_paced)
         }),
         halt: options.cancel.child_token(),
+        listing_indexed: AtomicBool::new(false),
         store_error: StdMutex::new(None),
         among_left: AtomicUsize::new(RETIRE_AMONG_MAX),
     };
@@ -879,8 +883,9 @@ async fn run_scopes(
     let decides = states.iter().any(|s| s.n_deferred > 0)
         || (complete(&states) && states.iter().any(|s| !s.nothing_unseen));
     if decides && !ctx.store_failed() {
-        if let Err(e) = store.index_listing().await {
-            ctx.fail_store(e);
+        match store.index_listing(run_id).await {
+            Ok(()) => ctx.listing_indexed.store(true, Ordering::SeqCst),
+            Err(e) => ctx.fail_store(e),
         }
     }
     if complete(&states) && options.confirm_deletions {
@@ -1883,6 +1888,7 @@ async fn stage(ctx: &RunContext<'_>, ix: usize, page: StagedPage) -> Result<i64,
             scope_ix: ix as i64,
             scope: ctx.coverages[ix].scope,
             unchanged: &unchanged,
+            listing_indexed: ctx.listing_indexed.load(Ordering::SeqCst),
             changed: &page.changed,
         })
         .await

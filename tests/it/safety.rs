@@ -912,54 +912,61 @@ async fn a_registry_moved_into_a_failing_enterprise_project_is_not_retired(backe
 }
 on_both_backends!(a_registry_moved_into_a_failing_enterprise_project_is_not_retired);
 
-/// How many rows `sync_staging` holds for each run, by run id.
-async fn staged_runs(app: &TestApp, backend: Backend) -> Vec<(i64, i64)> {
+/// How many rows `sync_staging` and `sync_listed_pages` hold for each run, by run id.
+async fn staged_runs(app: &TestApp, backend: Backend) -> Vec<(i64, i64, i64)> {
     use sqlx::Connection;
-    const SQL: &str =
-        "SELECT run_id, COUNT(*) AS n FROM sync_staging GROUP BY run_id ORDER BY run_id";
-    let rows: Vec<(i64, i64)> = if backend == Backend::Sqlite {
+    const SQL: &str = "SELECT run_id, SUM(staged) AS staged, SUM(pages) AS pages FROM \
+         (SELECT run_id, 1 AS staged, 0 AS pages FROM sync_staging \
+         UNION ALL SELECT run_id, 0, 1 FROM sync_listed_pages) t GROUP BY run_id ORDER BY run_id";
+    if backend == Backend::Sqlite {
         let mut conn = sqlx::SqliteConnection::connect(&app.db.url).await.unwrap();
         sqlx::query_as(SQL).fetch_all(&mut conn).await.unwrap()
     } else {
         let mut conn = sqlx::PgConnection::connect(&app.db.url).await.unwrap();
         sqlx::query_as(SQL).fetch_all(&mut conn).await.unwrap()
-    };
-    rows
+    }
 }
 
 async fn clearing_the_staging_keeps_what_another_running_run_staged(backend: Backend) {
-    // Arrange: two runs recorded as running, each with a page staged.
+    // Arrange: two runs recorded as running, each with a page listed a row an id (as after
+    // its listing is indexed) and a page listed in one row.
     let app = TestApp::spawn(backend, estate(1, 0, 3)).await;
     let scope = app.all_granted_scopes().remove(0);
     let now = hss_sync::store::now();
     let mut runs = Vec::new();
-    for ids in [["a1", "a2"], ["b1", "b2"]] {
+    for ids in [["a1", "a2", "a3"], ["b1", "b2", "b3"]] {
         let run_id = app
             .store
             .begin_run(Trigger::Cli, 1, now, None)
             .await
             .unwrap();
-        let page = StagePage {
-            run_id,
-            scope_ix: 0,
-            scope: &scope,
-            unchanged: &ids,
-            changed: &[],
-        };
-        app.store.stage_page(&page).await.unwrap();
+        for (page_ids, listing_indexed) in [(&ids[..2], true), (&ids[2..], false)] {
+            let page = StagePage {
+                run_id,
+                scope_ix: 0,
+                scope: &scope,
+                unchanged: page_ids,
+                listing_indexed,
+                changed: &[],
+            };
+            assert_eq!(
+                app.store.stage_page(&page).await.unwrap(),
+                page_ids.len() as i64
+            );
+        }
         runs.push(run_id);
     }
     let (first, second) = (runs[0], runs[1]);
     assert_eq!(
         staged_runs(&app, backend).await,
-        vec![(first, 2), (second, 2)]
+        vec![(first, 2, 1), (second, 2, 1)]
     );
 
     // Act: the first run clears its staging while the second still runs.
     app.store.clear_staging(first).await.unwrap();
 
     // Assert: only the first run's rows went.
-    assert_eq!(staged_runs(&app, backend).await, vec![(second, 2)]);
+    assert_eq!(staged_runs(&app, backend).await, vec![(second, 2, 1)]);
 
     // Act: once the second run has ended, clearing for a new run takes everything.
     let totals = RunTotals {
@@ -974,3 +981,75 @@ async fn clearing_the_staging_keeps_what_another_running_run_staged(backend: Bac
 }
 
 on_both_backends!(clearing_the_staging_keeps_what_another_running_run_staged);
+
+async fn indexing_the_listing_spreads_the_ids_listed_a_page_to_a_row_into_rows_of_their_own(
+    backend: Backend,
+) {
+    // Arrange: two runs, each with two pages listed in one row each.
+    let app = TestApp::spawn(backend, estate(1, 0, 3)).await;
+    let scope = app.all_granted_scopes().remove(0);
+    let now = hss_sync::store::now();
+    let mut runs = Vec::new();
+    for prefix in ["a", "b"] {
+        let run_id = app
+            .store
+            .begin_run(Trigger::Cli, 1, now, None)
+            .await
+            .unwrap();
+        for (scope_ix, ids) in [(0, vec!["1", "2", "3"]), (1, vec!["4", "\"5,\u{e9}"])] {
+            let ids: Vec<String> = ids.iter().map(|id| format!("{prefix}{id}")).collect();
+            let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+            let page = StagePage {
+                run_id,
+                scope_ix,
+                scope: &scope,
+                unchanged: &ids,
+                listing_indexed: false,
+                changed: &[],
+            };
+            app.store.stage_page(&page).await.unwrap();
+        }
+        runs.push(run_id);
+    }
+    let (first, second) = (runs[0], runs[1]);
+
+    // Act
+    app.store.index_listing(first).await.unwrap();
+
+    // Assert: the first run's ids are rows of their own, under their scopes, and its pages
+    // are gone; the second run's pages are as they were.
+    assert_eq!(
+        staged_runs(&app, backend).await,
+        vec![(first, 5, 0), (second, 0, 2)]
+    );
+    let listed = listed_ids(&app, backend, first).await;
+    assert_eq!(
+        listed,
+        [
+            (0, "a1".to_owned()),
+            (0, "a2".to_owned()),
+            (0, "a3".to_owned()),
+            (1, "a\"5,\u{e9}".to_owned()),
+            (1, "a4".to_owned()),
+        ]
+    );
+}
+
+on_both_backends!(
+    indexing_the_listing_spreads_the_ids_listed_a_page_to_a_row_into_rows_of_their_own
+);
+
+/// The scope and id of every row `sync_staging` holds for `run_id`, in that order.
+async fn listed_ids(app: &TestApp, backend: Backend, run_id: i64) -> Vec<(i64, String)> {
+    use sqlx::Connection;
+    let sql = format!(
+        "SELECT scope_ix, id FROM sync_staging WHERE run_id = {run_id} ORDER BY scope_ix, id"
+    );
+    if backend == Backend::Sqlite {
+        let mut conn = sqlx::SqliteConnection::connect(&app.db.url).await.unwrap();
+        sqlx::query_as(&sql).fetch_all(&mut conn).await.unwrap()
+    } else {
+        let mut conn = sqlx::PgConnection::connect(&app.db.url).await.unwrap();
+        sqlx::query_as(&sql).fetch_all(&mut conn).await.unwrap()
+    }
+}
