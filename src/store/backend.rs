@@ -5,6 +5,10 @@ use sqlx::{Decode, Encode, Postgres, Sqlite, Type};
 
 use crate::store::StoreError;
 
+/// The tables a run stages what its walks list in (`migrations/*/0005_staging.sql` and
+/// `0008_listed_pages.sql`): what walking a scope again, and clearing a run's staging, empty.
+pub const STAGING_TABLES: [&str; 2] = ["sync_staging", "sync_listed_pages"];
+
 /// A database the store's generic queries run on.
 pub trait Backend: sqlx::Database {
     /// How a timestamp is bound and read: ISO-8601 UTC text on SQLite, `timestamptz` on
@@ -66,12 +70,12 @@ pub trait Backend: sqlx::Database {
     /// `<bytes of id>:<id><content hash>`, separated by commas.
     const ID_HASH_ENTRIES: &'static str;
 
-    /// Empty `sync_staging` and `sync_listed_pages` when no other run is going on. SQLite's
-    /// `DELETE` without a `WHERE` frees a table's pages at once. PostgreSQL's `DELETE` marks
-    /// every row dead, one by one, and leaves them for vacuum: a run of 500,000 registries left
-    /// as many dead rows, every run. `TRUNCATE` drops the tables' files instead; the lock it
-    /// takes shuts out no one, as no other run stages.
-    const CLEAR_STAGING: &'static [&'static str];
+    /// The statements that empty `tables` (the [`STAGING_TABLES`]) when no other run is going
+    /// on. SQLite's `DELETE` without a `WHERE` frees a table's pages at once. PostgreSQL's
+    /// `DELETE` marks every row dead, one by one, and leaves them for vacuum: a run of 500,000
+    /// registries left as many dead rows, every run. `TRUNCATE` drops the tables' files
+    /// instead; the lock it takes shuts out no one, as no other run stages.
+    fn emptying(tables: &[&str]) -> Vec<String>;
 
     /// Spreads the ids of run `$1`'s listed pages (`sync_listed_pages`) into `sync_staging`,
     /// one row each: `json_each` of the JSON array on SQLite, `unnest` of the array on
@@ -141,6 +145,13 @@ impl Backend for Sqlite {
         result.rows_affected()
     }
 
+    fn emptying(tables: &[&str]) -> Vec<String> {
+        tables
+            .iter()
+            .map(|table| format!("DELETE FROM {table}"))
+            .collect()
+    }
+
     const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
 
     const ROWS_PER_INSERT: usize = 16;
@@ -151,9 +162,6 @@ impl Backend for Sqlite {
     const UPDATE: &'static str = "UPDATE OR FAIL";
 
     const WRITING_WITH: bool = false;
-
-    const CLEAR_STAGING: &'static [&'static str] =
-        &["DELETE FROM sync_staging", "DELETE FROM sync_listed_pages"];
 
     const SPREAD_LISTED_PAGES: &'static str =
         "INSERT OR FAIL INTO sync_staging (run_id, scope_ix, id) SELECT p.run_id, p.scope_ix, \
@@ -201,6 +209,10 @@ impl Backend for Postgres {
         result.rows_affected()
     }
 
+    fn emptying(tables: &[&str]) -> Vec<String> {
+        vec![format!("TRUNCATE {}", tables.join(", "))]
+    }
+
     const BEGIN_WRITE: &'static str = "BEGIN";
 
     // At 25 values a row, 2,500 parameters: far below PostgreSQL's 65,535.
@@ -212,8 +224,6 @@ impl Backend for Postgres {
     const UPDATE: &'static str = "UPDATE";
 
     const WRITING_WITH: bool = true;
-
-    const CLEAR_STAGING: &'static [&'static str] = &["TRUNCATE sync_staging, sync_listed_pages"];
 
     const SPREAD_LISTED_PAGES: &'static str =
         "INSERT INTO sync_staging (run_id, scope_ix, id) SELECT run_id, scope_ix, unnest(ids) \

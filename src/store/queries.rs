@@ -17,6 +17,7 @@ use sqlx::{
 };
 
 use crate::registry::{Registry, StagedRegistry, INTEGER_FIELDS, STRING_FIELDS};
+use crate::store::backend::STAGING_TABLES;
 use crate::store::{
     query_error, Applied, Backend, HistoryFilter, HistoryRecord, NewRun, RegistryRecord, RowLease,
     RunRecord, RunTotals, ScopeRecord, ScopeStep, ScopeUpdate, StagePage, StoreError, Unlisted,
@@ -396,7 +397,7 @@ where
     ) -> Result<(), StoreError> {
         const CONTEXT: &str = "clearing a scope's staged pages";
         let mut conn = pool.acquire().await.map_err(query_error(CONTEXT))?;
-        for table in ["sync_staging", "sync_listed_pages"] {
+        for table in STAGING_TABLES {
             sqlx::query::<DB>(&format!(
                 "DELETE FROM {table} WHERE run_id = $1 AND scope_ix = $2"
             ))
@@ -433,15 +434,15 @@ where
         .map_err(query_error(CONTEXT))?;
         let others: i64 = others.try_get("n").map_err(query_error(CONTEXT))?;
         if others == 0 {
-            for sql in DB::CLEAR_STAGING {
-                sqlx::query::<DB>(sql)
+            for sql in DB::emptying(&STAGING_TABLES) {
+                sqlx::query::<DB>(&sql)
                     .execute(&mut *conn)
                     .await
                     .map_err(query_error(CONTEXT))?;
             }
             return Ok(());
         }
-        for table in ["sync_staging", "sync_listed_pages"] {
+        for table in STAGING_TABLES {
             sqlx::query::<DB>(&format!(
                 "DELETE FROM {table} WHERE run_id = $1 OR run_id NOT IN \
                  (SELECT id FROM sync_runs WHERE status = 'running')"
@@ -463,21 +464,22 @@ where
         run_id: i64,
     ) -> Result<(), StoreError> {
         const CONTEXT: &str = "indexing the run's listing";
-        for (sql, bound) in [
-            (DB::SPREAD_LISTED_PAGES, true),
-            ("DELETE FROM sync_listed_pages WHERE run_id = $1", true),
-            (
-                "CREATE INDEX IF NOT EXISTS sync_staging_id_idx ON sync_staging (run_id, id)",
-                false,
-            ),
-        ] {
-            let query = sqlx::query::<DB>(sql);
-            let query = if bound { query.bind(run_id) } else { query };
-            query
-                .execute(&mut *conn)
-                .await
-                .map_err(query_error(CONTEXT))?;
-        }
+        sqlx::query::<DB>(DB::SPREAD_LISTED_PAGES)
+            .bind(run_id)
+            .execute(&mut *conn)
+            .await
+            .map_err(query_error(CONTEXT))?;
+        sqlx::query::<DB>("DELETE FROM sync_listed_pages WHERE run_id = $1")
+            .bind(run_id)
+            .execute(&mut *conn)
+            .await
+            .map_err(query_error(CONTEXT))?;
+        sqlx::query::<DB>(
+            "CREATE INDEX IF NOT EXISTS sync_staging_id_idx ON sync_staging (run_id, id)",
+        )
+        .execute(&mut *conn)
+        .await
+        .map_err(query_error(CONTEXT))?;
         Ok(())
     }
 
@@ -675,33 +677,35 @@ where
         let new_staged = "FROM sync_staging s WHERE s.run_id = $1 AND s.scope_ix = $2 \
              AND s.seq > $3 AND s.seq <= $4 AND s.content_hash IS NOT NULL \
              AND NOT EXISTS (SELECT 1 FROM registries r WHERE r.id = s.id) ORDER BY s.id";
-        let history = format!(
-            "{insert} INTO registry_history (registry_id, version, change_kind, changed_fields, \
-             valid_from, sync_run_id, {columns}) SELECT s.id, 1, 'created', '[]', $5, $1, \
-             {staged_columns} {new_staged}",
-            insert = DB::INSERT,
-        );
-        let rows = format!(
-            "{insert} INTO registries (id, {columns}, version, first_seen_at, last_seen_at, \
-             last_changed_at, last_sync_run_id) SELECT s.id, {staged_columns}, 1, $5, $5, $5, $1 \
-             {new_staged}",
-            insert = DB::INSERT,
-        );
-        // PostgreSQL: one statement, whose `new` rows are found, read and sorted once for both
-        // tables (a tenth of the server's time for a scope of new registries). The history
-        // rows go in with the registries' snapshot, as the second statement below would see it.
-        let together = format!(
-            "WITH new AS MATERIALIZED (SELECT s.id, {staged_columns} {new_staged}), \
-             history AS (INSERT INTO registry_history (registry_id, version, change_kind, \
-             changed_fields, valid_from, sync_run_id, {columns}) SELECT id, 1, 'created', '[]', \
-             $5, $1, {columns} FROM new) \
-             INSERT INTO registries (id, {columns}, version, first_seen_at, last_seen_at, \
-             last_changed_at, last_sync_run_id) SELECT id, {columns}, 1, $5, $5, $5, $1 FROM new"
-        );
         let statements = if DB::WRITING_WITH {
-            vec![together]
+            // PostgreSQL: one statement, whose `new` rows are found, read and sorted once for
+            // both tables (a tenth of the server's time for a scope of new registries). The
+            // history rows go in with the registries' snapshot, as SQLite's second statement
+            // sees it.
+            vec![format!(
+                "WITH new AS MATERIALIZED (SELECT s.id, {staged_columns} {new_staged}), \
+                 history AS (INSERT INTO registry_history (registry_id, version, change_kind, \
+                 changed_fields, valid_from, sync_run_id, {columns}) SELECT id, 1, 'created', \
+                 '[]', $5, $1, {columns} FROM new) \
+                 INSERT INTO registries (id, {columns}, version, first_seen_at, last_seen_at, \
+                 last_changed_at, last_sync_run_id) SELECT id, {columns}, 1, $5, $5, $5, $1 \
+                 FROM new"
+            )]
         } else {
-            vec![history, rows]
+            vec![
+                format!(
+                    "{insert} INTO registry_history (registry_id, version, change_kind, \
+                     changed_fields, valid_from, sync_run_id, {columns}) SELECT s.id, 1, \
+                     'created', '[]', $5, $1, {staged_columns} {new_staged}",
+                    insert = DB::INSERT,
+                ),
+                format!(
+                    "{insert} INTO registries (id, {columns}, version, first_seen_at, \
+                     last_seen_at, last_changed_at, last_sync_run_id) SELECT s.id, \
+                     {staged_columns}, 1, $5, $5, $5, $1 {new_staged}",
+                    insert = DB::INSERT,
+                ),
+            ]
         };
         let mut n = 0;
         for sql in &statements {
@@ -917,42 +921,43 @@ where
         let columns = CONTENT_COLUMNS.join(", ");
         let stored_columns = content_columns_of("r");
         let (insert, update) = (DB::INSERT, DB::UPDATE);
-        // PostgreSQL: one statement that finds the unlisted rows once (a pass over the scope's
-        // live rows and the run's listing) for its three writes, which all see the rows as
-        // they were before it: the new version is the stored one plus one, on both tables.
-        let together = format!(
-            "WITH gone AS MATERIALIZED (SELECT r.id FROM registries r WHERE {gone}), \
-             closed AS (UPDATE registry_history SET valid_to = $2 WHERE valid_to IS NULL \
-             AND registry_id IN (SELECT id FROM gone)), \
-             deleted AS (INSERT INTO registry_history (registry_id, version, change_kind, \
-             changed_fields, valid_from, sync_run_id, {columns}) SELECT r.id, r.version + 1, \
-             'deleted', '[]', $2, $1, {stored_columns} FROM registries r \
-             WHERE r.id IN (SELECT id FROM gone)) \
-             UPDATE registries SET version = version + 1, deleted_at = $2, last_changed_at = $2, \
-             last_sync_run_id = $1 WHERE id IN (SELECT id FROM gone)"
-        );
-        let separate = [
-            format!(
-                "{update} registry_history SET valid_to = $2 WHERE valid_to IS NULL AND registry_id IN \
-                 (SELECT r.id FROM registries r WHERE {gone})"
-            ),
-            format!(
-                "{insert} INTO registry_history (registry_id, version, change_kind, changed_fields, \
-                 valid_from, sync_run_id, {columns}) SELECT r.id, r.version + 1, 'deleted', '[]', \
-                 $2, $1, {stored_columns} FROM registries r WHERE {gone}"
-            ),
-            format!(
-                "{update} registries SET version = version + 1, deleted_at = $2, last_changed_at = $2, \
-                 last_sync_run_id = $1 WHERE id IN (SELECT r.id FROM registries r WHERE {gone})"
-            ),
-        ];
         let statements = if DB::WRITING_WITH {
-            std::slice::from_ref(&together)
+            // PostgreSQL: one statement that finds the unlisted rows once (a pass over the
+            // scope's live rows and the run's listing) for its three writes, which all see the
+            // rows as they were before it: the new version is the stored one plus one, on both
+            // tables.
+            vec![format!(
+                "WITH gone AS MATERIALIZED (SELECT r.id FROM registries r WHERE {gone}), \
+                 closed AS (UPDATE registry_history SET valid_to = $2 WHERE valid_to IS NULL \
+                 AND registry_id IN (SELECT id FROM gone)), \
+                 deleted AS (INSERT INTO registry_history (registry_id, version, change_kind, \
+                 changed_fields, valid_from, sync_run_id, {columns}) SELECT r.id, r.version + 1, \
+                 'deleted', '[]', $2, $1, {stored_columns} FROM registries r \
+                 WHERE r.id IN (SELECT id FROM gone)) \
+                 UPDATE registries SET version = version + 1, deleted_at = $2, \
+                 last_changed_at = $2, last_sync_run_id = $1 WHERE id IN (SELECT id FROM gone)"
+            )]
         } else {
-            &separate[..]
+            vec![
+                format!(
+                    "{update} registry_history SET valid_to = $2 WHERE valid_to IS NULL AND \
+                     registry_id IN (SELECT r.id FROM registries r WHERE {gone})"
+                ),
+                format!(
+                    "{insert} INTO registry_history (registry_id, version, change_kind, \
+                     changed_fields, valid_from, sync_run_id, {columns}) SELECT r.id, \
+                     r.version + 1, 'deleted', '[]', $2, $1, {stored_columns} FROM registries r \
+                     WHERE {gone}"
+                ),
+                format!(
+                    "{update} registries SET version = version + 1, deleted_at = $2, \
+                     last_changed_at = $2, last_sync_run_id = $1 WHERE id IN \
+                     (SELECT r.id FROM registries r WHERE {gone})"
+                ),
+            ]
         };
         let mut n_retired = 0;
-        for sql in statements {
+        for sql in &statements {
             let query = sqlx::query::<DB>(sql)
                 .bind(unlisted.run_id)
                 .bind(DB::timestamp(now));
