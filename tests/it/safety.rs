@@ -1053,3 +1053,60 @@ async fn listed_ids(app: &TestApp, backend: Backend, run_id: i64) -> Vec<(i64, S
         sqlx::query_as(&sql).fetch_all(&mut conn).await.unwrap()
     }
 }
+
+/// SQLite gives a new row the rowid after the table's largest, and the store reads the first
+/// versions of new registries back from the rows it has just written by that. A table whose
+/// largest rowid is the largest there can be (a row written by hand) makes SQLite pick rowids
+/// at random instead: the apply then fails, and no registry is left without its first version.
+#[tokio::test]
+async fn new_registries_whose_rowids_sqlite_picks_at_random_are_not_written_without_history() {
+    // Arrange: one project of 12 new registries, and a row of another project written by hand
+    // at the largest rowid.
+    let app = TestApp::spawn(Backend::Sqlite, estate(1, 0, 12)).await;
+    execute(
+        &app,
+        Backend::Sqlite,
+        &[
+            "PRAGMA foreign_keys = OFF".to_owned(),
+            "INSERT INTO registries (rowid, id, project_id, region, raw, content_hash, version, \
+             first_seen_at, last_seen_at, last_changed_at, last_sync_run_id) VALUES \
+             (9223372036854775807, 'by-hand', 'elsewhere', 'cn-north-4', '{\"id\":\"by-hand\"}', 'x', 1, \
+             '2026-11-30T00:00:00.000Z', '2026-11-30T00:00:00.000Z', \
+             '2026-11-30T00:00:00.000Z', 0)"
+                .to_owned(),
+        ],
+    )
+    .await;
+
+    // Act
+    let error = hss_sync::sync::run_once(
+        &app.client,
+        &app.store,
+        &app.all_granted_scopes(),
+        &SyncOptions::default(),
+    )
+    .await
+    .expect_err("the apply fails");
+
+    // Assert: the run and its scope say why, and nothing of the scope was written.
+    assert!(error.to_string().contains("sync run"), "{error}");
+    let runs = app.runs().await;
+    let run = &runs[0];
+    assert_eq!(run.status, "failed", "{run:?}");
+    assert!(
+        run.totals
+            .error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("12 new registries but 0 first versions"),
+        "{run:?}"
+    );
+    let ids: Vec<String> = app
+        .registries()
+        .await
+        .into_iter()
+        .map(|r| r.registry.id)
+        .collect();
+    assert_eq!(ids, ["by-hand"]);
+    assert!(app.history(HistoryFilter::Run(run.id)).await.is_empty());
+}
