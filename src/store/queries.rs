@@ -679,8 +679,8 @@ where
              AND NOT EXISTS (SELECT 1 FROM registries r WHERE r.id = s.id) ORDER BY s.id";
         let rows = if DB::WRITING_WITH {
             // PostgreSQL: one statement, whose `new` rows are found, read and sorted once for
-            // both tables (a tenth of the server's time for a scope of new registries). The
-            // history rows go in with the registries' snapshot, as the rows themselves.
+            // both tables (a tenth of the server's time for a scope of new registries): the
+            // first versions carry what the new rows carry.
             format!(
                 "WITH new AS MATERIALIZED (SELECT s.id, {staged_columns} {new_staged}), \
                  history AS (INSERT INTO registry_history (registry_id, version, change_kind, \
@@ -725,6 +725,7 @@ where
                 .map_err(query_error(CONTEXT))?,
         ) as i64;
         // No new registry (the usual case of a sync that finds nothing new): no first version.
+        // Each first version is valid from when its row was first seen, in this run.
         if let Some(before) = before.filter(|_| n > 0) {
             let history = format!(
                 "{insert} INTO registry_history (registry_id, version, change_kind, \
