@@ -1,29 +1,30 @@
 //! The benchmark (`examples/bench.rs`) runs end to end at a small size: it starts the simulator in
 //! a process of its own, runs the real binary's three syncs and prints a table with a number in
-//! every column. No speed is asserted.
+//! every column. So does the SQLite floor (`examples/sqlite_floor.rs`), and what it writes is
+//! what a sync would have written. No speed is asserted.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::helpers::{Backend, TestDb};
 
-/// The example's binary, next to the test's `hss-sync` (`target/<profile>/examples/bench`);
+/// Example `name`'s binary, next to the test's `hss-sync` (`target/<profile>/examples/<name>`);
 /// `cargo test` builds examples, but `cargo test --test it` does not, so it is built when missing.
 ///
 /// The nested `cargo build` runs without the package variables cargo sets for a test
 /// (`CARGO_PKG_*`, `CARGO_MANIFEST_DIR`, ...): build scripts such as ring's depend on them with
 /// `rerun-if-env-changed`, and with the test's values they would rebuild half the dependency tree,
 /// twice.
-fn bench_binary() -> PathBuf {
+fn example_binary(name: &str) -> PathBuf {
     let hss_sync = Path::new(env!("CARGO_BIN_EXE_hss-sync"));
     let profile_dir = hss_sync.parent().expect("hss-sync has a directory");
-    let bench = profile_dir
+    let example = profile_dir
         .join("examples")
-        .join(format!("bench{}", std::env::consts::EXE_SUFFIX));
-    if !bench.is_file() {
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    if !example.is_file() {
         let mut build = Command::new(env!("CARGO"));
         build
-            .args(["build", "--example", "bench"])
+            .args(["build", "--example", name])
             .current_dir(env!("CARGO_MANIFEST_DIR"));
         for (key, _) in std::env::vars_os() {
             let key = key.to_string_lossy();
@@ -50,21 +51,21 @@ fn bench_binary() -> PathBuf {
             build.arg("--release");
         }
         let status = build.status().expect("cargo runs");
-        assert!(status.success(), "cargo build --example bench failed");
+        assert!(status.success(), "cargo build --example {name} failed");
     }
     assert!(
-        bench.is_file(),
-        "no benchmark binary at {}",
-        bench.display()
+        example.is_file(),
+        "no example binary at {}",
+        example.display()
     );
-    bench
+    example
 }
 
 /// Runs the benchmark at 200 registries with `extra` arguments and returns the cells of its
 /// table's rows for `backend`, after checking what every row holds: three syncs, thirteen
 /// columns, numbers where numbers belong, and no bound without latency or quota.
 fn small_benchmark(backend: &str, extra: &[&str]) -> Vec<Vec<String>> {
-    let output = Command::new(bench_binary())
+    let output = Command::new(example_binary("bench"))
         .args([
             "--registries",
             "200",
@@ -178,7 +179,7 @@ const PEAK_RSS_LIMIT_MIB: f64 = 96.0;
 fn a_sync_of_100000_registries_stays_under_96_mib_at_its_peak() {
     // The real binary, the simulator in a process of its own, SQLite; peak RSS of the sync
     // process alone from wait4(2), for a first, an unchanged and a 10 %-changed sync.
-    let output = Command::new(bench_binary())
+    let output = Command::new(example_binary("bench"))
         .args(["--registries", "100000", "--format", "json"])
         .arg("--hss-sync")
         .arg(env!("CARGO_BIN_EXE_hss-sync"))
@@ -210,4 +211,122 @@ fn a_sync_of_100000_registries_stays_under_96_mib_at_its_peak() {
             row["sync"]
         );
     }
+}
+
+/// One number of a query on a SQLite file.
+async fn sqlite_count(path: &Path, sql: &str) -> i64 {
+    use sqlx::{Connection, Row};
+    let mut connection = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .expect("the database opens");
+    let n = sqlx::query(sql)
+        .fetch_one(&mut connection)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .try_get(0)
+        .expect("a number");
+    connection.close().await.expect("the database closes");
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sqlite_floor_writes_what_a_sync_would_and_prints_its_cpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("source.db");
+    let floor = dir.path().join("floor.db");
+    let demo = Command::new(env!("CARGO_BIN_EXE_hss-sync"))
+        .args(["demo", "--registries-per-scope", "12", "--database-file"])
+        .arg(&source)
+        .output()
+        .expect("the demo starts");
+    assert!(demo.status.success(), "the demo failed: {demo:?}");
+    let n_live = sqlite_count(
+        &source,
+        "SELECT COUNT(*) FROM registries WHERE deleted_at IS NULL",
+    )
+    .await;
+    let n_scopes = sqlite_count(
+        &source,
+        "SELECT COUNT(*) FROM (SELECT DISTINCT project_id, enterprise_project_id, region \
+         FROM registries WHERE deleted_at IS NULL)",
+    )
+    .await;
+    assert!(n_live > 50 && n_scopes > 1, "{n_live} in {n_scopes} scopes");
+
+    let output = Command::new(example_binary("sqlite_floor"))
+        .arg("--from")
+        .arg(&source)
+        .arg("--to")
+        .arg(&floor)
+        .args(["--runs", "1", "--scopes-per-transaction", "3", "--staged"])
+        .output()
+        .expect("the floor starts");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "the floor failed: {output:?}");
+    let rows: Vec<Vec<&str>> = stdout
+        .lines()
+        .filter(|line| line.starts_with("| 1 |"))
+        .map(|line| line.trim_matches('|').split('|').map(str::trim).collect())
+        .collect();
+    assert_eq!(rows.len(), 1, "one run, one row:\n{stdout}");
+    let row = &rows[0];
+    assert_eq!(row.len(), 6, "{row:?}");
+    assert_eq!(
+        row[1],
+        n_live.to_string(),
+        "every live registry copied: {row:?}"
+    );
+    assert_eq!(row[2], n_scopes.to_string(), "{row:?}");
+    for cell in [row[3], row[4]] {
+        // "CPU (wall)"
+        let (cpu, wall) = cell
+            .trim_end_matches(')')
+            .split_once(" (")
+            .unwrap_or_else(|| panic!("not 'CPU (wall)': {cell:?}"));
+        for value in [cpu, wall] {
+            let value: f64 = value.parse().unwrap_or_else(|_| panic!("{cell:?}"));
+            assert!(value >= 0.0, "{cell:?}");
+        }
+    }
+    let versions: i64 = row[5].parse().expect("a count of versions");
+
+    // What it wrote is what a sync would have: one first version a registry, the change's
+    // versions as counted, one open version a registry and none behind its row's, and no
+    // staged row left over.
+    let count = |sql: &'static str| sqlite_count(&floor, sql);
+    assert_eq!(
+        count("SELECT COUNT(*) FROM registry_history WHERE sync_run_id = 1").await,
+        n_live
+    );
+    assert!(versions > 0, "a 10 % change writes versions: {row:?}");
+    assert_eq!(
+        count("SELECT COUNT(*) FROM registry_history WHERE sync_run_id = 2").await,
+        versions
+    );
+    let n_new = count(
+        "SELECT COUNT(*) FROM registry_history WHERE sync_run_id = 2 AND change_kind = 'created'",
+    )
+    .await;
+    let n_retired = count("SELECT COUNT(*) FROM registries WHERE deleted_at IS NOT NULL").await;
+    assert!(
+        n_new > 0 && n_retired > 0,
+        "{n_new} new, {n_retired} retired"
+    );
+    assert_eq!(
+        count("SELECT COUNT(*) FROM registries").await,
+        n_live + n_new
+    );
+    assert_eq!(
+        count("SELECT COUNT(*) FROM registry_history WHERE valid_to IS NULL").await,
+        n_live + n_new
+    );
+    assert_eq!(
+        count(
+            "SELECT COUNT(*) FROM registries r WHERE r.version <> \
+             (SELECT MAX(h.version) FROM registry_history h WHERE h.registry_id = r.id)"
+        )
+        .await,
+        0
+    );
+    assert_eq!(count("SELECT COUNT(*) FROM sync_staging").await, 0);
 }
