@@ -1,15 +1,17 @@
 //! The floor under a SQLite sync's CPU: what SQLite alone spends writing the rows a sync
-//! keeps, with no HTTP, no parsing, no hashing, no staging and no diff.
+//! keeps, with no HTTP, no parsing, no hashing and no diff.
 //!
 //! It copies the live registries of a database that a sync wrote (`--from`) into a fresh
 //! database with hss-sync's schema (its own migrations), the way a first sync writes them: a
-//! transaction a scope, each scope's rows in id order, and each row's first version read back
-//! from the rows just written. Then it writes a 10 % change the way a sync writes one, again a
-//! transaction a scope: of every 50 rows three get a new version, one is retired and one gets
-//! a new neighbour (a new registry with its first version), 6 %, 2 % and 2 % of the estate as
-//! the benchmark's mutation. It prints the CPU seconds (user + system, this process, which is
-//! where SQLite runs) of each part, so that a sync's own figure can be set against it on the
-//! same machine (docs/benchmarks.md).
+//! transaction every `--scopes-per-transaction` scopes (eight, as the engine groups the scopes
+//! whose walks end together), each scope's rows in id order, and each row's first version read
+//! back from the rows just written; with `--staged`, each scope's rows go through the staging
+//! table first, 200 to a transaction, as walks stage their pages. Then it writes a 10 % change
+//! the way a sync writes one, in transactions of as many scopes: of every 50 rows three get a
+//! new version, one is retired and one gets a new neighbour (a new registry with its first
+//! version), 6 %, 2 % and 2 % of the estate as the benchmark's mutation. It prints the CPU
+//! seconds (user + system, this process, which is where SQLite runs) of each part, so that a
+//! sync's own figure can be set against it on the same machine (docs/benchmarks.md).
 //!
 //! ```sh
 //! target/release/hss-sync demo --database-file /tmp/floor-src.db --registries-per-scope 5556
@@ -33,7 +35,7 @@ struct Args {
     #[arg(long)]
     to: Option<PathBuf>,
     /// Scopes written in one transaction (the engine groups up to 8 whose walks end together).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 8)]
     scopes_per_transaction: usize,
     /// Stage each scope's rows first, 200 to a transaction as a walk stages its pages, and
     /// write the registries from the staging table, as the engine does.
