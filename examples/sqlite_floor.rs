@@ -182,9 +182,31 @@ async fn scopes(conn: &mut SqliteConnection) -> anyhow::Result<Vec<(String, Stri
         .collect()
 }
 
+/// The first versions, by run `run_id` and valid from `valid_from`, of the registries past a
+/// rowid (bound): the rows just inserted, in the order they went in.
+fn first_versions(columns: &Columns, run_id: i64, valid_from: &str) -> String {
+    let content = columns.content.join(", ");
+    format!(
+        "INSERT INTO registry_history (registry_id, version, change_kind, changed_fields, \
+         valid_from, sync_run_id, {content}) SELECT id, 1, 'created', '[]', {valid_from}, \
+         {run_id}, {content} FROM registries WHERE rowid > ? ORDER BY rowid"
+    )
+}
+
+/// The largest rowid of `registries`: the rows inserted after it are the new ones.
+async fn largest_rowid(conn: &mut SqliteConnection) -> anyhow::Result<i64> {
+    Ok(
+        sqlx::query("SELECT COALESCE(MAX(rowid), 0) FROM registries")
+            .fetch_one(&mut *conn)
+            .await?
+            .try_get(0)?,
+    )
+}
+
 const IN_SCOPE: &str = "project_id = ? AND COALESCE(enterprise_project_id, '') = ? AND region = ?";
 
-/// Writes every scope's live registries and their first versions, a transaction a scope.
+/// Writes every scope's live registries and their first versions, a transaction a group of
+/// scopes; with `staged`, through the staging table.
 async fn first_sync(
     conn: &mut SqliteConnection,
     columns: &Columns,
@@ -192,7 +214,6 @@ async fn first_sync(
     staged: bool,
 ) -> anyhow::Result<(Spent, i64)> {
     let cols = columns.registries.join(", ");
-    let content = columns.content.join(", ");
     let rows = if staged {
         let from_staging: Vec<String> = columns
             .registries
@@ -224,7 +245,8 @@ async fn first_sync(
     );
     // Each scope's rows of the source, by rowid, 200 at a time (read before the clock starts).
     let mut chunks = Vec::new();
-    for (ix, (project, ep, region)) in groups.iter().flat_map(|g| g.iter()).enumerate() {
+    let scopes = groups.iter().flat_map(|g| g.iter()).enumerate();
+    for (ix, (project, ep, region)) in scopes.filter(|_| staged) {
         let rowids: Vec<i64> = sqlx::query(&format!(
             "SELECT rowid FROM src.registries WHERE deleted_at IS NULL AND {IN_SCOPE} \
              ORDER BY rowid"
@@ -237,7 +259,7 @@ async fn first_sync(
         .iter()
         .map(|row| row.try_get(0))
         .collect::<Result<_, _>>()?;
-        for chunk in rowids.chunks(200).filter(|_| staged) {
+        for chunk in rowids.chunks(200) {
             chunks.push((
                 ix as i64,
                 project,
@@ -248,11 +270,7 @@ async fn first_sync(
             ));
         }
     }
-    let versions = format!(
-        "INSERT INTO registry_history (registry_id, version, change_kind, changed_fields, \
-         valid_from, sync_run_id, {content}) SELECT id, 1, 'created', '[]', first_seen_at, 1, \
-         {content} FROM registries WHERE rowid > ? ORDER BY rowid"
-    );
+    let versions = first_versions(columns, 1, "first_seen_at");
     let (cpu, wall) = (cpu_seconds(), Instant::now());
     for (ix, project, ep, region, first, last) in chunks {
         sqlx::query(&stage)
@@ -276,10 +294,7 @@ async fn first_sync(
                 sqlx::query(&rows).bind(project).bind(ep).bind(region)
             };
             ix += 1;
-            let before: i64 = sqlx::query("SELECT COALESCE(MAX(rowid), 0) FROM registries")
-                .fetch_one(&mut *tx)
-                .await?
-                .try_get(0)?;
+            let before = largest_rowid(&mut tx).await?;
             n += rows.execute(&mut *tx).await?.rows_affected() as i64;
             sqlx::query(&versions)
                 .bind(before)
@@ -300,8 +315,8 @@ async fn first_sync(
     Ok((spent, n))
 }
 
-/// Writes a 10 % change, a transaction a scope: of every 50 rows (by rowid) three get a new
-/// version, one is retired and one gets a new registry beside it, as a sync writes them.
+/// Writes a 10 % change, a transaction a group of scopes: of every 50 rows (by rowid) three get
+/// a new version, one is retired and one gets a new registry beside it, as a sync writes them.
 async fn ten_percent(
     conn: &mut SqliteConnection,
     columns: &Columns,
@@ -354,11 +369,7 @@ async fn ten_percent(
             .join(", "),
         picked("4")
     );
-    let new_versions = format!(
-        "INSERT INTO registry_history (registry_id, version, change_kind, changed_fields, \
-         valid_from, sync_run_id, {content}) SELECT id, 1, 'created', '[]', {now}, 2, {content} \
-         FROM registries WHERE rowid > ? ORDER BY rowid"
-    );
+    let new_versions = first_versions(columns, 2, now);
     let (cpu, wall) = (cpu_seconds(), Instant::now());
     for group in groups {
         let mut tx = conn.begin().await?;
@@ -372,10 +383,7 @@ async fn ten_percent(
                     .await
                     .with_context(|| sql.clone())?;
             }
-            let before: i64 = sqlx::query("SELECT COALESCE(MAX(rowid), 0) FROM registries")
-                .fetch_one(&mut *tx)
-                .await?
-                .try_get(0)?;
+            let before = largest_rowid(&mut tx).await?;
             sqlx::query(&new_rows)
                 .bind(project)
                 .bind(ep)
