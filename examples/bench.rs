@@ -8,7 +8,8 @@
 //! sync is measured alone: wall time, user+system CPU and peak RSS from `wait4(2)`, requests and
 //! throttled from its summary line; on a PostgreSQL server of this machine, also the CPU the
 //! server's processes used meanwhile (`/proc`). It prints one table (markdown or JSON) on standard output;
-//! progress goes to standard error. See docs/benchmarks.md for the columns and the bounds.
+//! progress goes to standard error. With `--repeat N` it runs the whole set N times and adds each
+//! figure's median and range over the runs. See docs/benchmarks.md for the columns and the bounds.
 //!
 //! ```sh
 //! cargo build --release
@@ -81,6 +82,11 @@ struct Args {
     /// Output format of the table.
     #[arg(long, value_enum, default_value_t = Format::Markdown)]
     format: Format,
+    /// Runs of the whole set: every size on every backend, then all of it again, so that a
+    /// machine that slows down or speeds up does so for every row alike. With more than one,
+    /// a second table gives each figure's median and range over the runs.
+    #[arg(long, default_value_t = 1)]
+    repeat: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -92,6 +98,8 @@ enum Format {
 /// One measured sync: one row of the table.
 #[derive(Debug, Serialize)]
 struct Row {
+    /// Which run of `--repeat` this row belongs to, from 1.
+    run: usize,
     backend: String,
     registries: usize,
     scopes: usize,
@@ -153,6 +161,9 @@ async fn main() -> anyhow::Result<()> {
     if args.concurrency == 0 || args.projects == 0 {
         bail!("--concurrency and --projects must be at least 1");
     }
+    if args.repeat == 0 {
+        bail!("--repeat must be at least 1");
+    }
     if args.quota == Some(0) || args.window_seconds <= 0.0 {
         bail!("--quota and --window-seconds must be positive");
     }
@@ -168,17 +179,27 @@ async fn main() -> anyhow::Result<()> {
     }
     let http = reqwest::Client::new();
     let mut rows = Vec::new();
-    for &registries in &args.registries {
-        for (backend, url) in &backends {
-            rows.extend(
-                bench_one(&args, &hss_sync, &http, registries, backend, url.as_deref())
-                    .await
-                    .with_context(|| format!("{backend} at {registries} registries"))?,
-            );
+    for run in 1..=args.repeat {
+        for &registries in &args.registries {
+            for (backend, url) in &backends {
+                let measured = bench_one(
+                    &args,
+                    &hss_sync,
+                    &http,
+                    run,
+                    registries,
+                    backend,
+                    url.as_deref(),
+                )
+                .await
+                .with_context(|| format!("{backend} at {registries} registries, run {run}"))?;
+                rows.extend(measured);
+            }
         }
     }
+    let medians = over_runs(&rows);
     match args.format {
-        Format::Markdown => print_markdown(&args, &rows),
+        Format::Markdown => print_markdown(&args, &rows, &medians),
         Format::Json => println!(
             "{}",
             serde_json::to_string_pretty(&json!({
@@ -186,7 +207,9 @@ async fn main() -> anyhow::Result<()> {
                 "quota": args.quota,
                 "window_seconds": args.window_seconds,
                 "concurrency": args.concurrency,
+                "repeat": args.repeat,
                 "rows": rows,
+                "medians": medians,
             }))?
         ),
     }
@@ -208,6 +231,7 @@ async fn bench_one(
     args: &Args,
     hss_sync: &Path,
     http: &reqwest::Client,
+    run: usize,
     registries: usize,
     backend: &str,
     postgres_url: Option<&str>,
@@ -363,6 +387,7 @@ async fn bench_one(
         let flight_bound = flight_bound_seconds(args, &pages_per_scope);
         let wall = usage.wall.as_secs_f64();
         rows.push(Row {
+            run,
             backend: backend.to_owned(),
             registries: total,
             scopes: n_scopes,
@@ -749,7 +774,104 @@ fn flight_bound_seconds(args: &Args, pages_per_scope: &[usize]) -> f64 {
     (rounds.max(largest) as f64 * latency).max(quota_bound_seconds(args, pages))
 }
 
-fn print_markdown(args: &Args, rows: &[Row]) {
+/// The median, least and largest of one figure over the runs of `--repeat`.
+#[derive(Debug, Serialize)]
+struct Spread {
+    median: f64,
+    min: f64,
+    max: f64,
+}
+
+impl Spread {
+    /// None for no values; the median of an even number of values is the mean of the middle two.
+    fn of(mut values: Vec<f64>) -> Option<Spread> {
+        if values.is_empty() {
+            return None;
+        }
+        values.sort_by(f64::total_cmp);
+        let mid = values.len() / 2;
+        let median = if values.len() % 2 == 1 {
+            values[mid]
+        } else {
+            (values[mid - 1] + values[mid]) / 2.0
+        };
+        Some(Spread {
+            median,
+            min: values[0],
+            max: values[values.len() - 1],
+        })
+    }
+
+    /// "1.75 (1.71-1.85)", or the median alone when the runs agree at the precision shown.
+    fn cell(&self, decimals: usize) -> String {
+        let (median, min, max) = (
+            format!("{:.decimals$}", self.median),
+            format!("{:.decimals$}", self.min),
+            format!("{:.decimals$}", self.max),
+        );
+        if min == max {
+            median
+        } else {
+            format!("{median} ({min}-{max})")
+        }
+    }
+}
+
+/// One sync of one backend and size, over every run of `--repeat`.
+#[derive(Debug, Serialize)]
+struct OverRuns {
+    backend: String,
+    registries: usize,
+    scopes: usize,
+    sync: &'static str,
+    runs: usize,
+    wall_seconds: Spread,
+    /// None when the bound is 0 (no latency, no quota).
+    wall_over_bound: Option<Spread>,
+    cpu_seconds: Spread,
+    peak_rss_mib: Spread,
+    /// None for SQLite, or when the server is elsewhere.
+    server_cpu_seconds: Option<Spread>,
+    /// Throttled requests over all the runs.
+    throttled: u64,
+}
+
+/// The rows grouped by backend, size and sync, in the order they first ran.
+fn over_runs(rows: &[Row]) -> Vec<OverRuns> {
+    let mut keys: Vec<(&str, usize, &'static str)> = Vec::new();
+    for row in rows {
+        let key = (row.backend.as_str(), row.registries, row.sync);
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+    keys.into_iter()
+        .filter_map(|(backend, registries, sync)| {
+            let group: Vec<&Row> = rows
+                .iter()
+                .filter(|r| r.backend == backend && r.registries == registries && r.sync == sync)
+                .collect();
+            let figure = |f: fn(&Row) -> Option<f64>| {
+                Spread::of(group.iter().filter_map(|r| f(r)).collect())
+            };
+            Some(OverRuns {
+                backend: backend.to_owned(),
+                registries,
+                scopes: group[0].scopes,
+                sync,
+                runs: group.len(),
+                wall_seconds: figure(|r| Some(r.wall_seconds))?,
+                wall_over_bound: figure(|r| r.wall_over_bound),
+                cpu_seconds: figure(|r| Some(r.cpu_seconds))?,
+                peak_rss_mib: figure(|r| Some(r.peak_rss_mib))?,
+                server_cpu_seconds: figure(|r| r.server_cpu_seconds),
+                throttled: group.iter().map(|r| r.throttled).sum(),
+            })
+        })
+        .collect()
+}
+
+fn print_markdown(args: &Args, rows: &[Row], medians: &[OverRuns]) {
     let quota = match args.quota {
         Some(quota) => format!("quota {quota} per {} s", args.window_seconds),
         None => "no quota".to_owned(),
@@ -782,6 +904,34 @@ fn print_markdown(args: &Args, rows: &[Row]) {
             row.server_cpu_seconds
                 .map_or_else(|| "—".to_owned(), |s| format!("{s:.2}")),
         );
+    }
+    if args.repeat > 1 {
+        println!();
+        println!("median (least-largest) of {} runs", args.repeat);
+        println!();
+        println!("| backend | estate | sync | runs | wall s | wall/bound | CPU s | peak RSS MiB | throttled | server CPU s |");
+        println!("|---|---|---|--:|--:|--:|--:|--:|--:|--:|");
+        let or_dash = |spread: &Option<Spread>| {
+            spread
+                .as_ref()
+                .map_or_else(|| "—".to_owned(), |s| s.cell(2))
+        };
+        for entry in medians {
+            println!(
+                "| {} | {} in {} scopes | {} | {} | {} | {} | {} | {} | {} | {} |",
+                entry.backend,
+                thousands(entry.registries),
+                entry.scopes,
+                entry.sync,
+                entry.runs,
+                entry.wall_seconds.cell(2),
+                or_dash(&entry.wall_over_bound),
+                entry.cpu_seconds.cell(2),
+                entry.peak_rss_mib.cell(0),
+                entry.throttled,
+                or_dash(&entry.server_cpu_seconds),
+            );
+        }
     }
 }
 

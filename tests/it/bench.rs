@@ -122,12 +122,80 @@ fn small_benchmark(backend: &str, extra: &[&str]) -> Vec<Vec<String>> {
     rows
 }
 
+/// Runs the benchmark with `args` and `--format json` on SQLite, and returns its table, parsed,
+/// and its standard output for messages.
+fn json_benchmark(args: &[&str]) -> (serde_json::Value, String) {
+    let output = Command::new(example_binary("bench"))
+        .args(args)
+        .args(["--format", "json"])
+        .arg("--hss-sync")
+        .arg(env!("CARGO_BIN_EXE_hss-sync"))
+        .output()
+        .expect("the benchmark starts");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "the benchmark failed: {}\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let table = serde_json::from_str(&stdout).expect("a JSON table");
+    (table, stdout)
+}
+
 #[test]
 fn the_benchmark_runs_at_a_small_size_and_prints_three_rows_of_numbers() {
     let rows = small_benchmark("SQLite", &[]);
 
     for row in &rows {
         assert_eq!(row[12], "—", "SQLite has no server: {row:?}");
+    }
+}
+
+/// `--repeat 3` runs the set three times and gives, for each sync, the median and range of every
+/// figure over the runs: the median of the rows it printed, not a figure of its own.
+#[test]
+fn the_benchmark_repeated_gives_each_figures_median_and_range_over_its_runs() {
+    let (table, stdout) = json_benchmark(&["--registries", "200", "--repeat", "3"]);
+    assert_eq!(table["repeat"], 3, "{stdout}");
+    let rows = table["rows"].as_array().expect("rows");
+    let runs: Vec<u64> = rows
+        .iter()
+        .map(|row| row["run"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        runs,
+        [1, 1, 1, 2, 2, 2, 3, 3, 3],
+        "every sync of a run, then the next run"
+    );
+    let medians = table["medians"].as_array().expect("medians");
+    let syncs: Vec<&str> = medians
+        .iter()
+        .map(|m| m["sync"].as_str().unwrap())
+        .collect();
+    assert_eq!(syncs, ["first", "unchanged", "10% changed"], "{stdout}");
+    for entry in medians {
+        assert_eq!(entry["runs"], 3, "{entry}");
+        assert!(
+            entry["wall_over_bound"].is_null(),
+            "no bound without latency: {entry}"
+        );
+        for figure in ["wall_seconds", "cpu_seconds", "peak_rss_mib"] {
+            let mut values: Vec<f64> = rows
+                .iter()
+                .filter(|row| row["sync"] == entry["sync"])
+                .map(|row| row[figure].as_f64().unwrap())
+                .collect();
+            values.sort_by(f64::total_cmp);
+            let spread = &entry[figure];
+            assert_eq!(spread["min"].as_f64(), Some(values[0]), "{figure}: {entry}");
+            assert_eq!(
+                spread["median"].as_f64(),
+                Some(values[1]),
+                "{figure}: {entry}"
+            );
+            assert_eq!(spread["max"].as_f64(), Some(values[2]), "{figure}: {entry}");
+        }
     }
 }
 
@@ -179,20 +247,7 @@ const PEAK_RSS_LIMIT_MIB: f64 = 96.0;
 fn a_sync_of_100000_registries_stays_under_96_mib_at_its_peak() {
     // The real binary, the simulator in a process of its own, SQLite; peak RSS of the sync
     // process alone from wait4(2), for a first, an unchanged and a 10 %-changed sync.
-    let output = Command::new(example_binary("bench"))
-        .args(["--registries", "100000", "--format", "json"])
-        .arg("--hss-sync")
-        .arg(env!("CARGO_BIN_EXE_hss-sync"))
-        .output()
-        .expect("the benchmark starts");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "the benchmark failed: {}\n{stdout}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let table: serde_json::Value = serde_json::from_str(&stdout).expect("a JSON table");
+    let (table, stdout) = json_benchmark(&["--registries", "100000"]);
     let rows = table["rows"].as_array().expect("rows");
     assert_eq!(rows.len(), 3, "{stdout}");
     for row in rows {
