@@ -61,31 +61,39 @@ fn example_binary(name: &str) -> PathBuf {
     example
 }
 
-/// Runs the benchmark at 200 registries with `extra` arguments and returns the cells of its
-/// table's rows for `backend`, after checking what every row holds: three syncs, thirteen
-/// columns, numbers where numbers belong, and no bound without latency or quota.
-fn small_benchmark(backend: &str, extra: &[&str]) -> Vec<Vec<String>> {
+/// Runs the benchmark with `args` against the test's `hss-sync`, checks that it succeeded, and
+/// returns its standard output.
+fn benchmark_output(args: &[&str]) -> String {
     let output = Command::new(example_binary("bench"))
-        .args([
-            "--registries",
-            "200",
-            "--latency-ms",
-            "0",
-            "--format",
-            "markdown",
-        ])
-        .args(extra)
+        .args(args)
         .arg("--hss-sync")
         .arg(env!("CARGO_BIN_EXE_hss-sync"))
         .output()
         .expect("the benchmark starts");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         output.status.success(),
-        "the benchmark failed: {}\n{stdout}\n{stderr}",
-        output.status
+        "the benchmark failed: {}\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
     );
+    stdout
+}
+
+/// Runs the benchmark at 200 registries with `extra` arguments and returns the cells of its
+/// table's rows for `backend`, after checking what every row holds: three syncs, thirteen
+/// columns, numbers where numbers belong, and no bound without latency or quota.
+fn small_benchmark(backend: &str, extra: &[&str]) -> Vec<Vec<String>> {
+    let mut args = vec![
+        "--registries",
+        "200",
+        "--latency-ms",
+        "0",
+        "--format",
+        "markdown",
+    ];
+    args.extend_from_slice(extra);
+    let stdout = benchmark_output(&args);
     let rows: Vec<Vec<String>> = stdout
         .lines()
         .filter(|line| line.starts_with(&format!("| {backend} |")))
@@ -122,23 +130,12 @@ fn small_benchmark(backend: &str, extra: &[&str]) -> Vec<Vec<String>> {
     rows
 }
 
-/// Runs the benchmark with `args` and `--format json` on SQLite, and returns its table, parsed,
-/// and its standard output for messages.
+/// Runs the benchmark with `args` and `--format json`, and returns its table, parsed, and its
+/// standard output for messages.
 fn json_benchmark(args: &[&str]) -> (serde_json::Value, String) {
-    let output = Command::new(example_binary("bench"))
-        .args(args)
-        .args(["--format", "json"])
-        .arg("--hss-sync")
-        .arg(env!("CARGO_BIN_EXE_hss-sync"))
-        .output()
-        .expect("the benchmark starts");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "the benchmark failed: {}\n{stdout}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let mut args = args.to_vec();
+    args.extend_from_slice(&["--format", "json"]);
+    let stdout = benchmark_output(&args);
     let table = serde_json::from_str(&stdout).expect("a JSON table");
     (table, stdout)
 }
