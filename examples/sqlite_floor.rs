@@ -14,9 +14,13 @@
 //! sync's own figure can be set against it on the same machine (docs/benchmarks.md).
 //!
 //! ```sh
-//! target/release/hss-sync demo --database-file /tmp/floor-src.db --registries-per-scope 5556
-//! cargo run --release --example sqlite_floor -- --from /tmp/floor-src.db
+//! # /tmp/issue9.db: a sync of the benchmark's estate (50,000 registries in 20 scopes); see
+//! # docs/benchmarks.md, "The floor under SQLite's CPU, and a machine's speed"
+//! cargo run --release --example sqlite_floor -- --from /tmp/issue9.db
 //! ```
+//!
+//! Its source's scopes are grouped as a first sync would group them, so a database of another
+//! shape (the demo's 50,000 fall in 3 scopes, one transaction) gives another floor.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
